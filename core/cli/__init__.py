@@ -1,0 +1,1 @@
+"""The ``flow`` command line (click). Plugins add commands through ``flowkernel_cli``."""

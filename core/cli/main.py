@@ -1,0 +1,152 @@
+"""The ``flow`` root command, the built-in introspection commands, and error handling.
+
+Exit codes: 0 success; 1 a flow that fails validation or a run that fails; 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from flowkernel.errors import FlowkernelError, GraphValidationError, UsageError
+
+if TYPE_CHECKING:
+    from flowkernel.kernel import Kernel
+
+_KERNEL: Kernel | None = None
+
+
+def get_kernel() -> Kernel:
+    """The kernel of this ``flow`` process (built once, on first use)."""
+    global _KERNEL
+    if _KERNEL is None:
+        from flowkernel.kernel import Kernel
+
+        _KERNEL = Kernel.discover()
+    return _KERNEL
+
+
+def set_kernel(kernel: Kernel | None) -> None:
+    """Use ``kernel`` for the next commands of this process (tests, embedding)."""
+    global _KERNEL
+    _KERNEL = kernel
+
+
+def _version_callback(ctx: click.Context, _param: Any, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from flowkernel.cli.plugins_cmd import version_lines
+
+    for line in version_lines(get_kernel()):
+        click.echo(line)
+    ctx.exit(0)
+
+
+def _no_plugins_callback(_ctx: click.Context, _param: Any, value: bool) -> None:
+    if value:
+        os.environ["FLOWKERNEL_PLUGINS"] = ""
+
+
+class FlowGroup(click.Group):
+    """Root group: adds plugin commands lazily and turns flowkernel errors into exit codes."""
+
+    _extended = False
+
+    def _extend(self) -> None:
+        if not self._extended:
+            self._extended = True
+            try:
+                get_kernel().extend_cli(self)
+            except FlowkernelError as exc:
+                click.echo(f"flow: {exc}", err=True)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._extend()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, name)
+        if cmd is None:
+            self._extend()
+            cmd = super().get_command(ctx, name)
+        return cmd
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GraphValidationError as exc:
+            report_graph_errors(exc)
+            ctx.exit(1)
+        except UsageError as exc:
+            raise click.UsageError(str(exc), ctx)
+        except FlowkernelError as exc:
+            click.secho(f"{exc.headline}: ", fg="red", bold=True, err=True, nl=False)
+            click.echo(str(exc), err=True)
+            ctx.exit(1)
+
+
+def report_graph_errors(exc: GraphValidationError) -> None:
+    n = len(exc.problems)
+    click.secho(
+        f"{exc.headline}: {n} problem{'s' if n != 1 else ''}", fg="red", bold=True, err=True
+    )
+    for problem in exc.problems:
+        click.echo(problem.format(), err=True)
+
+
+@click.group(cls=FlowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_version_callback,
+    help="Show the kernel and plugin versions and exit.",
+)
+@click.option(
+    "--no-plugins",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_no_plugins_callback,
+    help="Load no external plugins (same as FLOWKERNEL_PLUGINS='').",
+)
+def cli() -> None:
+    """flowkernel: run workflows written as Python classes."""
+
+
+def _register_builtin_commands() -> None:
+    from flowkernel.cli import graph_cmds, plugins_cmd, run_cmds
+
+    cli.add_command(graph_cmds.show)
+    cli.add_command(graph_cmds.check)
+    cli.add_command(plugins_cmd.plugins)
+    for command in run_cmds.COMMANDS:
+        cli.add_command(command)
+
+
+_register_builtin_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``flow`` console script."""
+    cli.main(args=argv, prog_name="flow")
+
+
+def main_for_flow(flow_cls: type) -> None:
+    """``python myflow.py COMMAND ...``: run ``flow COMMAND myflow.py ...``."""
+    from flowkernel.loader import preload
+
+    path = preload(flow_cls)
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if not arg.startswith("-") and arg in cli.commands:
+            args = [*args[: i + 1], path, *args[i + 1 :]]
+            break
+    else:
+        if not args or args[0] not in ("--help", "-h", "--version"):
+            args = ["check", path, *args]  # no command: check, as Metaflow does
+    cli.main(args=args, prog_name=os.path.basename(path))

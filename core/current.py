@@ -1,0 +1,97 @@
+"""``current``: what the running task knows about itself (a process-wide singleton)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class ParallelInfo:
+    """``current.parallel`` inside an ``@parallel`` gang task."""
+
+    main_ip: str
+    num_nodes: int
+    node_index: int
+    control_task_id: str
+
+
+class Current:
+    """Attribute bag set by the task executor; ``is_running_flow`` is False outside a task."""
+
+    _FIELDS = (
+        "flow_name",
+        "run_id",
+        "step_name",
+        "task_id",
+        "retry_count",
+        "origin_run_id",
+        "namespace",
+        "username",
+        "tags",
+        "tempdir",
+        "graph",
+        "parameter_names",
+        "datastore_root",
+        "parallel",
+        "is_parallel",
+    )
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+
+    def _set(self, **values: Any) -> None:
+        """Replace the whole context (the executor calls this once per task)."""
+        self._values = dict(values)
+
+    def _clear(self) -> None:
+        self._values = {}
+
+    @property
+    def is_running_flow(self) -> bool:
+        return bool(self._values)
+
+    @property
+    def pathspec(self) -> str | None:
+        v = self._values
+        if not v:
+            return None
+        return f"{v['flow_name']}/{v['run_id']}/{v['step_name']}/{v['task_id']}"
+
+    @property
+    def run(self) -> Any:
+        """The client :class:`~flowkernel.client.Run` of this task (no namespace check)."""
+        from flowkernel.client import Run
+
+        v = self._values
+        return Run(f"{v['flow_name']}/{v['run_id']}", _namespace_check=False)
+
+    @property
+    def task(self) -> Any:
+        """The client :class:`~flowkernel.client.Task` of this task (no namespace check)."""
+        from flowkernel.client import Task
+
+        return Task(self.pathspec, _namespace_check=False)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        values = self.__dict__.get("_values", {})
+        if name in values:
+            return values[name]
+        if name in Current._FIELDS:
+            return None
+        raise AttributeError(f"current has no attribute '{name}'")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._values.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def __repr__(self) -> str:
+        return f"<current {self.pathspec or '(not running a flow)'}>"
+
+
+current = Current()

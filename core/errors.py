@@ -1,0 +1,110 @@
+"""Every error flowkernel raises on purpose.
+
+Errors a user can fix carry a plain message and, where one helps, a hint. The CLI turns
+:class:`UsageError` into exit code 2 and :class:`GraphValidationError` into exit code 1.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from flowkernel.graph import GraphProblem
+
+
+class FlowkernelError(Exception):
+    """Base class: a problem the user can understand and act on (no traceback needed)."""
+
+    headline = "Error"
+
+
+class UsageError(FlowkernelError):
+    """Bad command-line or API input (exit code 2): unknown option, bad parameter value, ..."""
+
+    headline = "Usage error"
+
+
+class PluginError(FlowkernelError):
+    """A plugin could not be loaded, is missing, or two plugins claim the same name."""
+
+    headline = "Plugin error"
+
+
+class MissingPluginError(PluginError):
+    """Something was asked for that no installed plugin provides."""
+
+
+class GraphValidationError(FlowkernelError):
+    """The flow failed validation; nothing ran. Holds every problem that was found."""
+
+    headline = "Validity checker found an issue"
+
+    def __init__(self, problems: Sequence[GraphProblem]):
+        self.problems = tuple(problems)
+        super().__init__("\n\n".join(p.format() for p in self.problems))
+
+
+class InvalidNextError(FlowkernelError):
+    """A ``self.next()`` call that does not match what the flow's graph allows."""
+
+    headline = "Invalid self.next() transition detected"
+
+
+class MergeArtifactsError(FlowkernelError):
+    """``merge_artifacts`` misuse (called outside a join, include and exclude together)."""
+
+
+class UnhandledInMergeArtifactsError(MergeArtifactsError):
+    """Inputs disagree on artifacts that merge_artifacts was asked to merge."""
+
+    def __init__(self, msg: str, unhandled: Sequence[str]):
+        super().__init__(msg)
+        self.artifact_names = list(unhandled)
+
+
+class MissingInMergeArtifactsError(MergeArtifactsError):
+    """``include=`` names artifacts that no input has."""
+
+    def __init__(self, msg: str, missing: Sequence[str]):
+        super().__init__(msg)
+        self.artifact_names = list(missing)
+
+
+class DecoratorError(FlowkernelError):
+    """A step decorator used the wrong way (unknown attribute, not on a step, ...)."""
+
+
+class ParameterError(FlowkernelError):
+    """A Parameter declared the wrong way (reserved name, bad type, duplicate, ...)."""
+
+
+class UnpicklableArtifactError(FlowkernelError):
+    """An artifact could not be pickled; names the artifact."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"Cannot pickle artifact '{name}': {reason}")
+        self.artifact_name = name
+
+
+class NotFoundError(FlowkernelError):
+    """A client object (flow, run, step, task, artifact) does not exist."""
+
+    headline = "Object not found"
+
+
+class InvalidPathspecError(FlowkernelError):
+    """A pathspec with the wrong number of components."""
+
+
+class NamespaceMismatchError(FlowkernelError):
+    """The object exists but is not in the current namespace."""
+
+
+class TimeoutException(FlowkernelError):  # noqa: N818 - name matches Metaflow's
+    """Raised inside a task when its ``@timeout`` expires."""
+
+
+class FailureHandledByCatch(FlowkernelError):  # noqa: N818 - name matches Metaflow's
+    """Raised by the @catch fallback attempt after the task process died without an exception."""

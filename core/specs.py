@@ -1,0 +1,103 @@
+"""Frozen records passed through the hooks. They can gain fields (with defaults) over time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class RuntimeSpec:
+    """A runtime a plugin offers (``flowkernel_runtimes``); chosen by ``flow run --runtime=NAME``.
+
+    ``factory(kernel)`` returns an object with ``run(request) -> RunResult`` and
+    ``resume(request) -> RunResult`` (see :mod:`flowkernel.runtime`).
+    ``options`` are extra click options the runtime adds to ``flow run`` / ``flow resume``.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    options: tuple[Any, ...] = ()
+
+
+@attrs.frozen
+class DeployerSpec:
+    """A deployer a plugin offers (``flowkernel_deployers``).
+
+    ``cli`` is a click group added to ``flow`` under ``name``; ``factory`` builds the
+    implementation used by ``Deployer(flow_file).<name>(...)``.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    cli: Any = None
+
+
+@attrs.frozen
+class RunInfo:
+    """Identity of one run, as event hooks and log sinks see it."""
+
+    flow_name: str
+    run_id: str
+    datastore_root: str
+    runtime: str = "local"
+    origin_run_id: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class TaskInfo:
+    """One finished task attempt (``flowkernel_task_finished``)."""
+
+    run: RunInfo
+    step: str
+    task_id: str
+    attempt: int
+    success: bool
+    returncode: int | None = None
+    will_retry: bool = False
+    cloned: bool = False
+
+
+@attrs.frozen
+class RunResult:
+    """How a run ended (``flowkernel_run_finished``)."""
+
+    run: RunInfo
+    success: bool
+    message: str = ""
+    failed_steps: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class LogLine:
+    """One line of a task's output as the controller read it; ``text`` has no trailing newline."""
+
+    run: RunInfo
+    step: str
+    task_id: str
+    attempt: int
+    stream: str  #: "stdout" or "stderr"
+    text: str
+    timestamp: float
+    pid: int | None = None
+
+
+@attrs.frozen
+class PluginRecord:
+    """What the kernel knows about one plugin (``flow plugins`` prints these)."""
+
+    name: str
+    status: str  #: "loaded", "blocked", "failed" or "builtin"
+    distribution: str | None = None
+    version: str | None = None
+    module: str | None = None
+    hooks: tuple[str, ...] = ()
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Set up the development environment and run things in it.
+
+    python3 dev.py example    set up (if needed), run the example flow, show how to read it
+    python3 dev.py test       set up (if needed), lint, and run every test of kernel and plugins
+    python3 dev.py flow ...   run the `flow` command of the environment
+
+The virtual environment lives in .venv; it is rebuilt only when a pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".flowkernel-stamp"
+EXAMPLE = ["flow", "show", "examples/hello.py"]
+
+
+def distributions() -> list[Path]:
+    """The root distribution and every plugin directory with a pyproject.toml."""
+    plugins = sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject.toml"))
+    return [ROOT, *plugins]
+
+
+def fingerprint() -> str:
+    h = hashlib.sha256(sys.version.encode())
+    for dist in distributions():
+        h.update(str(dist).encode())
+        h.update((dist / "pyproject.toml").read_bytes())
+    return h.hexdigest()
+
+
+def setup() -> None:
+    """Create .venv and install every distribution editable, unless nothing changed."""
+    if STAMP.exists() and STAMP.read_text() == fingerprint():
+        return
+    print("dev.py: setting up .venv (first run, or a pyproject.toml changed) ...", flush=True)
+    if not (BIN / "python").exists():
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip", "setuptools>=64"], check=True)
+    editable: list[str] = []
+    for dist in distributions():
+        editable += ["-e", str(dist)]
+    subprocess.run([*pip, *editable, "-e", f"{ROOT}[test]"], check=True)
+    STAMP.write_text(fingerprint())
+
+
+def run(cmd: list[str]) -> int:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.pop("PYTHONPATH", None)
+    return subprocess.call(cmd, cwd=ROOT, env=env)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    setup()
+    command, rest = argv[0], argv[1:]
+    if command == "example":
+        return run(EXAMPLE)
+    if command == "test":
+        code = run(["ruff", "check", "."]) or run(["ruff", "format", "--check", "."])
+        if code:
+            return code
+        return run(["python", "-m", "pytest", *rest])
+    if command == "flow":
+        return run(["flow", *rest])
+    print(f"dev.py: unknown command {command!r}\n{__doc__}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""flowkernel plugin: build a flow's graph from its source with :mod:`ast`."""

@@ -1,0 +1,1 @@
+"""Entry point of the graph_ast plugin (placeholder: being written)."""
