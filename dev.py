@@ -46,7 +46,7 @@ def setup() -> None:
     if not (BIN / "python").exists():
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "--upgrade", "pip", "setuptools>=64"], check=True)
+    subprocess.run([*pip, "--upgrade", "pip", "setuptools>=77"], check=True)
     editable: list[str] = []
     for dist in distributions():
         editable += ["-e", str(dist)]
