@@ -13,3 +13,11 @@ def flowkernel_make_poller() -> Any:
     from flowkernel.poller import SelectorsPoller
 
     return SelectorsPoller()
+
+
+@hookimpl
+def flowkernel_log_sinks(run: Any) -> list[Any]:
+    """The console echo and the per-attempt log files."""
+    from flowkernel.logs import ConsoleSink, TaskLogFiles
+
+    return [ConsoleSink(), TaskLogFiles(run)]

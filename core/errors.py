@@ -108,3 +108,22 @@ class TimeoutException(FlowkernelError):  # noqa: N818 - name matches Metaflow's
 
 class FailureHandledByCatch(FlowkernelError):  # noqa: N818 - name matches Metaflow's
     """Raised by the @catch fallback attempt after the task process died without an exception."""
+
+
+class ExceptionWrapper:
+    """A picklable summary of an exception: what ``task.exception`` and ``@catch`` hold.
+
+    ``exception`` is ``str(exc)``, ``type`` is ``"module.ClassName"``.
+    """
+
+    def __init__(self, exc: BaseException | None = None, stacktrace: str = ""):
+        self.exception = str(exc) if exc is not None else ""
+        klass = type(exc) if exc is not None else type(None)
+        self.type = f"{klass.__module__}.{klass.__qualname__}"
+        self.stacktrace = stacktrace
+
+    def __repr__(self) -> str:
+        return f"ExceptionWrapper(type={self.type!r}, exception={self.exception!r})"
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.exception}"

@@ -114,8 +114,16 @@ def report_graph_errors(exc: GraphValidationError) -> None:
     callback=_no_plugins_callback,
     help="Load no external plugins (same as FLOWKERNEL_PLUGINS='').",
 )
-def cli() -> None:
+@click.option(
+    "--datastore-root",
+    envvar="FLOWKERNEL_DATASTORE_ROOT",
+    default=None,
+    help="Where runs are stored [default: ./.flowkernel].",
+)
+@click.pass_context
+def cli(ctx: click.Context, datastore_root: str | None) -> None:
     """flowkernel: run workflows written as Python classes."""
+    ctx.obj = {"datastore_root": datastore_root}
 
 
 def _register_builtin_commands() -> None:

@@ -1,24 +1,235 @@
-"""``flow run`` (and, once a runtime exists, the commands that execute flows)."""
+"""The commands that execute flows: ``run``, ``resume``, ``step`` (internal) and ``logs``.
+
+``flow run FILE [options] [--<parameter> VALUE ...]``: the flow's Parameters become options of
+the command, so the flow file is loaded before the rest of the line is parsed.
+"""
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING, Any
+
 import click
 
+from flowkernel.errors import UsageError
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("flow_file", type=click.Path(dir_okay=False), metavar="FILE")
-@click.option("--runtime", default="local", show_default=True, help="Runtime to run with.")
-@click.pass_context
-def run(ctx: click.Context, flow_file: str, runtime: str) -> None:
-    """Run the flow in FILE."""
-    from flowkernel.cli.main import get_kernel
+if TYPE_CHECKING:
+    from flowkernel.kernel import Kernel
+    from flowkernel.runs import RunOptions
+
+_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+
+
+def _datastore_root(ctx: click.Context) -> str:
+    from flowkernel.datastore import default_root
+
+    root = (ctx.find_root().obj or {}).get("datastore_root")
+    return root or default_root()
+
+
+def _common_run_options() -> list[click.Option]:
+    return [
+        click.Option(["--runtime"], default="local", show_default=True, help="Runtime to use."),
+        click.Option(["--max-workers"], type=int, default=16, show_default=True,
+                     help="Most tasks running at once."),
+        click.Option(["--max-num-splits"], type=int, default=100, show_default=True,
+                     help="Most tasks one foreach may create."),
+        click.Option(["--tag", "tags"], multiple=True, help="Tag the run (repeatable)."),
+        click.Option(["--run-id-file"], default=None, help="Write the run id to this file."),
+        click.Option(["--quiet"], is_flag=True, help="Only task output and errors."),
+    ]  # fmt: skip
+
+
+def _parameter_options(flow_cls: type) -> list[click.Option]:
+    from flowkernel.parameters import flow_parameters
+
+    options = []
+    for attr, param in flow_parameters(flow_cls).items():
+        default = param.default
+        shown = "" if default is None or callable(default) else f" [default: {default}]"
+        options.append(
+            click.Option(
+                [f"--{param.name}", attr],
+                type=param.click_type,
+                envvar=param.env_var,
+                default=None,
+                help=(param.help or "") + shown + (" [required]" if param.required else ""),
+            )
+        )
+    return options
+
+
+def _load(flow_file: str, kernel: Kernel) -> tuple[type, Any]:
     from flowkernel.loader import load_flow
 
-    kernel = get_kernel()
     flow_cls = load_flow(flow_file)
-    kernel.validated_graph(flow_cls)
-    kernel.runtime(runtime)
-    raise click.ClickException("running flows arrives with the runtime")
+    return flow_cls, kernel.validated_graph(flow_cls)
 
 
-COMMANDS = [run]
+def _runtime_name(args: list[str]) -> str:
+    for i, arg in enumerate(args):
+        if arg == "--runtime" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--runtime="):
+            return arg.split("=", 1)[1]
+    return "local"
+
+
+def _parse(name: str, params: list[click.Parameter], args: list[str], parent) -> dict[str, Any]:
+    """Parse ``args`` with a command built from ``params`` (help and usage errors included)."""
+    command = click.Command(name, params=params, help=f"{name.capitalize()} the flow.")
+    with command.make_context(f"flow {name} FILE", list(args), parent=parent) as sub:
+        return dict(sub.params)
+
+
+def _options(ctx: click.Context, values: dict[str, Any], runtime_params) -> RunOptions:
+    from flowkernel.runs import RunOptions
+
+    return RunOptions(
+        datastore_root=_datastore_root(ctx),
+        max_workers=values["max_workers"],
+        max_num_splits=values["max_num_splits"],
+        tags=tuple(values["tags"]),
+        run_id_file=values["run_id_file"],
+        quiet=values["quiet"],
+        extra={p.name: values.get(p.name) for p in runtime_params},
+    )
+
+
+def _finish(result: Any) -> None:
+    sys.exit(0 if result.success else 1)
+
+
+@click.command(context_settings=_PASS_THROUGH, add_help_option=False)
+@click.argument("flow_file", required=False, metavar="FILE")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> None:
+    """Run the flow in FILE. Its Parameters are options: flow run FILE --help lists them."""
+    from flowkernel.cli.main import get_kernel
+    from flowkernel.parameters import flow_parameters, resolve_parameters
+    from flowkernel.runs import current_user, start_run
+
+    if flow_file is None or flow_file in ("--help", "-h"):
+        click.echo(ctx.get_help())
+        return
+    kernel = get_kernel()
+    flow_cls, graph = _load(flow_file, kernel)
+    runtime = kernel.runtime(_runtime_name(list(args)))
+    runtime_params = list(runtime.options)
+    params = _parameter_options(flow_cls)
+    values = _parse("run", _common_run_options() + runtime_params + params, list(args), ctx)
+    given = {attr: values.get(attr) for attr in flow_parameters(flow_cls)}
+    converted = {
+        attr: flow_parameters(flow_cls)[attr].split(v) if v is not None else None
+        for attr, v in given.items()
+    }
+    resolved = resolve_parameters(flow_cls, converted, current_user())
+    run_ctx = start_run(flow_cls, graph, _abspath(flow_file), resolved, _options(ctx, values, runtime_params))
+    _finish(runtime.factory(kernel).run(run_ctx))
+
+
+@click.command(context_settings=_PASS_THROUGH, add_help_option=False)
+@click.argument("flow_file", required=False, metavar="FILE")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> None:
+    """Resume a run of the flow in FILE: clone what succeeded, run the rest.
+
+    flow resume FILE [STEP] [--origin-run-id ID]: STEP and everything after it run again.
+    """
+    from flowkernel.cli.main import get_kernel
+    from flowkernel.runs import start_resume
+
+    if flow_file is None or flow_file in ("--help", "-h"):
+        click.echo(ctx.get_help())
+        return
+    kernel = get_kernel()
+    flow_cls, graph = _load(flow_file, kernel)
+    runtime = kernel.runtime(_runtime_name(list(args)))
+    runtime_params = list(runtime.options)
+    extra = [
+        click.Argument(["step"], required=False),
+        click.Option(["--origin-run-id"], default=None, help="Run to resume (default: latest)."),
+    ]
+    values = _parse("resume", _common_run_options() + runtime_params + extra, list(args), ctx)
+    run_ctx = start_resume(
+        flow_cls,
+        graph,
+        _abspath(flow_file),
+        _options(ctx, values, runtime_params),
+        origin_run_id=values["origin_run_id"],
+        step=values["step"],
+    )
+    _finish(runtime.factory(kernel).run(run_ctx))
+
+
+@click.command(hidden=True)
+@click.argument("flow_file", metavar="FILE")
+@click.argument("step_name", metavar="STEP")
+@click.option("--run-id", required=True)
+@click.option("--task-id", required=True)
+@click.option("--attempt", type=int, default=0)
+@click.option("--input-paths", required=True, help="Comma-separated step/task/attempt.")
+@click.option("--split-index", type=int, default=None)
+@click.option("--max-user-code-retries", type=int, default=0)
+@click.option("--origin-run-id", default=None)
+@click.option("--user", default=None)
+@click.option("--num-parallel", type=int, default=None)
+@click.option("--tag", "tags", multiple=True)
+@click.pass_context
+def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> None:
+    """Internal: run one attempt of one task (what every runtime and deployer executes)."""
+    from flowkernel.cli.main import get_kernel
+    from flowkernel.datastore import FlowStore
+    from flowkernel.executor import TaskSpec, run_task
+    from flowkernel.loader import load_flow
+    from flowkernel.runs import current_user
+
+    flow_cls = load_flow(flow_file)
+    graph = get_kernel().build_graph(flow_cls)
+    if step_name not in graph:
+        raise UsageError(f"flow {flow_cls.__name__} has no step '{step_name}'")
+    root = _datastore_root(ctx)
+    spec = TaskSpec(
+        flow_name=flow_cls.__name__,
+        run_id=opts["run_id"],
+        step=step_name,
+        task_id=opts["task_id"],
+        attempt=opts["attempt"],
+        input_paths=tuple(p for p in opts["input_paths"].split(",") if p),
+        datastore_root=root,
+        split_index=opts["split_index"],
+        max_user_code_retries=opts["max_user_code_retries"],
+        origin_run_id=opts["origin_run_id"],
+        user=opts["user"] or current_user(),
+        tags=tuple(opts["tags"]),
+        num_parallel=opts["num_parallel"],
+    )
+    store = FlowStore(root, flow_cls.__name__, _abspath(flow_file))
+    sys.exit(run_task(flow_cls, graph, store, spec))
+
+
+@click.command()
+@click.argument("target", nargs=-1, required=True, metavar="[FILE] [FLOW/]RUN/STEP[/TASK]")
+@click.option("--stderr", "stream", flag_value="stderr", help="Show stderr instead of stdout.")
+@click.option("--stdout", "stream", flag_value="stdout", default=True, help="Show stdout.")
+@click.option("--attempt", type=int, default=None, help="Attempt to show (default: latest).")
+@click.pass_context
+def logs(ctx: click.Context, target: tuple[str, ...], stream: str, attempt: int | None) -> None:
+    """Print the stored output of a step's tasks, or of one task."""
+    from flowkernel.logs_view import print_logs
+
+    if len(target) > 2:
+        raise UsageError("give at most a flow file and a RUN/STEP[/TASK] pathspec")
+    flow_file = target[0] if len(target) == 2 else None
+    print_logs(_datastore_root(ctx), target[-1], stream, attempt, flow_file)
+
+
+def _abspath(path: str) -> str:
+    import os
+
+    return os.path.abspath(path)
+
+
+COMMANDS = [run, resume, step, logs]

@@ -1,0 +1,290 @@
+"""Local storage: content-addressed artifacts, write-once task records, logs.
+
+Layout under the root (``./.flowkernel`` by default)::
+
+    <Flow>/latest_run                          run id of the newest `flow run`
+    <Flow>/data/<sha[:2]>/<sha>                one pickled artifact (content-addressed, deduplicated)
+    <Flow>/<run>/_run.json                     the run record (user, tags, created, origin)
+    <Flow>/<run>/<step>/<task>/<k>.started     attempt k was launched (written by the controller)
+    <Flow>/<run>/<step>/<task>/<k>.record.json attempt k's record (written once, atomically, by the task)
+    <Flow>/<run>/<step>/<task>/<k>.stdout.log  attempt k's output, appended live by the controller
+    <Flow>/<run>/<step>/<task>/<k>.stderr.log
+
+Every file other than logs is written to a temporary name and renamed into place, so a crash
+leaves a complete file or none. :class:`FlowStore` is the only code that knows this layout; an
+object-store backend would implement the same methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from flowkernel.errors import UnpicklableArtifactError
+
+PICKLE_PROTOCOL = 5
+#: Artifacts whose pickle is smaller than this are hashed in memory; larger ones stream to disk.
+_STREAM_THRESHOLD = 1 << 20
+MAX_ATTEMPTS = 6
+DEFAULT_ROOT_NAME = ".flowkernel"
+
+
+def default_root() -> str:
+    """``FLOWKERNEL_DATASTORE_ROOT``, else ``./.flowkernel`` (absolute)."""
+    return os.path.abspath(os.environ.get("FLOWKERNEL_DATASTORE_ROOT") or DEFAULT_ROOT_NAME)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename (never a partial file)."""
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, separators=(",", ":")).encode())
+
+
+def read_json(path: str) -> Any:
+    with open(path, "rb") as fh:
+        return json.loads(fh.read())
+
+
+class _HashingWriter(io.RawIOBase):
+    """A file-like sink that hashes what passes through it on the way to ``raw``."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+        self.sha = hashlib.sha1()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.sha.update(b)
+        n = self.raw.write(b)
+        self.size += n
+        return n
+
+
+class _FlowUnpickler(pickle.Unpickler):
+    """Finds classes defined in a flow file even when it was pickled as ``__main__``."""
+
+    flow_file: str | None = None
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except (AttributeError, ModuleNotFoundError):
+            if not self.flow_file:
+                raise
+            from flowkernel.loader import load_module
+
+            return getattr(load_module(self.flow_file), name)
+
+
+class FlowStore:
+    """All storage of one flow under one root."""
+
+    def __init__(self, root: str, flow_name: str, flow_file: str | None = None):
+        self.root = os.path.abspath(root)
+        self.flow_name = flow_name
+        self.flow_dir = os.path.join(self.root, flow_name)
+        self.data_dir = os.path.join(self.flow_dir, "data")
+        self.flow_file = flow_file
+
+    # -- artifacts -----------------------------------------------------------------------------
+
+    def blob_path(self, sha: str) -> str:
+        return os.path.join(self.data_dir, sha[:2], sha)
+
+    def save(self, name: str, value: Any) -> tuple[str, int]:
+        """Pickle ``value`` into the store; returns ``(sha1, size)``. Dedups by content.
+
+        :raises UnpicklableArtifactError: naming the artifact ``name``.
+        """
+        try:
+            data = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        except Exception as exc:
+            raise UnpicklableArtifactError(name, f"{type(exc).__name__}: {exc}") from None
+        if len(data) >= _STREAM_THRESHOLD:
+            del data
+            return self._save_streaming(name, value)
+        sha = hashlib.sha1(data).hexdigest()
+        path = self.blob_path(sha)
+        if not os.path.exists(path):
+            write_atomic(path, data)
+        return sha, len(data)
+
+    def _save_streaming(self, name: str, value: Any) -> tuple[str, int]:
+        """Large values: pickle straight to a temporary file while hashing (no copy in memory)."""
+        os.makedirs(self.data_dir, exist_ok=True)
+        tmp = os.path.join(self.data_dir, f"incoming.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                writer = _HashingWriter(fh)
+                try:
+                    pickle.dump(value, writer, protocol=PICKLE_PROTOCOL)
+                except Exception as exc:
+                    raise UnpicklableArtifactError(name, f"{type(exc).__name__}: {exc}") from None
+            sha = writer.sha.hexdigest()
+            path = self.blob_path(sha)
+            if os.path.exists(path):
+                os.unlink(tmp)
+            else:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.replace(tmp, path)
+            return sha, writer.size
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def load(self, sha: str) -> Any:
+        """Unpickle the artifact with content hash ``sha``."""
+        with open(self.blob_path(sha), "rb", buffering=0) as fh:
+            unpickler = _FlowUnpickler(io.BufferedReader(fh, 1 << 20))
+            unpickler.flow_file = self.flow_file
+            return unpickler.load()
+
+    def blob_size(self, sha: str) -> int:
+        return os.path.getsize(self.blob_path(sha))
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def run_dir(self, run_id: str) -> str:
+        return os.path.join(self.flow_dir, run_id)
+
+    def create_run_dir(self, run_id: str) -> bool:
+        """Create the run's directory; False if it already exists (run ids never collide)."""
+        os.makedirs(self.flow_dir, exist_ok=True)
+        try:
+            os.mkdir(self.run_dir(run_id))
+            return True
+        except FileExistsError:
+            return False
+
+    def write_run_record(self, run_id: str, record: dict[str, Any]) -> None:
+        write_json_atomic(os.path.join(self.run_dir(run_id), "_run.json"), record)
+
+    def read_run_record(self, run_id: str) -> dict[str, Any] | None:
+        try:
+            return read_json(os.path.join(self.run_dir(run_id), "_run.json"))
+        except FileNotFoundError:
+            return None
+
+    def run_ids(self) -> list[str]:
+        """Every run id of the flow, newest first."""
+        try:
+            names = [e.name for e in os.scandir(self.flow_dir) if e.is_dir() and e.name != "data"]
+        except FileNotFoundError:
+            return []
+        return sorted(names, key=_run_sort_key, reverse=True)
+
+    def set_latest_run(self, run_id: str) -> None:
+        write_atomic(os.path.join(self.flow_dir, "latest_run"), run_id.encode())
+
+    def latest_run(self) -> str | None:
+        try:
+            with open(os.path.join(self.flow_dir, "latest_run")) as fh:
+                return fh.read().strip() or None
+        except FileNotFoundError:
+            return None
+
+    # -- steps and tasks -----------------------------------------------------------------------
+
+    def task_dir(self, run_id: str, step: str, task_id: str) -> str:
+        return os.path.join(self.flow_dir, run_id, step, task_id)
+
+    def step_names(self, run_id: str) -> list[str]:
+        try:
+            return [e.name for e in os.scandir(self.run_dir(run_id)) if e.is_dir()]
+        except FileNotFoundError:
+            return []
+
+    def task_ids(self, run_id: str, step: str) -> list[str]:
+        try:
+            return [e.name for e in os.scandir(os.path.join(self.flow_dir, run_id, step))]
+        except FileNotFoundError:
+            return []
+
+    def mark_started(self, run_id: str, step: str, task_id: str, attempt: int) -> str:
+        """Record that attempt ``attempt`` was launched; returns the task directory."""
+        tdir = self.task_dir(run_id, step, task_id)
+        path = os.path.join(tdir, f"{attempt}.started")
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+        except FileNotFoundError:
+            os.makedirs(tdir, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+        os.close(fd)
+        return tdir
+
+    def write_task_record(self, record: dict[str, Any]) -> None:
+        tdir = self.task_dir(record["run_id"], record["step"], record["task_id"])
+        write_json_atomic(os.path.join(tdir, f"{record['attempt']}.record.json"), record)
+
+    def read_task_record(
+        self, run_id: str, step: str, task_id: str, attempt: int
+    ) -> dict[str, Any] | None:
+        path = os.path.join(self.task_dir(run_id, step, task_id), f"{attempt}.record.json")
+        try:
+            return read_json(path)
+        except FileNotFoundError:
+            return None
+
+    def latest_attempt(self, run_id: str, step: str, task_id: str) -> int | None:
+        """The highest attempt that was started (or recorded), or None."""
+        try:
+            names = os.listdir(self.task_dir(run_id, step, task_id))
+        except FileNotFoundError:
+            return None
+        attempts = [int(n.split(".", 1)[0]) for n in names if n[0].isdigit() and ".tmp" not in n]
+        return max(attempts) if attempts else None
+
+    def latest_record(self, run_id: str, step: str, task_id: str) -> dict[str, Any] | None:
+        """The record of the latest started attempt (None while it runs: no fallback)."""
+        attempt = self.latest_attempt(run_id, step, task_id)
+        if attempt is None:
+            return None
+        return self.read_task_record(run_id, step, task_id, attempt)
+
+    def log_path(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> str:
+        return os.path.join(self.task_dir(run_id, step, task_id), f"{attempt}.{stream}.log")
+
+    def read_log(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> bytes:
+        try:
+            with open(self.log_path(run_id, step, task_id, attempt, stream), "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return b""
+
+
+def _run_sort_key(run_id: str) -> tuple[int, Any]:
+    return (0, int(run_id)) if run_id.isdigit() else (1, run_id)
+
+
+def iter_flow_names(root: str) -> Iterator[str]:
+    try:
+        for entry in os.scandir(root):
+            if entry.is_dir() and not entry.name.startswith("."):
+                yield entry.name
+    except FileNotFoundError:
+        return
+
+

@@ -1,0 +1,86 @@
+"""Log sinks: where every line of every task goes, live.
+
+A sink has ``emit(line: LogLine)`` and ``close()``. The kernel ships two, registered by its
+built-in plugin: :class:`ConsoleSink` (each line on the controller's stdout, prefixed with
+``[run/step/task]``) and :class:`TaskLogFiles` (the per-attempt log files in the datastore that
+``flow logs`` and ``task.stdout`` read).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import OrderedDict
+from typing import IO, TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from flowkernel.specs import LogLine, RunInfo
+
+
+class LogSink(Protocol):
+    def emit(self, line: LogLine) -> None:
+        """Receive one line (called in the controller, in the order lines were read)."""
+
+    def close(self) -> None:
+        """The run is over: release resources."""
+
+
+def encode(text: str) -> bytes:
+    """Back to the exact bytes the task wrote (lines are decoded with surrogateescape)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+class ConsoleSink:
+    """Echo task output on the controller's stdout: ``HH:MM:SS.mmm [run/step/task] line``."""
+
+    def __init__(self, stream: IO[bytes] | None = None):
+        self.stream = stream or sys.stdout.buffer
+
+    def emit(self, line: LogLine) -> None:
+        stamp = time.strftime("%H:%M:%S", time.localtime(line.timestamp))
+        millis = int((line.timestamp % 1) * 1000)
+        prefix = f"{stamp}.{millis:03d} [{line.run.run_id}/{line.step}/{line.task_id}] "
+        self.stream.write(prefix.encode() + encode(line.text) + b"\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+class TaskLogFiles:
+    """Append each line to ``<task dir>/<attempt>.<stream>.log`` as it arrives.
+
+    Keeps at most ``max_open`` files open (least recently used closed first).
+    """
+
+    def __init__(self, run: RunInfo, max_open: int = 64):
+        self.base = os.path.join(run.datastore_root, run.flow_name, run.run_id)
+        self.max_open = max_open
+        self._files: OrderedDict[tuple[str, str, int, str], int] = OrderedDict()
+
+    def _fd(self, key: tuple[str, str, int, str]) -> int:
+        fd = self._files.get(key)
+        if fd is not None:
+            self._files.move_to_end(key)
+            return fd
+        step, task_id, attempt, stream = key
+        path = os.path.join(self.base, step, task_id, f"{attempt}.{stream}.log")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, flags, 0o644)
+        self._files[key] = fd
+        if len(self._files) > self.max_open:
+            os.close(self._files.popitem(last=False)[1])
+        return fd
+
+    def emit(self, line: LogLine) -> None:
+        fd = self._fd((line.step, line.task_id, line.attempt, line.stream))
+        os.write(fd, encode(line.text) + b"\n")
+
+    def close(self) -> None:
+        while self._files:
+            os.close(self._files.popitem()[1])

@@ -1,0 +1,219 @@
+"""Starting a run or a resume: ids, the run record, the parameters task, the resume plan.
+
+Shared by every runtime, so a run looks the same in the datastore whichever engine ran it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import time
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from flowkernel.datastore import FlowStore
+from flowkernel.errors import UsageError
+from flowkernel.executor import PARAMS_STEP, PARAMS_TASK
+from flowkernel.scheduling import TaskKey, record_key
+
+if TYPE_CHECKING:
+    from flowkernel.graph import FlowGraph
+
+
+def current_user() -> str:
+    """``FLOWKERNEL_USER``, else the login name from the environment."""
+    for var in ("FLOWKERNEL_USER", "SUDO_USER", "USERNAME", "USER"):
+        value = os.environ.get(var)
+        if value:
+            return value
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+@attrs.frozen
+class RunOptions:
+    """What ``flow run`` / ``flow resume`` / ``Runner`` pass to a runtime."""
+
+    datastore_root: str
+    max_workers: int = 16
+    max_num_splits: int = 100
+    tags: tuple[str, ...] = ()
+    run_id_file: str | None = None
+    quiet: bool = False
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class RunContext:
+    """A run whose id, record and parameters task exist; what a runtime executes."""
+
+    flow_cls: type
+    flow_file: str | None
+    graph: FlowGraph
+    store: FlowStore
+    run_id: str
+    user: str
+    options: RunOptions
+    params_record: dict[str, Any] = attrs.field(eq=False)
+    origin_run_id: str | None = None
+    #: resume only: origin task records by key, that may be cloned instead of run
+    clones: dict[TaskKey, dict[str, Any]] = attrs.field(factory=dict, eq=False)
+
+
+def _validate_tags(tags: tuple[str, ...]) -> None:
+    for tag in tags:
+        if not isinstance(tag, str) or not tag or len(tag) > 500:
+            raise UsageError(f"invalid tag {tag!r}: tags are non-empty strings of <= 500 chars")
+    if len(tags) > 50:
+        raise UsageError("at most 50 tags per run")
+
+
+def allocate_run(store: FlowStore) -> str:
+    """A new run id (microseconds since the epoch), unique even for concurrent runs."""
+    run_id = time.time_ns() // 1000
+    while not store.create_run_dir(str(run_id)):
+        run_id += 1
+    return str(run_id)
+
+
+def _register_run(store, graph, flow_file, options, user, origin) -> str:
+    _validate_tags(options.tags)
+    run_id = allocate_run(store)
+    store.write_run_record(
+        run_id,
+        {
+            "flow": store.flow_name,
+            "run_id": run_id,
+            "user": user,
+            "tags": list(options.tags),
+            "system_tags": [
+                f"user:{user}",
+                "runtime:dev",
+                f"python_version:{platform.python_version()}",
+            ],
+            "created_at": time.time(),
+            "origin_run_id": origin,
+            "flow_file": flow_file,
+            "start_step": graph.start,
+            "end_step": graph.end,
+        },
+    )
+    if options.run_id_file:
+        with open(options.run_id_file, "w") as fh:
+            fh.write(run_id)
+    return run_id
+
+
+def start_run(
+    flow_cls: type,
+    graph: FlowGraph,
+    flow_file: str | None,
+    params: dict[str, Any],
+    options: RunOptions,
+) -> RunContext:
+    """Allocate the run, store its parameters and constants (the ``_parameters`` task)."""
+    store = FlowStore(options.datastore_root, flow_cls.__name__, flow_file)
+    user = current_user()
+    run_id = _register_run(store, graph, flow_file, options, user, None)
+    store.set_latest_run(run_id)
+    values = {**flow_cls._fk_constants(), **params, "name": flow_cls.__name__}
+    values["_graph_info"] = graph.to_dict()
+    artifacts = {name: store.save(name, value)[0] for name, value in values.items()}
+    record = params_record(store.flow_name, run_id, artifacts)
+    store.mark_started(run_id, PARAMS_STEP, PARAMS_TASK, 0)
+    store.write_task_record(record)
+    return RunContext(flow_cls, flow_file, graph, store, run_id, user, options, record)
+
+
+def params_record(flow: str, run_id: str, artifacts: dict[str, str], origin=None) -> dict:
+    now = time.time()
+    return {
+        "flow": flow,
+        "run_id": run_id,
+        "step": PARAMS_STEP,
+        "task_id": PARAMS_TASK,
+        "attempt": 0,
+        "success": True,
+        "task_ok": True,
+        "artifacts": artifacts,
+        "info": {},
+        "input_paths": [],
+        "foreach_stack": [],
+        "iteration_stack": [],
+        "transition": None,
+        "origin_run_id": origin,
+        "started_at": now,
+        "finished_at": now,
+    }
+
+
+def start_resume(
+    flow_cls: type,
+    graph: FlowGraph,
+    flow_file: str | None,
+    options: RunOptions,
+    origin_run_id: str | None = None,
+    step: str | None = None,
+) -> RunContext:
+    """Start a resume of ``origin_run_id`` (default: the latest run) from ``step``.
+
+    Successful tasks of the origin whose step is not ``step`` or downstream of it are offered
+    for cloning (``RunContext.clones``); parameters come from the origin run.
+    """
+    store = FlowStore(options.datastore_root, flow_cls.__name__, flow_file)
+    origin = origin_run_id or store.latest_run()
+    if origin is None:
+        raise UsageError("A previous run id was not found. Specify --origin-run-id.")
+    if store.read_run_record(origin) is None:
+        raise UsageError(f"Resume could not find run id {origin} of {flow_cls.__name__}")
+    if step is not None and step not in graph:
+        steps = ", ".join(n.name for n in graph)
+        raise UsageError(f"Unknown step '{step}' to resume from; the flow's steps are: {steps}")
+    origin_params = store.latest_record(origin, PARAMS_STEP, PARAMS_TASK)
+    if origin_params is None:
+        raise UsageError(f"run {origin} has no parameters record; it cannot be resumed")
+    rerun = graph.downstream_of(step) if step else set()
+    clones = {}
+    for step_name in store.step_names(origin):
+        if step_name == PARAMS_STEP or step_name in rerun or step_name not in graph:
+            continue
+        for task_id in store.task_ids(origin, step_name):
+            record = store.latest_record(origin, step_name, task_id)
+            if record is not None and record.get("task_ok"):
+                clones[record_key(record)] = record
+    user = current_user()
+    run_id = _register_run(store, graph, flow_file, options, user, origin)
+    record = params_record(store.flow_name, run_id, origin_params["artifacts"], origin)
+    store.mark_started(run_id, PARAMS_STEP, PARAMS_TASK, 0)
+    store.write_task_record(record)
+    return RunContext(
+        flow_cls, flow_file, graph, store, run_id, user, options, record, origin, clones
+    )
+
+
+def clone_record(ctx: RunContext, origin: dict[str, Any], task_id: str, inputs) -> dict:
+    """Record a cloned task in the new run: same artifacts (by reference), new identity."""
+    record = dict(origin)
+    record.update(
+        run_id=ctx.run_id,
+        task_id=task_id,
+        attempt=0,
+        input_paths=[f"{r['step']}/{r['task_id']}/{r['attempt']}" for r in inputs],
+        origin_run_id=ctx.origin_run_id,
+        origin_task_id=origin["task_id"],
+        cloned=True,
+    )
+    ctx.store.mark_started(ctx.run_id, record["step"], task_id, 0)
+    ctx.store.write_task_record(record)
+    return record
+
+
+def resume_plan(ctx: RunContext) -> tuple[list[str], list[str]]:
+    """(steps that will be cloned, steps that will run again), in topological order."""
+    cloned = {key[0] for key in ctx.clones}
+    order = list(ctx.graph.sorted_nodes) or [n.name for n in ctx.graph]
+    return [s for s in order if s in cloned], [s for s in order if s not in cloned]

@@ -1,0 +1,1 @@
+"""flowkernel plugin: a kqueue-based process poller for macOS (and the BSDs)."""

@@ -1,0 +1,1 @@
+"""flowkernel plugin: an epoll-based process poller for Linux."""

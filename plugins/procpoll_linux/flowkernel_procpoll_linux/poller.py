@@ -1,0 +1,32 @@
+"""epoll poller: one syscall per wake-up however many task pipes are open."""
+
+from __future__ import annotations
+
+import select
+from typing import Any
+
+
+class EpollPoller:
+    """Implements :class:`flowkernel.poller.Poller` with ``select.epoll`` (level-triggered)."""
+
+    name = "epoll"
+    _MASK = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
+
+    def __init__(self) -> None:
+        self._ep = select.epoll()
+        self._keys: dict[int, Any] = {}
+
+    def register(self, fd: int, key: Any) -> None:
+        self._ep.register(fd, self._MASK)
+        self._keys[fd] = key
+
+    def unregister(self, fd: int) -> None:
+        self._ep.unregister(fd)
+        del self._keys[fd]
+
+    def poll(self, timeout: float | None) -> list[Any]:
+        events = self._ep.poll(-1 if timeout is None else timeout)
+        return [self._keys[fd] for fd, _ in events if fd in self._keys]
+
+    def close(self) -> None:
+        self._ep.close()

@@ -1,0 +1,1 @@
+"""flowkernel plugin: the native local runtime (``--runtime=local``)."""

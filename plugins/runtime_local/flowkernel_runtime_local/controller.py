@@ -1,0 +1,435 @@
+"""The local runtime's controller: a single-threaded loop that launches, watches and retries
+task attempts, feeds their output to the log sinks, and stops everything on a final failure.
+
+Each attempt runs in its own process: forked from this warm controller (the flow module and
+kernel already imported) or, with ``--isolation spawn``, a fresh interpreter running
+``flow step``. No threads are started, so forking is safe.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from flowkernel.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
+from flowkernel.executor import TaskSpec, run_task
+from flowkernel.runs import clone_record, resume_plan
+from flowkernel.scheduling import Frontier, ReadyTask, TooManySplitsError
+from flowkernel.specs import LogLine, RunInfo, RunResult, TaskInfo
+from flowkernel_runtime_local import workers
+from flowkernel_runtime_local.workers import Worker
+
+if TYPE_CHECKING:
+    from flowkernel.kernel import Kernel
+    from flowkernel.runs import RunContext
+
+#: Extra seconds a task gets past its @timeout (the in-task alarm fires first) before the
+#: controller kills its process tree.
+TIMEOUT_GRACE = 5.0
+_READ_SIZE = 1 << 16
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class LocalRuntime:
+    """The ``local`` runtime: ``run(ctx)`` executes a prepared run and returns a RunResult."""
+
+    def __init__(self, kernel: Kernel):
+        self.kernel = kernel
+
+    def run(self, ctx: RunContext) -> RunResult:
+        return _Controller(self.kernel, ctx).execute()
+
+    resume = run
+
+
+class _Controller:
+    def __init__(self, kernel: Kernel, ctx: RunContext):
+        self.kernel = kernel
+        self.ctx = ctx
+        opts = ctx.options
+        self.quiet = opts.quiet
+        isolation = opts.extra.get("isolation") or ("fork" if hasattr(os, "fork") else "spawn")
+        self.isolation = isolation
+        self.info = RunInfo(
+            flow_name=ctx.store.flow_name,
+            run_id=ctx.run_id,
+            datastore_root=ctx.store.root,
+            runtime="local",
+            origin_run_id=ctx.origin_run_id,
+            tags=opts.tags,
+        )
+        self.frontier = Frontier(ctx.graph, opts.max_num_splits)
+        self.queue: deque[ReadyTask] = deque()
+        self.workers: dict[int, Worker] = {}
+        self.by_fd: dict[int, Worker] = {}
+        self.next_task_id = 1
+        self.failure: str | None = None
+        self.failed_steps: list[str] = []
+        self.pid = os.getpid()
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def say(self, text: str, task: Worker | None = None, force: bool = False) -> None:
+        """An engine message on the console (never in a task's own logs)."""
+        if self.quiet and not force:
+            return
+        where = f"[{self.ctx.run_id}/{task.step}/{task.task_id}] " if task else ""
+        sys.stdout.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
+        sys.stdout.flush()
+
+    # -- main loop -----------------------------------------------------------------------------
+
+    def execute(self) -> RunResult:
+        workers.load_libc()
+        self.poller = self.kernel.make_poller()
+        self.sinks = list(self.kernel.log_sinks(self.info))
+        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+        self.kernel.run_started(self.info)
+        if self.ctx.origin_run_id:
+            cloned, rerun = resume_plan(self.ctx)
+            self.say(f"Resuming run {self.ctx.origin_run_id} as run {self.ctx.run_id}.", force=True)
+            self.say(f"Cloned from the origin run: {', '.join(cloned) or 'nothing'}", force=True)
+            self.say(f"Run again: {', '.join(rerun) or 'nothing'}", force=True)
+        self.say(f"Workflow starting (run-id {self.ctx.run_id}):", force=True)
+        try:
+            self.queue.extend(self.frontier.start(self.ctx.params_record))
+            self._loop()
+        except (KeyboardInterrupt, _Interrupted):
+            self.failure = self.failure or "interrupted"
+            self.say("Workflow interrupted: stopping every task.", force=True)
+            self._stop_all()
+        finally:
+            signal.signal(signal.SIGTERM, old_term)
+            for sink in self.sinks:
+                sink.close()
+            self.poller.close()
+        success = self.failure is None
+        if success:
+            self.say("Done!", force=True)
+        else:
+            self.say(f"Workflow failed: {self.failure}", force=True)
+        result = RunResult(self.info, success, self.failure or "", tuple(self.failed_steps))
+        self.kernel.run_finished(self.info, result)
+        return result
+
+    def _loop(self) -> None:
+        max_workers = max(1, self.ctx.options.max_workers)
+        while (self.queue and self.failure is None) or self.workers:
+            while self.queue and self.failure is None and len(self.workers) < max_workers:
+                self._start(self.queue.popleft())
+            if not self.workers:
+                continue
+            for worker in self.poller.poll(self._poll_timeout()):
+                self._read(worker)
+            self._reap()
+            self._enforce_timeouts()
+
+    def _poll_timeout(self) -> float:
+        deadlines = [w.deadline for w in self.workers.values() if w.deadline is not None]
+        timeout = 0.2
+        if deadlines:
+            timeout = min(timeout, max(0.0, min(deadlines) - time.time()))
+        return timeout
+
+    # -- launching -----------------------------------------------------------------------------
+
+    def _start(self, ready: ReadyTask) -> None:
+        clone = self.ctx.clones.get(ready.key)
+        task_id = str(self.next_task_id)
+        self.next_task_id += 1
+        if clone is not None:
+            record = clone_record(self.ctx, clone, task_id, ready.inputs)
+            self.kernel.task_finished(
+                TaskInfo(self.info, ready.step, task_id, 0, True, 0, cloned=True)
+            )
+            self._succeeded(record)
+            return
+        self._launch(ready, task_id, 0)
+
+    def _launch(self, ready: ReadyTask, task_id: str, attempt: int) -> None:
+        ctx = self.ctx
+        decos = step_decorators(getattr(ctx.flow_cls, ready.step))
+        spec = TaskSpec(
+            flow_name=ctx.store.flow_name,
+            run_id=ctx.run_id,
+            step=ready.step,
+            task_id=task_id,
+            attempt=attempt,
+            input_paths=ready.input_paths,
+            datastore_root=ctx.store.root,
+            split_index=ready.split_index,
+            max_user_code_retries=_user_retries(decos),
+            origin_run_id=ctx.origin_run_id,
+            user=ctx.user,
+            tags=ctx.options.tags,
+            num_parallel=ready.num_parallel,
+        )
+        ctx.store.mark_started(ctx.run_id, ready.step, task_id, attempt)
+        popen = None
+        if self.isolation == "fork":
+            pid, out_fd, err_fd = workers.fork_worker(
+                lambda: run_task(ctx.flow_cls, ctx.graph, ctx.store, spec, ready.inputs),
+                self.pid,
+            )
+        else:
+            popen = workers.spawn_worker(_step_command(ctx, spec), dict(os.environ))
+            pid, out_fd, err_fd = popen.pid, popen.stdout.fileno(), popen.stderr.fileno()
+        seconds = timeout_seconds(decos["timeout"].attributes) if "timeout" in decos else 0
+        worker = Worker(
+            pid=pid,
+            step=ready.step,
+            task_id=task_id,
+            attempt=attempt,
+            ready=ready,
+            fds={out_fd: "stdout", err_fd: "stderr"},
+            started_at=time.time(),
+            deadline=time.time() + seconds + TIMEOUT_GRACE if seconds else None,
+            popen=popen,
+        )
+        for fd in worker.fds:
+            os.set_blocking(fd, False)
+            self.poller.register(fd, worker)
+            self.by_fd[fd] = worker
+        self.workers[pid] = worker
+        self.say("Task is starting." if attempt == 0 else f"Task is starting (retry {attempt}).", worker)
+
+    # -- output --------------------------------------------------------------------------------
+
+    def _read(self, worker: Worker) -> None:
+        for fd in list(worker.fds):
+            self._drain(worker, fd)
+
+    def _drain(self, worker: Worker, fd: int) -> None:
+        stream = worker.fds[fd]
+        while True:
+            try:
+                data = os.read(fd, _READ_SIZE)
+            except BlockingIOError:
+                return
+            if not data:
+                self._close_fd(worker, fd)
+                return
+            self._lines(worker, stream, worker.partial[stream] + data)
+
+    def _lines(self, worker: Worker, stream: str, data: bytes, final: bool = False) -> None:
+        *lines, rest = data.split(b"\n")
+        if final and rest:
+            lines.append(rest)
+            rest = b""
+        worker.partial[stream] = rest
+        if not lines:
+            return
+        stamp = time.time()
+        for raw in lines:
+            line = LogLine(
+                self.info,
+                worker.step,
+                worker.task_id,
+                worker.attempt,
+                stream,
+                raw.decode("utf-8", "surrogateescape"),
+                stamp,
+                worker.pid,
+            )
+            for sink in list(self.sinks):
+                try:
+                    sink.emit(line)
+                except Exception as exc:
+                    self.sinks.remove(sink)
+                    self.say(f"log sink {type(sink).__name__} failed and was disabled: {exc}")
+
+    def _close_fd(self, worker: Worker, fd: int) -> None:
+        stream = worker.fds.pop(fd)
+        self._lines(worker, stream, worker.partial[stream], final=True)
+        self.poller.unregister(fd)
+        del self.by_fd[fd]
+        if worker.popen is None:
+            os.close(fd)
+        else:
+            getattr(worker.popen, stream).close()
+
+    # -- exits ---------------------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        for pid, worker in list(self.workers.items()):
+            if pid not in self.workers:  # reaped by a nested call (a failure stopping all)
+                continue
+            # pipes still open: the task may still run, or a grandchild holds them
+            done_pid, status = os.waitpid(pid, os.WNOHANG if worker.fds else 0)
+            if done_pid == 0:
+                continue
+            for fd in list(worker.fds):
+                self._drain(worker, fd)
+                if fd in worker.fds:
+                    self._close_fd(worker, fd)
+            worker.returncode = os.waitstatus_to_exitcode(status)
+            if worker.popen is not None:
+                worker.popen.returncode = worker.returncode
+            del self.workers[pid]
+            self._finished(worker)
+
+    def _finished(self, worker: Worker) -> None:
+        store, ctx = self.ctx.store, self.ctx
+        record = store.read_task_record(ctx.run_id, worker.step, worker.task_id, worker.attempt)
+        ok = worker.returncode == 0 and record is not None and record.get("task_ok")
+        if ok:
+            self.kernel.task_finished(
+                TaskInfo(self.info, worker.step, worker.task_id, worker.attempt, True, 0)
+            )
+            self.say("Task finished successfully.", worker)
+            self._succeeded(record)
+            return
+        status = workers.describe_status(worker.returncode)
+        if record is None:
+            record = self._record_crash(worker, status)
+        decos = step_decorators(getattr(ctx.flow_cls, worker.step))
+        attempts = _max_attempts(decos)
+        retry = not worker.killed and self.failure is None and worker.attempt + 1 < attempts
+        self.kernel.task_finished(
+            TaskInfo(
+                self.info,
+                worker.step,
+                worker.task_id,
+                worker.attempt,
+                False,
+                worker.returncode,
+                will_retry=retry,
+            )
+        )
+        if retry:
+            self.say(f"Task failed ({status}); retrying.", worker, force=True)
+            self._launch(worker.ready, worker.task_id, worker.attempt + 1)
+            return
+        if worker.killed:
+            self.say(f"Task was stopped ({status}).", worker, force=True)
+            return
+        self.say(f"Task failed ({status}).", worker, force=True)
+        self._fail(f"Step {worker.step} (task-id {worker.task_id}) failed.", worker.step)
+
+    def _succeeded(self, record: dict[str, Any]) -> None:
+        try:
+            ready = self.frontier.task_finished(record)
+        except TooManySplitsError as exc:
+            self._fail(str(exc), record["step"])
+            return
+        node = self.ctx.graph[record["step"]]
+        if node.type == "foreach" and not self.quiet:
+            self.say(f"Foreach in step {node.name} yields {len(ready)} child steps.")
+        self.queue.extend(ready)
+
+    def _record_crash(self, worker: Worker, status: str) -> dict[str, Any]:
+        """The task died without writing its record: write a failed one for it."""
+        record = {
+            "flow": self.ctx.store.flow_name,
+            "run_id": self.ctx.run_id,
+            "step": worker.step,
+            "task_id": worker.task_id,
+            "attempt": worker.attempt,
+            "success": False,
+            "task_ok": False,
+            "artifacts": {},
+            "info": {},
+            "input_paths": list(worker.ready.input_paths),
+            "split_index": worker.ready.split_index,
+            "foreach_stack": [],
+            "iteration_stack": [],
+            "transition": None,
+            "exception": {"type": "TaskProcessDied", "message": f"the task process {status}"},
+            "returncode": worker.returncode,
+            "started_at": worker.started_at,
+            "finished_at": time.time(),
+            "pid": worker.pid,
+        }
+        self.ctx.store.write_task_record(record)
+        return record
+
+    # -- failure -------------------------------------------------------------------------------
+
+    def _fail(self, message: str, step: str) -> None:
+        if self.failure is None:
+            self.failure = message
+            self.failed_steps.append(step)
+            self.queue.clear()
+            self._stop_all()
+
+    def _stop_all(self, grace: float = 5.0) -> None:
+        """Terminate every running task's process tree (SIGTERM, SIGKILL after ``grace``)."""
+        running = list(self.workers.values())
+        if not running:
+            return
+        for worker in running:
+            worker.killed = True
+            self.say("Stopping this task: the workflow is failing.", worker, force=True)
+        procs = workers.signal_trees([w.pid for w in running])
+        deadline = time.time() + grace
+        while self.workers and time.time() < deadline:
+            for worker in self.poller.poll(0.05):
+                self._read(worker)
+            self._reap()
+        workers.kill_all(procs)
+        while self.workers:
+            for worker in self.poller.poll(0.05):
+                self._read(worker)
+            self._reap()
+
+    def _enforce_timeouts(self) -> None:
+        now = time.time()
+        for worker in list(self.workers.values()):
+            if worker.deadline is not None and now > worker.deadline:
+                worker.deadline = None
+                self.say("Task exceeded its @timeout: killing its process tree.", worker, True)
+                workers.signal_trees([worker.pid], signal.SIGKILL)
+
+
+def _user_retries(decos: dict[str, Any]) -> int:
+    return int(decos["retry"]["times"]) if "retry" in decos else 0
+
+
+def _max_attempts(decos: dict[str, Any]) -> int:
+    error_retries = 3 if "catch" in decos else 0
+    return min(MAX_ATTEMPTS, 1 + _user_retries(decos) + error_retries)
+
+
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise _Interrupted()
+
+
+def _step_command(ctx: RunContext, spec: TaskSpec) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "flowkernel.cli",
+        "--datastore-root",
+        ctx.store.root,
+        "step",
+        ctx.flow_file or "",
+        spec.step,
+        "--run-id",
+        spec.run_id,
+        "--task-id",
+        spec.task_id,
+        "--attempt",
+        str(spec.attempt),
+        "--input-paths",
+        ",".join(spec.input_paths),
+        "--max-user-code-retries",
+        str(spec.max_user_code_retries),
+        "--user",
+        spec.user,
+    ]
+    if spec.split_index is not None:
+        argv += ["--split-index", str(spec.split_index)]
+    if spec.origin_run_id:
+        argv += ["--origin-run-id", spec.origin_run_id]
+    if spec.num_parallel:
+        argv += ["--num-parallel", str(spec.num_parallel)]
+    for tag in spec.tags:
+        argv += ["--tag", tag]
+    return argv
