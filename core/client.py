@@ -1,0 +1,541 @@
+"""The client API: read flows, runs, steps, tasks and artifacts back from the datastore.
+
+``Flow("HelloFlow").latest_run["end"].task.data.loudest``. Nothing needs a server: objects read
+the datastore directly (``FLOWKERNEL_DATASTORE_ROOT``, ``./.flowkernel``, or inside a running
+task the run's own root). Children iterate newest first. Objects outside the current namespace
+(default ``user:<you>``; ``namespace(None)`` sees everything) raise NamespaceMismatchError.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from flowkernel.current import current
+from flowkernel.datastore import FlowStore, default_root, iter_flow_names
+from flowkernel.errors import (
+    ExceptionWrapper,
+    InvalidPathspecError,
+    NamespaceMismatchError,
+    NotFoundError,
+)
+from flowkernel.executor import PARAMS_STEP, PARAMS_TASK
+
+_UNSET = object()
+_namespace: Any = _UNSET
+_root: str | None = None
+
+
+# -- namespace and datastore ----------------------------------------------------------------------
+
+
+def default_namespace() -> str:
+    """``user:<name>`` for the current user (resets the namespace to it)."""
+    from flowkernel.runs import current_user
+
+    global _namespace
+    _namespace = f"user:{current_user()}"
+    return _namespace
+
+
+def namespace(ns: str | None) -> str | None:
+    """Switch namespace: a tag such as ``user:alice``, or None for every run."""
+    global _namespace
+    _namespace = ns
+    return ns
+
+
+def get_namespace() -> str | None:
+    if _namespace is _UNSET:
+        if current.is_running_flow and current.namespace:
+            return current.namespace
+        return default_namespace()
+    return _namespace
+
+
+def metadata(spec: str) -> str:
+    """Read from another datastore root (``local@/path`` or a path); returns the root."""
+    global _root
+    _root = os.path.abspath(spec.split("@", 1)[1] if spec.startswith("local@") else spec)
+    return _root
+
+
+def get_metadata() -> str:
+    return f"local@{_datastore_root()}"
+
+
+def _datastore_root() -> str:
+    if _root is not None:
+        return _root
+    if current.is_running_flow and current.datastore_root:
+        return current.datastore_root
+    return default_root()
+
+
+# -- objects --------------------------------------------------------------------------------------
+
+
+class _ClientObject:
+    _NAME = "object"
+    _DEPTH = 0
+
+    def __init__(self, pathspec: str, _namespace_check: bool = True):
+        parts = [p for p in str(pathspec).split("/") if p]
+        if len(parts) != self._DEPTH:
+            raise InvalidPathspecError(
+                f"{type(self).__name__} needs a pathspec with {self._DEPTH} component(s), "
+                f"got {pathspec!r}"
+            )
+        self.path_components = parts
+        self.pathspec = "/".join(parts)
+        self.id = parts[-1]
+        self._check = _namespace_check
+        self._store = FlowStore(_datastore_root(), parts[0])
+        self._load()
+        if _namespace_check:
+            self._check_namespace()
+
+    def _load(self) -> None:
+        pass
+
+    def _run_record(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def user_tags(self) -> frozenset[str]:
+        return frozenset(self._run_record().get("tags", ()))
+
+    @property
+    def system_tags(self) -> frozenset[str]:
+        return frozenset(self._run_record().get("system_tags", ()))
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return self.user_tags | self.system_tags
+
+    def _check_namespace(self) -> None:
+        ns = get_namespace()
+        if ns is not None and self._DEPTH > 1 and ns not in self.tags:
+            raise NamespaceMismatchError(
+                f"{self.pathspec} is not in namespace '{ns}'; use namespace(None) to see all"
+            )
+
+    def _child(self, cls: type, child_id: str) -> Any:
+        return cls(f"{self.pathspec}/{child_id}", _namespace_check=self._check)
+
+    def __getitem__(self, child_id: str) -> Any:
+        raise KeyError(child_id)
+
+    def __contains__(self, child_id: object) -> bool:
+        try:
+            self[child_id]  # type: ignore[index]
+            return True
+        except KeyError:
+            return False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}('{self.pathspec}')"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.pathspec == self.pathspec  # type: ignore
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.pathspec))
+
+
+class Metaflow:
+    """Every flow with at least one run visible in the current namespace."""
+
+    @property
+    def flows(self) -> list[Flow]:
+        return list(self)
+
+    def __iter__(self) -> Iterator[Flow]:
+        for name in sorted(iter_flow_names(_datastore_root())):
+            try:
+                yield Flow(name)
+            except (NotFoundError, NamespaceMismatchError):
+                continue
+
+    def __getitem__(self, name: str) -> Flow:
+        return Flow(name)
+
+
+class Flow(_ClientObject):
+    """A flow: ``Flow("HelloFlow")``."""
+
+    _DEPTH = 1
+
+    def _load(self) -> None:
+        if not os.path.isdir(self._store.flow_dir):
+            raise NotFoundError(f"Flow {self.id} does not exist under {self._store.root}")
+
+    def _check_namespace(self) -> None:
+        ns = get_namespace()
+        if ns is not None and next(iter(self.runs()), None) is None:
+            raise NamespaceMismatchError(f"Flow {self.id} has no run in namespace '{ns}'")
+
+    def runs(self, *tags: str) -> Iterator[Run]:
+        """Runs in the namespace having every given tag, newest first."""
+        for run_id in self._store.run_ids():
+            try:
+                run = self._child(Run, run_id)
+            except (NotFoundError, NamespaceMismatchError):
+                continue
+            if all(t in run.tags for t in tags):
+                yield run
+
+    def __iter__(self) -> Iterator[Run]:
+        return self.runs()
+
+    def __getitem__(self, run_id: str) -> Run:
+        try:
+            return self._child(Run, run_id)
+        except NotFoundError:
+            raise KeyError(run_id) from None
+
+    @property
+    def latest_run(self) -> Run | None:
+        """The newest run in the namespace (the latest ``flow run``, resumes included)."""
+        return next(iter(self.runs()), None)
+
+    @property
+    def latest_successful_run(self) -> Run | None:
+        return next((r for r in self.runs() if r.successful), None)
+
+
+class Run(_ClientObject):
+    """One run: ``Run("HelloFlow/1700000000000000")``."""
+
+    _DEPTH = 2
+
+    def _load(self) -> None:
+        record = self._store.read_run_record(self.id)
+        if record is None:
+            raise NotFoundError(f"Run {self.pathspec} does not exist")
+        self._record = record
+        self._store.flow_file = record.get("flow_file")
+
+    def _run_record(self) -> dict[str, Any]:
+        return self._record
+
+    @property
+    def created_at(self) -> float:
+        return self._record["created_at"]
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        origin = self._record.get("origin_run_id")
+        return f"{self.path_components[0]}/{origin}" if origin else None
+
+    def steps(self, *tags: str) -> Iterator[Step]:
+        """Steps that ran (newest first); ``_parameters`` is hidden."""
+        names = [s for s in self._store.step_names(self.id) if not s.startswith("_")]
+        steps = [self._child(Step, s) for s in names]
+        steps.sort(key=lambda s: s._first_started(), reverse=True)
+        return iter(steps)
+
+    def __iter__(self) -> Iterator[Step]:
+        return self.steps()
+
+    def __getitem__(self, step: str) -> Step:
+        if not os.path.isdir(os.path.join(self._store.run_dir(self.id), step)):
+            raise KeyError(step)
+        return self._child(Step, step)
+
+    @property
+    def end_task(self) -> Task | None:
+        end = self._record.get("end_step") or "end"
+        try:
+            return self[end].task
+        except KeyError:
+            return None
+
+    @property
+    def data(self) -> Any:
+        """The end task's data (None if the end step has not run)."""
+        task = self.end_task
+        return task.data if task is not None else None
+
+    @property
+    def successful(self) -> bool:
+        task = self.end_task
+        return bool(task is not None and task.successful)
+
+    @property
+    def finished(self) -> bool:
+        task = self.end_task
+        return bool(task is not None and task.finished)
+
+    @property
+    def finished_at(self) -> float | None:
+        task = self.end_task
+        return task.finished_at if task is not None else None
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The run's parameter values by attribute name."""
+        from flowkernel.loader import load_flow
+        from flowkernel.parameters import flow_parameters
+
+        task = Task(f"{self.pathspec}/{PARAMS_STEP}/{PARAMS_TASK}", _namespace_check=False)
+        names = None
+        if self._record.get("flow_file") and os.path.exists(self._record["flow_file"]):
+            names = list(flow_parameters(load_flow(self._record["flow_file"])))
+        arts = task._record_or_raise()["artifacts"]
+        keep = names if names is not None else [n for n in arts if not n.startswith("_")]
+        return {n: task[n].data for n in keep if n in arts}
+
+
+class Step(_ClientObject):
+    """One step of a run: ``Run(...)["start"]``."""
+
+    _DEPTH = 3
+
+    def _load(self) -> None:
+        flow, run_id, step = self.path_components
+        self._record = self._store.read_run_record(run_id) or {}
+        self._store.flow_file = self._record.get("flow_file")
+        if not os.path.isdir(os.path.join(self._store.run_dir(run_id), step)):
+            raise NotFoundError(f"Step {self.pathspec} does not exist")
+
+    def _run_record(self) -> dict[str, Any]:
+        return self._record
+
+    def _first_started(self) -> float:
+        tdir = os.path.join(self._store.run_dir(self.path_components[1]), self.id)
+        try:
+            return min(e.stat().st_mtime for e in os.scandir(tdir))
+        except ValueError:
+            return 0.0
+
+    def tasks(self, *tags: str) -> Iterator[Task]:
+        """Every task of the step, newest first (by launch order)."""
+        ids = self._store.task_ids(self.path_components[1], self.id)
+        for task_id in sorted(ids, key=_task_order, reverse=True):
+            yield self._child(Task, task_id)
+
+    def __iter__(self) -> Iterator[Task]:
+        return self.tasks()
+
+    def __getitem__(self, task_id: str) -> Task:
+        try:
+            return self._child(Task, task_id)
+        except NotFoundError:
+            raise KeyError(task_id) from None
+
+    @property
+    def task(self) -> Task | None:
+        """The newest task of the step (the only one for a non-foreach step)."""
+        return next(self.tasks(), None)
+
+    @property
+    def finished_at(self) -> float | None:
+        times = [t.finished_at for t in self.tasks()]
+        return max((t for t in times if t), default=None)
+
+
+def _task_order(task_id: str) -> tuple[int, int, str]:
+    head, _, node = task_id.partition("_node_")
+    return (int(head) if head.isdigit() else -1, int(node) if node.isdigit() else -1, task_id)
+
+
+class Task(_ClientObject):
+    """One task: ``Task("Flow/run/step/task")``; ``attempt=`` picks an attempt (default latest)."""
+
+    _DEPTH = 4
+
+    def __init__(self, pathspec: str, attempt: int | None = None, _namespace_check: bool = True):
+        self._attempt_arg = attempt
+        super().__init__(pathspec, _namespace_check=_namespace_check)
+
+    def _load(self) -> None:
+        _, run_id, step, task_id = self.path_components
+        self._run = self._store.read_run_record(run_id) or {}
+        self._store.flow_file = self._run.get("flow_file")
+        latest = self._store.latest_attempt(run_id, step, task_id)
+        if latest is None:
+            raise NotFoundError(f"Task {self.pathspec} does not exist")
+        self.current_attempt = latest if self._attempt_arg is None else self._attempt_arg
+        self._record = self._store.read_task_record(run_id, step, task_id, self.current_attempt)
+
+    def _run_record(self) -> dict[str, Any]:
+        return self._run
+
+    def _record_or_raise(self) -> dict[str, Any]:
+        if self._record is None:
+            self._record = self._store.read_task_record(*self.path_components[1:], self.current_attempt)
+        if self._record is None:
+            raise NotFoundError(f"Task {self.pathspec} has no completed attempt (still running?)")
+        return self._record
+
+    @property
+    def finished(self) -> bool:
+        """The task is done: it succeeded, or @catch handled its failure."""
+        record = self._record_or_none()
+        return bool(record and record.get("task_ok"))
+
+    @property
+    def successful(self) -> bool:
+        record = self._record_or_none()
+        return bool(record and record.get("success"))
+
+    def _record_or_none(self) -> dict[str, Any] | None:
+        try:
+            return self._record_or_raise()
+        except NotFoundError:
+            return None
+
+    @property
+    def finished_at(self) -> float | None:
+        record = self._record_or_none()
+        return record.get("finished_at") if record else None
+
+    @property
+    def created_at(self) -> float | None:
+        record = self._record_or_none()
+        return record.get("started_at") if record else None
+
+    @property
+    def exception(self) -> ExceptionWrapper | None:
+        """What made the task fail (None if it succeeded or @catch handled it)."""
+        record = self._record_or_none()
+        if not record or record.get("task_ok") or not record.get("exception"):
+            return None
+        if "_exception" in record["artifacts"]:
+            value = self._store.load(record["artifacts"]["_exception"])
+            if value is not None:
+                return value
+        wrapper = ExceptionWrapper()
+        wrapper.type = record["exception"]["type"]
+        wrapper.exception = record["exception"]["message"]
+        return wrapper
+
+    @property
+    def index(self) -> int | None:
+        stack = (self._record_or_none() or {}).get("foreach_stack") or []
+        return stack[-1][3] if stack else None
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        record = self._record_or_none() or {}
+        if not record.get("cloned"):
+            return None
+        flow, _, step, _ = self.path_components
+        return f"{flow}/{record['origin_run_id']}/{step}/{record['origin_task_id']}"
+
+    @property
+    def parent_tasks(self) -> list[Task]:
+        record = self._record_or_none() or {}
+        flow, run_id = self.path_components[:2]
+        out = []
+        for path in record.get("input_paths", ()):
+            step, task_id, _ = path.split("/")
+            if step != PARAMS_STEP:
+                out.append(Task(f"{flow}/{run_id}/{step}/{task_id}", _namespace_check=False))
+        return out
+
+    def _log(self, stream: str) -> str:
+        data = self._store.read_log(*self.path_components[1:], self.current_attempt, stream)
+        return data.decode("utf-8", "replace")
+
+    @property
+    def stdout(self) -> str:
+        """Everything the task printed to stdout (its latest attempt)."""
+        return self._log("stdout")
+
+    @property
+    def stderr(self) -> str:
+        return self._log("stderr")
+
+    @property
+    def data(self) -> ArtifactData:
+        """Artifact values by attribute: ``task.data.x``; ``"x" in task.data``."""
+        return ArtifactData(self)
+
+    @property
+    def artifacts(self) -> list[DataArtifact]:
+        return list(self)
+
+    def _artifact_names(self) -> list[str]:
+        return [n for n in self._record_or_raise()["artifacts"] if not n.startswith("_")]
+
+    def __iter__(self) -> Iterator[DataArtifact]:
+        for name in sorted(self._artifact_names()):
+            yield self[name]
+
+    def __getitem__(self, name: str) -> DataArtifact:
+        if name not in self._record_or_raise()["artifacts"]:
+            raise KeyError(name)
+        return DataArtifact._of(self, name)
+
+
+class ArtifactData:
+    """Attribute access to a task's artifacts (loaded on first access)."""
+
+    def __init__(self, task: Task):
+        self._task = task
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name not in self._cache:
+            try:
+                self._cache[name] = self._task[name].data
+            except KeyError:
+                raise AttributeError(f"{self._task.pathspec} has no artifact '{name}'") from None
+        return self._cache[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._task._record_or_raise()["artifacts"]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._task._artifact_names())
+
+    def __repr__(self) -> str:
+        return f"<data of {self._task.pathspec}: {', '.join(self._task._artifact_names())}>"
+
+
+class DataArtifact(_ClientObject):
+    """One artifact: ``DataArtifact("Flow/run/step/task/name")`` or ``task["name"]``."""
+
+    _DEPTH = 5
+
+    @classmethod
+    def _of(cls, task: Task, name: str) -> DataArtifact:
+        obj = cls.__new__(cls)
+        obj.path_components = [*task.path_components, name]
+        obj.pathspec = f"{task.pathspec}/{name}"
+        obj.id = name
+        obj._check = False
+        obj._store = task._store
+        obj._task = task
+        return obj
+
+    def _load(self) -> None:
+        task = Task("/".join(self.path_components[:4]), _namespace_check=self._check)
+        if self.id not in task._record_or_raise()["artifacts"]:
+            raise NotFoundError(f"Artifact {self.pathspec} does not exist")
+        self._task = task
+
+    def _run_record(self) -> dict[str, Any]:
+        return self._task._run
+
+    @property
+    def sha(self) -> str:
+        return self._task._record_or_raise()["artifacts"][self.id]
+
+    @property
+    def data(self) -> Any:
+        """The value (unpickled; classes defined in the flow file are found)."""
+        return self._store.load(self.sha)
+
+    @property
+    def size(self) -> int:
+        return self._store.blob_size(self.sha)
+
+    @property
+    def finished_at(self) -> float | None:
+        return self._task.finished_at
