@@ -21,7 +21,14 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".flowkernel-stamp"
-EXAMPLE = ["flow", "show", "examples/hello.py"]
+EXAMPLE = ["flow", "run", "examples/hello.py", "--who", "flowkernel"]
+READ_BACK = """
+from flowkernel import Flow
+run = Flow("HelloFlow").latest_run
+print(f"\\nRun {run.pathspec} successful={run.successful}; stored under .flowkernel/")
+print("end step artifacts:", {a.id: a.data for a in run["end"].task})
+print("what shout printed:", run["shout"].task.stdout.splitlines())
+"""
 
 
 def distributions() -> list[Path]:
@@ -67,7 +74,7 @@ def main(argv: list[str]) -> int:
     setup()
     command, rest = argv[0], argv[1:]
     if command == "example":
-        return run(EXAMPLE)
+        return run(EXAMPLE) or run(["python", "-c", READ_BACK])
     if command == "test":
         code = run(["ruff", "check", "."]) or run(["ruff", "format", "--check", "."])
         if code:
