@@ -80,7 +80,7 @@ def flowkernel_build_graph(flow_cls: type) -> FlowGraph | None:
     Called whenever the kernel needs a flow's graph (``flow show``, ``check``, ``run``, the
     task executor), at most once per flow class per kernel (the kernel caches the result).
     The graph need not be valid: record parse problems on the nodes and in
-    ``FlowGraph.problems``; the kernel validates it with :func:`flowkernel.lint.check_graph`.
+    ``FlowGraph.problems``; the kernel validates it with :func:`flowkernel.lint.check_flow`.
 
     :param flow_cls: the :class:`~flowkernel.FlowSpec` subclass.
     :returns: a :class:`~flowkernel.graph.FlowGraph`, or ``None`` to decline (this builder does

@@ -1,9 +1,602 @@
-"""Flow validation (placeholder: being written)."""
+"""Flow validation: every problem of a flow's graph, with file, line, step and a fix hint.
+
+:func:`check_flow` runs all the rules below and returns every problem it finds (not only the
+first), in a stable order: rule by rule as listed in :data:`RULES`, steps in definition order.
+Rules that check the shape of the whole graph (reachability, split/join balance) run only once
+every step's transition parses and names known steps (and, for the balance, every step takes one
+or two arguments), so that one typo does not cascade into a dozen findings; fixing the reported
+problems may reveal more of them.
+"""
 
 from __future__ import annotations
 
-from flowkernel.graph import FlowGraph, GraphProblem
+import difflib
+import inspect
+import linecache
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from flowkernel.graph import FlowGraph, GraphProblem, Node
+
+#: Every rule id, in the order the rules run, with what it checks.
+RULES: dict[str, str] = {
+    "source-unavailable": "the source of a step could not be read",
+    "reserved-step-name": "a step uses a reserved name (name, next, input, index, cmd)",
+    "no-start-step": "no step is the start step",
+    "several-start-steps": "more than one step is marked @step(start=True)",
+    "no-end-step": "no step is the end step",
+    "several-end-steps": "more than one step is marked @step(end=True)",
+    "ambiguous-start-end": "a step is marked start/end and another step is named start/end",
+    "start-has-parents": "some step transitions into the start step",
+    "end-has-next": "the end step calls self.next()",
+    "end-is-join": "the end step takes an inputs argument",
+    "invalid-step-name": "a step name is not lowercase letters, digits and underscores",
+    "too-many-arguments": "a step takes more than self and inputs",
+    "join-and-split": "a step takes inputs (a join) and also splits",
+    "missing-self-argument": "a step takes no arguments at all",
+    "missing-next": "a step other than the end does not end with self.next()",
+    "invalid-next": "the tail self.next() call is not one of the supported forms",
+    "unknown-target": "self.next() names a step that does not exist",
+    "cycle": "the steps form a loop (only a switch may loop to itself)",
+    "unreachable-step": "a step cannot be reached from the start step",
+    "unjoined-split": "the end is reached while a split's branches are still apart",
+    "join-without-split": "a join step has no split before it",
+    "join-unrelated-splits": "a join step joins branches of different splits",
+    "join-branch-count": "a join step is not reached from every branch of its split",
+    "multiple-parents": "a step that is not a join has parents that run in parallel",
+    "bad-switch": "a switch has no cases, fewer than two branches or a repeated case",
+    "empty-foreach": "a foreach goes straight into a join",
+    "num-parallel-needs-parallel": "the target of num_parallel= lacks @parallel",
+    "parallel-needs-join": "the step after a @parallel step is not a join",
+    "parallel-without-num-parallel": "a @parallel step is reached without num_parallel=",
+    "switch-to-join": "a switch case goes straight into a join",
+    "bad-parameter": "a Parameter is declared the wrong way",
+}
+
+RESERVED_STEP_NAMES = frozenset({"name", "next", "input", "index", "cmd"})
+_STEP_NAME = re.compile(r"^[a-z0-9_]+$")
+_NEXT_FORMS = (
+    "self.next(self.a) | self.next(self.a, self.b) | self.next(self.a, foreach='items') | "
+    "self.next(self.a, num_parallel=4) | self.next({'x': self.a, 'y': self.b}, condition='var')"
+)
+_SPLITS = ("split", "foreach")
+
+Stack = tuple[tuple[str, str], ...]  # (split step, branch it entered), outermost first
 
 
 def check_flow(flow_cls: type, graph: FlowGraph) -> list[GraphProblem]:
-    return list(graph.problems)
+    """Every validation problem of ``flow_cls`` whose graph is ``graph`` (empty when valid)."""
+    lint = _Lint(graph)
+    problems = list(graph.problems)
+    for check in (
+        _reserved_names,
+        _start_end,
+        _start_end_edges,
+        _step_names,
+        _arguments,
+        _transitions,
+        _cycles,
+    ):
+        problems += check(lint)
+    if lint.edges_complete and not lint.has_cycle:
+        problems += _unreachable(lint)
+        if lint.roles_known:
+            problems += _balance(lint)
+    for check in (_switches, _foreaches, _parallel, _switch_to_join):
+        problems += check(lint)
+    problems += _parameters(flow_cls, graph)
+    return problems
+
+
+class _Lint:
+    """The graph plus helpers shared by the rules."""
+
+    def __init__(self, graph: FlowGraph):
+        self.graph = graph
+        self.nodes = graph.nodes
+        self.has_cycle = False
+        self.edges_complete = not graph.problems and all(
+            (n.has_tail_next or n.name == graph.end)
+            and not n.transition_error
+            and all(t in self.nodes for t in n.out_funcs)
+            for n in self.nodes.values()
+        )
+        # whether a step with 0 or 3+ arguments was meant to be a join is anyone's guess
+        self.roles_known = all(0 < n.num_args <= 2 for n in self.nodes.values())
+
+    def problem(
+        self, rule: str, node: Node | None, message: str, hint: str, line: int | None = None
+    ) -> GraphProblem:
+        if line is None:
+            line = (node.def_lineno or node.func_lineno) if node else self.graph.class_lineno
+        return GraphProblem(
+            rule=rule,
+            message=message,
+            file=(node.source_file if node else None) or self.graph.source_file,
+            line=line,
+            step=node.name if node else None,
+            hint=hint,
+        )
+
+    def next_line(self, node: Node) -> int | None:
+        return node.next_lineno or node.def_lineno or node.func_lineno
+
+    def children(self, node: Node) -> list[Node]:
+        """Known successors, a switch's loop to itself left out."""
+        return [self.nodes[t] for t in node.out_funcs if t in self.nodes and t != node.name]
+
+
+def _reserved_names(lint: _Lint) -> Iterator[GraphProblem]:
+    for node in lint.nodes.values():
+        if node.name in RESERVED_STEP_NAMES:
+            yield lint.problem(
+                "reserved-step-name",
+                node,
+                f"'{node.name}' is a reserved word and cannot be the name of a step",
+                f"rename the step (reserved: {', '.join(sorted(RESERVED_STEP_NAMES))})",
+            )
+
+
+def _start_end(lint: _Lint) -> Iterator[GraphProblem]:
+    nodes = lint.nodes
+    if len(nodes) == 1:
+        return
+    for which in ("start", "end"):
+        flag = f"is_{which}_annotated"
+        marked = [n for n in nodes.values() if getattr(n, flag)]
+        if len(marked) > 1:
+            names = _names(n.name for n in marked)
+            yield lint.problem(
+                f"several-{which}-steps",
+                marked[1],
+                f"steps {names} are all marked @step({which}=True); a flow has one {which} step",
+                f"keep {which}=True on exactly one step",
+            )
+        elif not marked and which not in nodes:
+            yield lint.problem(
+                f"no-{which}-step",
+                None,
+                f"flow {lint.graph.flow_name} has no {which} step",
+                f"name a step '{which}' or decorate it with @step({which}=True)",
+            )
+        if marked and which in nodes and not getattr(nodes[which], flag):
+            yield lint.problem(
+                "ambiguous-start-end",
+                nodes[which],
+                f"ambiguous {which} step: '{marked[0].name}' is marked @step({which}=True) "
+                f"but another step is named '{which}'",
+                f"rename step '{which}' or drop {which}=True from '{marked[0].name}'",
+            )
+
+
+def _start_end_edges(lint: _Lint) -> Iterator[GraphProblem]:
+    start, end = lint.graph.start, lint.graph.end
+    if start in lint.nodes and start != end:
+        for parent in lint.nodes[start].in_funcs:
+            node = lint.nodes[parent]
+            yield lint.problem(
+                "start-has-parents",
+                node,
+                f"step '{parent}' goes to the start step '{start}'; nothing may come before it",
+                f"point self.next() of '{parent}' at another step",
+                lint.next_line(node),
+            )
+    if end in lint.nodes:
+        node = lint.nodes[end]
+        if node.has_tail_next and start != end:
+            yield lint.problem(
+                "end-has-next",
+                node,
+                f"the end step '{end}' calls self.next(); the end step is the last one",
+                f"remove the self.next() call from '{end}'",
+                lint.next_line(node),
+            )
+        if node.num_args == 2:
+            yield lint.problem(
+                "end-is-join",
+                node,
+                f"the end step '{end}' takes inputs, so it would be a join; it may not be one",
+                f"add a join step before '{end}' and remove the inputs argument of '{end}'",
+            )
+
+
+def _step_names(lint: _Lint) -> Iterator[GraphProblem]:
+    for node in lint.nodes.values():
+        if not _STEP_NAME.match(node.name) or node.name.startswith("_"):
+            yield lint.problem(
+                "invalid-step-name",
+                node,
+                f"'{node.name}' is not a valid step name",
+                "use lowercase ascii letters, digits and underscores, not starting with '_'",
+            )
+
+
+def _arguments(lint: _Lint) -> Iterator[GraphProblem]:
+    for node in lint.nodes.values():
+        if node.num_args > 2:
+            yield lint.problem(
+                "too-many-arguments",
+                node,
+                f"step '{node.name}' takes {node.num_args} arguments; a step takes self, "
+                "and a join also takes inputs",
+                f"write def {node.name}(self) or def {node.name}(self, inputs)",
+            )
+        elif node.num_args == 2 and node.type in ("split", "foreach", "split-switch"):
+            yield lint.problem(
+                "join-and-split",
+                node,
+                f"step '{node.name}' takes inputs (a join) and also splits",
+                "a step cannot both join and split: add a new step after the join that splits",
+            )
+        elif node.num_args == 0:
+            yield lint.problem(
+                "missing-self-argument",
+                node,
+                f"step '{node.name}' takes no arguments",
+                f"write def {node.name}(self)",
+            )
+
+
+def _transitions(lint: _Lint) -> Iterator[GraphProblem]:
+    for node in lint.nodes.values():
+        if any(p.step == node.name for p in lint.graph.problems):
+            continue
+        if not node.has_tail_next and node.name != lint.graph.end and not node.is_end_annotated:
+            yield lint.problem(
+                "missing-next",
+                node,
+                f"step '{node.name}' does not end with a self.next() transition",
+                "make self.next(self.<next step>) the last statement of the step"
+                + (f" (after line {_last_line(node)})" if _last_line(node) else ""),
+            )
+        if node.transition_error:
+            yield lint.problem(
+                "invalid-next",
+                node,
+                f"invalid self.next() in step '{node.name}': {node.transition_error}",
+                f"use one of: {_NEXT_FORMS}",
+                lint.next_line(node),
+            )
+        for target in node.out_funcs:
+            if target not in lint.nodes:
+                close = difflib.get_close_matches(target, list(lint.nodes), n=1)
+                yield lint.problem(
+                    "unknown-target",
+                    node,
+                    f"step '{node.name}' goes to '{target}', which is not a step of the flow",
+                    f"did you mean self.{close[0]}?" if close else "define it, or fix the name",
+                    lint.next_line(node),
+                )
+
+
+def _last_line(node: Node) -> int | None:
+    """The last line of the step's body, read back from its source."""
+    if not node.source_file or not node.func_lineno:
+        return None
+    lines = linecache.getlines(node.source_file)
+    try:
+        block = inspect.getblock(lines[node.func_lineno - 1 :])
+    except Exception:
+        return None
+    while block and not block[-1].strip():
+        block = block[:-1]
+    return node.func_lineno + len(block) - 1 if block else None
+
+
+def _cycles(lint: _Lint) -> Iterator[GraphProblem]:
+    state: dict[str, int] = {}  # 1 on the current path, 2 finished
+    found: list[tuple[Node, list[str]]] = []
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        node = lint.nodes[name]
+        for target in node.out_funcs:
+            if target not in lint.nodes or (target == name and node.type == "split-switch"):
+                continue
+            if state.get(target) == 1:
+                found.append((node, [*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[name] = 2
+
+    for name in lint.nodes:
+        if name not in state:
+            visit(name, [name])
+    lint.has_cycle = bool(found)
+    for node, loop in found:
+        yield lint.problem(
+            "cycle",
+            node,
+            f"step '{node.name}' closes a loop: {' -> '.join(loop)}",
+            "steps may not loop; only a switch may name itself as a case (a recursive switch)",
+            lint.next_line(node),
+        )
+
+
+def _reachable(lint: _Lint) -> list[str]:
+    """Steps reachable from the start, in topological order (a switch's self-loop ignored)."""
+    start = lint.graph.start
+    if start not in lint.nodes:
+        return []
+    seen, todo = {start}, [start]
+    while todo:
+        for child in lint.children(lint.nodes[todo.pop()]):
+            if child.name not in seen:
+                seen.add(child.name)
+                todo.append(child.name)
+    indegree = {n: 0 for n in seen}
+    for n in seen:
+        for child in lint.children(lint.nodes[n]):
+            indegree[child.name] += 1
+    ready = [n for n in lint.nodes if n in seen and indegree[n] == 0]
+    order: list[str] = []
+    while ready:
+        name = ready.pop(0)
+        order.append(name)
+        for child in lint.children(lint.nodes[name]):
+            indegree[child.name] -= 1
+            if indegree[child.name] == 0:
+                ready.append(child.name)
+    return order
+
+
+def _unreachable(lint: _Lint) -> Iterator[GraphProblem]:
+    if lint.graph.start not in lint.nodes:
+        return
+    reachable = set(_reachable(lint))
+    for node in lint.nodes.values():
+        if node.name not in reachable:
+            yield lint.problem(
+                "unreachable-step",
+                node,
+                f"step '{node.name}' cannot be reached from the start step '{lint.graph.start}'",
+                f"name '{node.name}' in the self.next() of an earlier step, or delete it",
+            )
+
+
+def _balance(lint: _Lint) -> Iterator[GraphProblem]:
+    """Walk the graph in topological order with a stack of open splits (rule 13).
+
+    A static split or foreach pushes ``(split, branch)`` for each child; a join pops; a
+    switch's cases inherit the same stack, so alternative branches may meet at any step.
+    """
+    nodes, end = lint.nodes, lint.graph.end
+    arrivals: dict[str, list[tuple[str, Stack]]] = {}
+    if lint.graph.start in nodes:
+        arrivals[lint.graph.start] = [("", ())]
+    for name in _reachable(lint):
+        node = nodes[name]
+        incoming = arrivals.get(name, [])
+        if node.type == "join" or node.num_args == 2:  # a split or end with inputs joins too
+            out, problem = _join(lint, node, incoming)
+            if problem:
+                yield problem
+        else:
+            out = _common_prefix([s for _, s in incoming])
+            if len({s for _, s in incoming}) > 1:
+                yield _merge_problem(lint, node, incoming, out)
+            if name == end and out:
+                split = nodes[out[-1][0]]
+                yield lint.problem(
+                    "unjoined-split",
+                    split,
+                    f"the end step '{end}' is reached while the branches started at step "
+                    f"'{split.name}' are not joined",
+                    f"lead the branches of '{split.name}' into a join step "
+                    "(def join(self, inputs)) before the end",
+                    lint.next_line(split),
+                )
+        for child in lint.children(node):
+            stack = (*out, (name, child.name)) if node.type in _SPLITS else out
+            arrivals.setdefault(child.name, []).append((name, stack))
+
+
+def _merge_problem(
+    lint: _Lint, node: Node, incoming: list[tuple[str, Stack]], out: Stack
+) -> GraphProblem:
+    """A step without inputs reached from parents that are not alternatives of one switch."""
+    where = {p: f"inside split '{s[-1][0]}'" if s else "outside any split" for p, s in incoming}
+    parents = ", ".join(f"'{p}' ({where[p]})" for p in sorted(where))
+    inside = sorted({p for p, s in incoming if s != out})
+    if any(s == out for _, s in incoming):  # some branches left their split without a join
+        splits = sorted({s[len(out)][0] for _, s in incoming if len(s) > len(out)})
+        joins = [lint.nodes[s].matching_join for s in splits if s in lint.nodes]
+        target = _names(j for j in joins if j) or "the join"
+        hint = f"lead {_names(inside)} into {target} (closing split {_names(splits)}) instead"
+    elif node.name == lint.graph.end:
+        hint = f"add a join step before '{node.name}'"
+    else:
+        hint = f"make it a join that receives them: def {node.name}(self, inputs)"
+    return lint.problem(
+        "multiple-parents",
+        node,
+        f"step '{node.name}' is reached from {parents}, which are not alternative branches "
+        "of one switch, but it is not a join",
+        hint,
+    )
+
+
+def _join(
+    lint: _Lint, node: Node, incoming: list[tuple[str, Stack]]
+) -> tuple[Stack, GraphProblem | None]:
+    """The stack after the join ``node`` and what is wrong with its incoming branches, if any."""
+    stacks = [s for _, s in incoming]
+    if not any(stacks):
+        return (), lint.problem(
+            "join-without-split",
+            node,
+            f"step '{node.name}' takes inputs (a join) but no split comes before it",
+            f"remove the inputs argument (def {node.name}(self)) or split before it",
+        )
+    groups = {(s[:-1], s[-1][0] if s else None) for s in stacks}
+    if len(groups) > 1:
+        where = ", ".join(
+            f"'{p}' (from {'split ' + repr(s[-1][0]) if s else 'no split'})"
+            for p, s in sorted(incoming)
+        )
+        return _common_prefix(stacks), lint.problem(
+            "join-unrelated-splits",
+            node,
+            f"join step '{node.name}' joins branches of different splits: {where}",
+            "a join must close exactly one split: join the inner split first",
+        )
+    ((prefix, split_name),) = groups
+    split = lint.nodes[split_name]
+    reached = {s[-1][1] for s in stacks}
+    expected = set(split.out_funcs)
+    if reached != expected:
+        missing = _names(sorted(expected - reached)) or "none"
+        return prefix, lint.problem(
+            "join-branch-count",
+            node,
+            f"join step '{node.name}' is reached from {len(reached)} of the "
+            f"{len(expected)} branches of split '{split_name}' (missing: {missing})",
+            f"lead every branch of '{split_name}' into '{node.name}'",
+        )
+    return prefix, None
+
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
+
+
+def _common_prefix(stacks: list[Stack]) -> Stack:
+    if not stacks:
+        return ()
+    prefix = stacks[0]
+    for stack in stacks[1:]:
+        n = 0
+        while n < min(len(prefix), len(stack)) and prefix[n] == stack[n]:
+            n += 1
+        prefix = prefix[:n]
+    return prefix
+
+
+def _switches(lint: _Lint) -> Iterator[GraphProblem]:
+    for node in lint.nodes.values():
+        if node.type != "split-switch" or node.transition_error:
+            continue
+        keys = [k for k, _ in node.switch_cases]
+        repeated = sorted({repr(k) for k in keys if keys.count(k) > 1})
+        if not keys:
+            message = f"switch step '{node.name}' has no cases"
+        elif len(set(node.out_funcs)) < 2:
+            message = f"switch step '{node.name}' has only one branch ('{node.out_funcs[0]}')"
+        elif repeated:
+            message = f"switch step '{node.name}' repeats case {', '.join(repeated)}"
+        else:
+            continue
+        yield lint.problem(
+            "bad-switch",
+            node,
+            message,
+            "give the switch at least two cases leading to different steps, each key once; "
+            "for a single successor use self.next(self.<step>)",
+            lint.next_line(node),
+        )
+
+
+def _foreaches(lint: _Lint) -> Iterator[GraphProblem]:
+    for node in lint.nodes.values():
+        if node.type == "foreach":
+            for child in lint.children(node):
+                if child.type == "join":
+                    yield lint.problem(
+                        "empty-foreach",
+                        node,
+                        f"foreach step '{node.name}' goes straight into the join '{child.name}'",
+                        "add at least one step that runs for each item between them",
+                        lint.next_line(node),
+                    )
+
+
+def _parallel(lint: _Lint) -> Iterator[GraphProblem]:
+    for node in lint.nodes.values():
+        if node.is_parallel_split:
+            for child in lint.children(node):
+                if not child.parallel_step:
+                    yield lint.problem(
+                        "num-parallel-needs-parallel",
+                        node,
+                        f"step '{node.name}' starts '{child.name}' with num_parallel=, but "
+                        f"'{child.name}' is not a @parallel step",
+                        f"decorate '{child.name}' with @parallel (above @step)",
+                        lint.next_line(node),
+                    )
+    for node in lint.nodes.values():
+        if not node.parallel_step:
+            continue
+        for child in lint.children(node):
+            if child.type != "join":
+                yield lint.problem(
+                    "parallel-needs-join",
+                    node,
+                    f"the step after @parallel step '{node.name}' must be a join, "
+                    f"but '{child.name}' is not one",
+                    f"add a join step after '{node.name}'"
+                    if child.name == lint.graph.end
+                    else f"give it an inputs argument: def {child.name}(self, inputs)",
+                    lint.next_line(node),
+                )
+        parents = [lint.nodes[p] for p in node.in_funcs if p in lint.nodes]
+        for parent in parents or [None]:
+            if parent is not None and parent.is_parallel_split:
+                continue
+            via = f"from step '{parent.name}' " if parent else ""
+            yield lint.problem(
+                "parallel-without-num-parallel",
+                parent or node,
+                f"@parallel step '{node.name}' is reached {via}without num_parallel=",
+                f"reach it with self.next(self.{node.name}, num_parallel=N)",
+                lint.next_line(parent) if parent else None,
+            )
+
+
+def _switch_to_join(lint: _Lint) -> Iterator[GraphProblem]:
+    for node in lint.nodes.values():
+        if node.type == "split-switch":
+            for child in lint.children(node):
+                if child.type == "join":
+                    yield lint.problem(
+                        "switch-to-join",
+                        node,
+                        f"a case of switch step '{node.name}' leads straight into the join "
+                        f"'{child.name}'",
+                        "add an intermediate step between the switch and the join",
+                        lint.next_line(node),
+                    )
+
+
+def _parameters(flow_cls: type, graph: FlowGraph) -> list[GraphProblem]:
+    from flowkernel.parameters import flow_parameters, parameter_problems
+
+    params = flow_parameters(flow_cls)
+    problems = []
+    for message in parameter_problems(flow_cls):
+        named = [a for a, p in params.items() if f"'{p.name}'" in message]
+        attr = named[-1] if named else None  # a name given twice: point at the second
+        problems.append(
+            GraphProblem(
+                rule="bad-parameter",
+                message=message,
+                file=graph.source_file,
+                line=_attribute_line(graph, attr) if attr else graph.class_lineno,
+                hint="fix the Parameter declaration",
+            )
+        )
+    return problems
+
+
+def _attribute_line(graph: FlowGraph, attr: str) -> int | None:
+    """The last line in the flow class that assigns ``attr`` (else the class line)."""
+    if not graph.source_file or not graph.class_lineno:
+        return graph.class_lineno
+    lines = linecache.getlines(graph.source_file)
+    try:
+        block: list[Any] = inspect.getblock(lines[graph.class_lineno - 1 :])
+    except Exception:
+        return graph.class_lineno
+    pattern = re.compile(rf"^\s+{re.escape(attr)}\s*(:[^=]*)?=")
+    hits = [i for i, text in enumerate(block) if pattern.match(text)]
+    return graph.class_lineno + hits[-1] if hits else graph.class_lineno
