@@ -80,7 +80,7 @@ class _ClientObject:
     _NAME = "object"
     _DEPTH = 0
 
-    def __init__(self, pathspec: str, _namespace_check: bool = True):
+    def __init__(self, pathspec: str, _namespace_check: bool = True, _root: str | None = None):
         parts = [p for p in str(pathspec).split("/") if p]
         if len(parts) != self._DEPTH:
             raise InvalidPathspecError(
@@ -91,7 +91,8 @@ class _ClientObject:
         self.pathspec = "/".join(parts)
         self.id = parts[-1]
         self._check = _namespace_check
-        self._store = FlowStore(_datastore_root(), parts[0])
+        self._root = _root or _datastore_root()
+        self._store = FlowStore(self._root, parts[0])
         self._load()
         if _namespace_check:
             self._check_namespace()
@@ -122,7 +123,7 @@ class _ClientObject:
             )
 
     def _child(self, cls: type, child_id: str) -> Any:
-        return cls(f"{self.pathspec}/{child_id}", _namespace_check=self._check)
+        return cls(f"{self.pathspec}/{child_id}", _namespace_check=self._check, _root=self._root)
 
     def __getitem__(self, child_id: str) -> Any:
         raise KeyError(child_id)
@@ -279,7 +280,9 @@ class Run(_ClientObject):
         from flowkernel.loader import load_flow
         from flowkernel.parameters import flow_parameters
 
-        task = Task(f"{self.pathspec}/{PARAMS_STEP}/{PARAMS_TASK}", _namespace_check=False)
+        task = Task(
+            f"{self.pathspec}/{PARAMS_STEP}/{PARAMS_TASK}", _namespace_check=False, _root=self._root
+        )
         names = None
         if self._record.get("flow_file") and os.path.exists(self._record["flow_file"]):
             names = list(flow_parameters(load_flow(self._record["flow_file"])))
@@ -346,9 +349,15 @@ class Task(_ClientObject):
 
     _DEPTH = 4
 
-    def __init__(self, pathspec: str, attempt: int | None = None, _namespace_check: bool = True):
+    def __init__(
+        self,
+        pathspec: str,
+        attempt: int | None = None,
+        _namespace_check: bool = True,
+        _root: str | None = None,
+    ):
         self._attempt_arg = attempt
-        super().__init__(pathspec, _namespace_check=_namespace_check)
+        super().__init__(pathspec, _namespace_check=_namespace_check, _root=_root)
 
     def _load(self) -> None:
         _, run_id, step, task_id = self.path_components
@@ -433,7 +442,8 @@ class Task(_ClientObject):
         for path in record.get("input_paths", ()):
             step, task_id, _ = path.split("/")
             if step != PARAMS_STEP:
-                out.append(Task(f"{flow}/{run_id}/{step}/{task_id}", _namespace_check=False))
+                pathspec = f"{flow}/{run_id}/{step}/{task_id}"
+                out.append(Task(pathspec, _namespace_check=False, _root=self._root))
         return out
 
     def _log(self, stream: str) -> str:
@@ -510,12 +520,15 @@ class DataArtifact(_ClientObject):
         obj.pathspec = f"{task.pathspec}/{name}"
         obj.id = name
         obj._check = False
+        obj._root = task._root
         obj._store = task._store
         obj._task = task
         return obj
 
     def _load(self) -> None:
-        task = Task("/".join(self.path_components[:4]), _namespace_check=self._check)
+        task = Task(
+            "/".join(self.path_components[:4]), _namespace_check=self._check, _root=self._root
+        )
         if self.id not in task._record_or_raise()["artifacts"]:
             raise NotFoundError(f"Artifact {self.pathspec} does not exist")
         self._task = task

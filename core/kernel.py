@@ -21,15 +21,14 @@ from collections.abc import Iterable, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pluggy
-
 from flowkernel import hookspecs
 from flowkernel.errors import GraphValidationError, MissingPluginError, PluginError
 from flowkernel.specs import PluginRecord
 
 if TYPE_CHECKING:
     import click
-
     from flowkernel.graph import FlowGraph, GraphProblem
     from flowkernel.specs import DeployerSpec, RunInfo, RunResult, RuntimeSpec, TaskInfo
 
@@ -52,8 +51,9 @@ def _env_list(name: str) -> list[str] | None:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    """``Type: message`` on one line (a multi-line message is joined with "; ")."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {'; '.join(lines)}" if lines else type(exc).__name__
 
 
 def _builtin_plugins() -> list[tuple[str, Any]]:
@@ -69,6 +69,9 @@ class Kernel:
     def __init__(self, pm: pluggy.PluginManager, records: list[PluginRecord]):
         self.pm = pm
         self._records = records
+        #: record index -> its entry point; distribution name and version are filled in on
+        #: first access to :attr:`records` (reading them parses METADATA files: slow at startup)
+        self._dist_pending: dict[int, metadata.EntryPoint] = {}
         self._graphs: dict[type, FlowGraph] = {}
         self._runtimes: dict[str, RuntimeSpec] | None = None
         self._deployers: dict[str, DeployerSpec] | None = None
@@ -97,6 +100,8 @@ class Kernel:
         """
         pm = pluggy.PluginManager(hookspecs.PROJECT)
         pm.add_hookspecs(hookspecs)
+        # historic: every plugin registered from here on gets it on registration
+        pm.hook.flowkernel_add_hookspecs.call_historic(kwargs={"pluginmanager": pm})
         if os.environ.get("FLOWKERNEL_TRACE_HOOKS") == "1":
             hook_log = logging.getLogger("flowkernel.hooks")
             pm.trace.root.setwriter(lambda msg: hook_log.debug(msg.rstrip()))
@@ -119,25 +124,29 @@ class Kernel:
         return kernel
 
     def _load_entrypoints(self, blocked: set[str], allowed: set[str] | None, strict: bool) -> None:
-        eps = sorted(
-            metadata.entry_points(group=ENTRY_POINT_GROUP),
-            key=lambda ep: (ep.name, _dist_name(ep) or ""),
-        )
+        eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
         by_name: dict[str, list[metadata.EntryPoint]] = {}
         for ep in eps:
             by_name.setdefault(ep.name, []).append(ep)
+        reserved = {name for name, _ in _builtin_plugins()}
         for name, group in by_name.items():
-            dists = {_dist_name(ep) for ep in group}
-            if len(group) > 1 and len(dists) > 1:
-                owners = ", ".join(sorted(d or "?" for d in dists))
-                msg = f"plugin name '{name}' is provided by several distributions ({owners})"
-                for ep in group:
-                    self._fail(ep, f"PluginError: {msg}; uninstall all but one", strict)
-                continue
             ep = group[0]
+            if name in reserved:
+                # set_blocked() or register() under this name would hit the kernel's own plugin
+                msg = f"PluginError: the name '{name}' is reserved for the kernel"
+                self._fail(ep, msg, strict)
+                continue
             if name in blocked or (allowed is not None and name not in allowed):
                 self.pm.set_blocked(name)
-                self._records.append(_ep_record(ep, "blocked"))
+                for each in group:
+                    self._add_ep_record(each, "blocked")
+                continue
+            dists = {_dist_name(each) for each in group} if len(group) > 1 else set()
+            if len(dists) > 1:
+                owners = ", ".join(sorted(d or "?" for d in dists))
+                msg = f"plugin name '{name}' is provided by several distributions ({owners})"
+                for each in sorted(group, key=lambda e: _dist_name(e) or ""):
+                    self._fail(each, f"PluginError: {msg}; uninstall all but one", strict)
                 continue
             try:
                 plugin = ep.load()
@@ -147,17 +156,16 @@ class Kernel:
                     self.pm.unregister(name=name)
                 self._fail(ep, _one_line(exc), strict, exc)
                 continue
-            rec = _record(self.pm, name, plugin, "loaded")
-            self._records.append(
-                PluginRecord(
-                    name=name,
-                    status="loaded",
-                    distribution=_dist_name(ep),
-                    version=_dist_version(ep),
-                    module=ep.value,
-                    hooks=rec.hooks,
-                )
-            )
+            self._add_ep_record(ep, "loaded", hooks=_record(self.pm, name, plugin, "loaded").hooks)
+
+    def _add_ep_record(
+        self, ep: metadata.EntryPoint, status: str, error: str | None = None, hooks: tuple = ()
+    ) -> None:
+        self._dist_pending[len(self._records)] = ep
+        record = PluginRecord(
+            name=ep.name, status=status, module=ep.value, hooks=hooks, error=error
+        )
+        self._records.append(record)
 
     def _fail(
         self, ep: metadata.EntryPoint, error: str, strict: bool, exc: BaseException | None = None
@@ -167,7 +175,7 @@ class Kernel:
         if strict:
             raise PluginError(text) from exc
         log.warning(text)
-        self._records.append(_ep_record(ep, "failed", error))
+        self._add_ep_record(ep, "failed", error)
 
     def register(self, plugin: Any, name: str | None = None) -> str:
         """Register a plugin object (module, class instance, ...) under ``name``."""
@@ -184,6 +192,11 @@ class Kernel:
     @property
     def records(self) -> list[PluginRecord]:
         """One record per plugin: built-ins, loaded, blocked and failed, in load order."""
+        for index, ep in self._dist_pending.items():
+            self._records[index] = attrs.evolve(
+                self._records[index], distribution=_dist_name(ep), version=_dist_version(ep)
+            )
+        self._dist_pending.clear()
         return list(self._records)
 
     def plugin_names(self) -> list[str]:
@@ -199,8 +212,7 @@ class Kernel:
             if graph is None:
                 raise MissingPluginError(
                     f"no graph builder recognised flow {flow_cls.__name__}: "
-                    f"install {_INSTALL_HINTS['graph']}"
-                    + self._disabled_hint()
+                    f"install {_INSTALL_HINTS['graph']}" + self._disabled_hint()
                 )
             self._graphs[flow_cls] = graph
         return graph
@@ -260,14 +272,17 @@ class Kernel:
         deployers = self.deployers()
         if name not in deployers:
             installed = ", ".join(deployers) or "none"
-            raise MissingPluginError(f"no deployer named '{name}'; installed deployers: {installed}")
+            raise MissingPluginError(
+                f"no deployer named '{name}'; installed deployers: {installed}"
+            )
         return deployers[name]
 
     def extend_cli(self, cli: click.Group) -> None:
         """Let every plugin add its commands; a plugin that raises is reported, not fatal."""
+        kwargs = {"cli": cli}
         for impl in self.pm.hook.flowkernel_cli.get_hookimpls():
             try:
-                impl.function(cli=cli)
+                impl.function(*(kwargs[arg] for arg in impl.argnames))
             except Exception as exc:
                 log.warning("plugin %s could not add its commands: %s", impl.plugin_name, exc)
 
@@ -281,6 +296,18 @@ class Kernel:
 
     def run_finished(self, run: RunInfo, result: RunResult) -> None:
         self.pm.hook.flowkernel_run_finished(run=run, result=result)
+
+    # -- in-process runs ---------------------------------------------------------------------
+
+    def run(self, flow: type | str, **kwargs: Any) -> Any:
+        """Run a flow class or file in this process; returns the client Run.
+
+        See :func:`flowkernel.api.run_flow` for the keyword arguments (runtime,
+        datastore_root, max_workers, tags, ... and the flow's parameters).
+        """
+        from flowkernel.api import run_flow
+
+        return run_flow(self, flow, **kwargs)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -313,19 +340,7 @@ def _dist_version(ep: metadata.EntryPoint) -> str | None:
     return dist.version if dist is not None else None
 
 
-def _ep_record(ep: metadata.EntryPoint, status: str, error: str | None = None) -> PluginRecord:
-    return PluginRecord(
-        name=ep.name,
-        status=status,
-        distribution=_dist_name(ep),
-        version=_dist_version(ep),
-        module=ep.value,
-        error=error,
-    )
-
-
 def _record(pm: pluggy.PluginManager, name: str, plugin: Any, status: str) -> PluginRecord:
     hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or ()))
     module = getattr(plugin, "__name__", None) or type(plugin).__module__
     return PluginRecord(name=name, status=status, module=module, hooks=hooks)
-

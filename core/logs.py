@@ -35,7 +35,7 @@ class ConsoleSink:
     """Echo task output on the controller's stdout: ``HH:MM:SS.mmm [run/step/task] line``."""
 
     def __init__(self, stream: IO[bytes] | None = None):
-        self.stream = stream or sys.stdout.buffer
+        self.stream = stream or getattr(sys.stdout, "buffer", None) or _TextAdapter(sys.stdout)
 
     def emit(self, line: LogLine) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(line.timestamp))
@@ -46,6 +46,19 @@ class ConsoleSink:
 
     def close(self) -> None:
         self.stream.flush()
+
+
+class _TextAdapter:
+    """Bytes-to-text shim for a replaced ``sys.stdout`` without ``.buffer`` (pytest capture)."""
+
+    def __init__(self, text: IO[str]):
+        self.text = text
+
+    def write(self, data: bytes) -> None:
+        self.text.write(data.decode("utf-8", "replace"))
+
+    def flush(self) -> None:
+        self.text.flush()
 
 
 class TaskLogFiles:

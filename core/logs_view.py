@@ -17,8 +17,11 @@ def resolve_pathspec(root: str, pathspec: str, flow_file: str | None) -> tuple[s
         from flowkernel.loader import load_flow
 
         return load_flow(flow_file).__name__, parts
-    if len(parts) == 4 or (len(parts) == 3 and not FlowStore(root, parts[0]).step_names(parts[1])
-                           and FlowStore(root, parts[0]).read_run_record(parts[1])):
+    if len(parts) == 4 or (
+        len(parts) == 3
+        and not FlowStore(root, parts[0]).step_names(parts[1])
+        and FlowStore(root, parts[0]).read_run_record(parts[1])
+    ):
         return parts[0], parts[1:]
     if len(parts) not in (2, 3):
         raise UsageError(f"expected RUN/STEP[/TASK], got {pathspec!r}")
@@ -26,8 +29,9 @@ def resolve_pathspec(root: str, pathspec: str, flow_file: str | None) -> tuple[s
     if not owners:
         raise NotFoundError(f"no run {parts[0]} under {root}")
     if len(owners) > 1:
-        raise UsageError(f"run {parts[0]} exists for several flows ({', '.join(owners)}); "
-                         "write FLOW/RUN/STEP")
+        raise UsageError(
+            f"run {parts[0]} exists for several flows ({', '.join(owners)}); write FLOW/RUN/STEP"
+        )
     return owners[0], parts  # fmt: skip
 
 

@@ -37,6 +37,8 @@ def _common_run_options() -> list[click.Option]:
         click.Option(["--tag", "tags"], multiple=True, help="Tag the run (repeatable)."),
         click.Option(["--run-id-file"], default=None, help="Write the run id to this file."),
         click.Option(["--quiet"], is_flag=True, help="Only task output and errors."),
+        click.Option(["--runner-attribute-file"], default=None, hidden=True,
+                     help="Write {run_id, flow_name, datastore_root} here once the run exists."),
     ]  # fmt: skip
 
 
@@ -96,6 +98,22 @@ def _options(ctx: click.Context, values: dict[str, Any], runtime_params) -> RunO
     )
 
 
+def _announce(values: dict[str, Any], run_ctx: Any) -> None:
+    """Tell a Runner the run exists (atomically: the file appears complete or not at all)."""
+    path = values.get("runner_attribute_file")
+    if path:
+        from flowkernel.datastore import write_json_atomic
+
+        write_json_atomic(
+            path,
+            {
+                "run_id": run_ctx.run_id,
+                "flow_name": run_ctx.store.flow_name,
+                "datastore_root": run_ctx.store.root,
+            },
+        )
+
+
 def _finish(result: Any) -> None:
     sys.exit(0 if result.success else 1)
 
@@ -125,7 +143,9 @@ def run(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> Non
         for attr, v in given.items()
     }
     resolved = resolve_parameters(flow_cls, converted, current_user())
-    run_ctx = start_run(flow_cls, graph, _abspath(flow_file), resolved, _options(ctx, values, runtime_params))
+    options = _options(ctx, values, runtime_params)
+    run_ctx = start_run(flow_cls, graph, _abspath(flow_file), resolved, options)
+    _announce(values, run_ctx)
     _finish(runtime.factory(kernel).run(run_ctx))
 
 
@@ -161,6 +181,7 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
         origin_run_id=values["origin_run_id"],
         step=values["step"],
     )
+    _announce(values, run_ctx)
     _finish(runtime.factory(kernel).run(run_ctx))
 
 

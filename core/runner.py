@@ -1,0 +1,347 @@
+"""Library use: ``Runner`` starts ``flow run`` / ``flow resume`` in a child process and returns an
+:class:`ExecutingRun` to watch it and read its results through the client.
+
+The run id comes back through a runner-attribute file that the child writes once the run
+exists, never by parsing output. A run that fails after starting is a *failed* ExecutingRun,
+not an exception; a flow that cannot start (graph error, usage error) raises
+:class:`FlowStartError` carrying the child's own error text. Parameters are checked against the
+flow's Parameters before any process starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from flowkernel.errors import FlowkernelError
+from flowkernel.procs import CommandProcess
+
+#: Runner(**top_level) keyword -> (option, expected type); lists become repeated options.
+TOP_LEVEL = {
+    "datastore_root": ("--datastore-root", str),
+    "runtime": ("--runtime", str),
+    "max_workers": ("--max-workers", int),
+    "max_num_splits": ("--max-num-splits", int),
+    "tags": ("--tag", list),
+    "quiet": ("--quiet", bool),
+    "run_id_file": ("--run-id-file", str),
+    "isolation": ("--isolation", str),
+}
+
+
+class FlowStartError(FlowkernelError, RuntimeError):
+    """The flow did not start (validation or usage error); the message is the child's error."""
+
+    def __init__(self, message: str, returncode: int | None, stdout: str, stderr: str):
+        super().__init__(message)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+def _check_type(kind: str, name: str, value: Any, expected: Any) -> None:
+    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+    if expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok:
+        raise TypeError(
+            f"{kind} '{name}' expects {expected.__name__}, got {type(value).__name__} {value!r}"
+        )
+
+
+def parameter_args(flow_file: str, params: dict[str, Any]) -> list[str]:
+    """Validate ``params`` against the flow's Parameters; return them as ``--name value`` args.
+
+    :raises ValueError: an unknown parameter (the message lists the flow's parameters).
+    :raises TypeError: a value of the wrong type (the message names the parameter).
+    """
+    from flowkernel.loader import load_flow
+    from flowkernel.parameters import JSONType, flow_parameters
+
+    declared = flow_parameters(load_flow(flow_file))
+    by_name = {**{p.name.replace("-", "_"): (a, p) for a, p in declared.items()}}
+    by_name.update({a: (a, p) for a, p in declared.items()})
+    args: list[str] = []
+    for key, value in params.items():
+        if key not in by_name:
+            names = ", ".join(sorted(p.name.replace("-", "_") for p in declared.values()))
+            names = names or "none"
+            raise ValueError(f"unknown parameter '{key}'; the flow's parameters are: {names}")
+        _, param = by_name[key]
+        if value is None:
+            continue
+        if param.type is JSONType:
+            try:
+                text = json.dumps(value)
+            except TypeError as exc:
+                raise TypeError(f"parameter '{key}' must be JSON-serialisable: {exc}") from None
+        elif param.separator is not None and isinstance(value, (list, tuple)):
+            text = param.separator.join(str(v) for v in value)
+        else:
+            expected = param.type if param.type in (int, float, bool, str) else str
+            _check_type("parameter", key, value, expected)
+            text = str(value).lower() if expected is bool else str(value)
+        args += [f"--{param.name}", text]
+    return args
+
+
+def top_level_args(options: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``(root-group args, run args)`` for Runner's top-level keywords."""
+    root: list[str] = []
+    run: list[str] = []
+    for key, value in options.items():
+        if key not in TOP_LEVEL:
+            raise ValueError(f"unknown option '{key}'; known options: {', '.join(TOP_LEVEL)}")
+        option, expected = TOP_LEVEL[key]
+        if value is None:
+            continue
+        _check_type("option", key, value, (list, tuple) if expected is list else expected)
+        target = root if key == "datastore_root" else run
+        if expected is list:
+            for item in value:
+                target += [option, str(item)]
+        elif expected is bool:
+            target += [option] if value else []
+        else:
+            target += [option, str(value)]
+    return root, run
+
+
+class ExecutingRun:
+    """A run started by :class:`Runner`; ``.run`` reads its results through the client."""
+
+    def __init__(self, runner: Runner, proc: CommandProcess, attributes: dict[str, Any]):
+        self.runner = runner
+        self.proc = proc
+        self.run_id: str = attributes["run_id"]
+        self.flow_name: str = attributes["flow_name"]
+        self.datastore_root: str = attributes["datastore_root"]
+        self.timed_out = False
+
+    @property
+    def run(self) -> Any:
+        """The client :class:`~flowkernel.client.Run` (no namespace check)."""
+        from flowkernel.client import Run
+
+        pathspec = f"{self.flow_name}/{self.run_id}"
+        return Run(pathspec, _namespace_check=False, _root=self.datastore_root)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    @property
+    def status(self) -> str:
+        """``running``, ``successful``, ``failed`` or ``timeout``."""
+        code = self.proc.returncode
+        if code is None:
+            return "running"
+        if self.timed_out:
+            return "timeout"
+        return "successful" if code == 0 else "failed"
+
+    @property
+    def stdout(self) -> str:
+        return self.proc.text("stdout")
+
+    @property
+    def stderr(self) -> str:
+        return self.proc.text("stderr")
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait for the run to end; on ``timeout`` stop it (status ``timeout``).
+
+        Called inside a running event loop it returns a coroutine (``await run.wait()``);
+        otherwise it blocks and returns self.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._wait_blocking(timeout)
+        return self._wait_async(timeout)
+
+    def _wait_blocking(self, timeout: float | None) -> ExecutingRun:
+        if self.proc.wait(timeout) is None:
+            self.timed_out = True
+            self.proc.stop()
+        return self
+
+    async def _wait_async(self, timeout: float | None) -> ExecutingRun:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.proc.returncode is None:
+            if deadline is not None and time.monotonic() > deadline:
+                self.timed_out = True
+                await asyncio.get_running_loop().run_in_executor(None, self.proc.stop)
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.get_running_loop().run_in_executor(None, self.proc.wait, 5)
+        return self
+
+    async def stream_log(
+        self, stream: str = "stdout", position: int | None = None
+    ) -> AsyncIterator[tuple[int, str]]:
+        """Yield ``(position, line)`` of the run's stdout/stderr as lines are produced."""
+        pos = position or 0
+        async for line in self.proc.stream(stream, pos):
+            yield pos, line
+            pos += 1
+
+    def terminate(self) -> None:
+        """Stop the run and every process of it (SIGINT, SIGTERM, SIGKILL)."""
+        self.proc.stop()
+
+    def cleanup(self) -> None:
+        self.runner.cleanup()
+
+    def __enter__(self) -> ExecutingRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def __repr__(self) -> str:
+        return f"ExecutingRun({self.flow_name}/{self.run_id}, status={self.status})"
+
+
+class Runner:
+    """Run a flow file from Python: ``Runner("flow.py", max_workers=4).run(alpha=3)``.
+
+    :param flow_file: the flow's file (relative paths are made absolute).
+    :param show_output: echo the child's stdout/stderr to this process's (blocking calls only).
+    :param env: variables added to this process's environment for the child.
+    :param cwd: working directory of the child (and where ``./.flowkernel`` is, by default).
+    :param file_read_timeout: seconds to wait for the run to start (its id to come back).
+    :param top_level: ``flow`` options: runtime, max_workers, max_num_splits, datastore_root,
+        tags, quiet, run_id_file, isolation.
+    """
+
+    def __init__(
+        self,
+        flow_file: str,
+        show_output: bool = True,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        file_read_timeout: float = 3600,
+        **top_level: Any,
+    ):
+        self.flow_file = os.path.abspath(flow_file)
+        if not os.path.isfile(self.flow_file):
+            raise FileNotFoundError(f"flow file not found: {self.flow_file}")
+        self.show_output = show_output
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = os.path.abspath(cwd) if cwd else os.getcwd()
+        self.file_read_timeout = file_read_timeout
+        root = top_level.get("datastore_root")
+        if root is not None:
+            top_level["datastore_root"] = os.path.join(self.cwd, root)
+        self.root_args, self.run_args = top_level_args(top_level)
+        self.datastore_root = top_level.get("datastore_root")
+        self._tmpdirs: list[str] = []
+        self._procs: list[CommandProcess] = []
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def run(self, **params: Any) -> ExecutingRun:
+        """Run the flow to completion; returns a successful or failed ExecutingRun."""
+        return self._blocking("run", parameter_args(self.flow_file, params))
+
+    def resume(self, step: str | None = None, origin_run_id: str | None = None) -> ExecutingRun:
+        """Resume the latest (or given) run from its failure (or from ``step``)."""
+        return self._blocking("resume", self._resume_args(step, origin_run_id))
+
+    async def async_run(self, **params: Any) -> ExecutingRun:
+        """Start the flow; returns as soon as the run exists (its id is known)."""
+        return await self._async("run", parameter_args(self.flow_file, params))
+
+    async def async_resume(
+        self, step: str | None = None, origin_run_id: str | None = None
+    ) -> ExecutingRun:
+        return await self._async("resume", self._resume_args(step, origin_run_id))
+
+    def cleanup(self) -> None:
+        """Stop anything still running and remove temporary files."""
+        for proc in self._procs:
+            proc.close()
+        for path in self._tmpdirs:
+            shutil.rmtree(path, ignore_errors=True)
+        self._tmpdirs.clear()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    async def __aenter__(self) -> Runner:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    # -- machinery -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _resume_args(step: str | None, origin_run_id: str | None) -> list[str]:
+        args = [step] if step else []
+        return args + (["--origin-run-id", origin_run_id] if origin_run_id else [])
+
+    def _start(self, command: str, extra: list[str], echo: bool) -> tuple[CommandProcess, str]:
+        tmpdir = tempfile.mkdtemp(prefix="flowkernel-runner-")
+        self._tmpdirs.append(tmpdir)
+        attr_file = os.path.join(tmpdir, "attributes.json")
+        argv = [sys.executable, "-m", "flowkernel.cli", *self.root_args, command, self.flow_file]
+        argv += ["--runner-attribute-file", attr_file, *self.run_args, *extra]
+        on_line = _echo if echo else None
+        proc = CommandProcess(argv, env=self.env, cwd=self.cwd, on_line=on_line, log_dir=tmpdir)
+        self._procs.append(proc)
+        proc.start()
+        return proc, attr_file
+
+    def _attributes(self, proc: CommandProcess, attr_file: str) -> dict[str, Any]:
+        if not proc.wait_for(lambda: os.path.exists(attr_file), self.file_read_timeout):
+            if proc.returncode is None:
+                proc.stop()
+            proc.wait(5)
+            raise FlowStartError(
+                f"the flow did not start (exit code {proc.returncode}):\n"
+                + (proc.text("stderr") or proc.text("stdout")).strip()
+                + f"\ncommand: {' '.join(proc.argv)}",
+                proc.returncode,
+                proc.text("stdout"),
+                proc.text("stderr"),
+            )
+        with open(attr_file) as fh:
+            return json.load(fh)
+
+    def _blocking(self, command: str, extra: list[str]) -> ExecutingRun:
+        proc, attr_file = self._start(command, extra, self.show_output)
+        try:
+            attributes = self._attributes(proc, attr_file)
+            proc.wait()
+        except BaseException:  # KeyboardInterrupt included: leave nothing running
+            proc.stop()
+            raise
+        return ExecutingRun(self, proc, attributes)
+
+    async def _async(self, command: str, extra: list[str]) -> ExecutingRun:
+        proc, attr_file = self._start(command, extra, False)
+        loop = asyncio.get_running_loop()
+        try:
+            attributes = await loop.run_in_executor(None, self._attributes, proc, attr_file)
+        except BaseException:
+            proc.stop()
+            raise
+        return ExecutingRun(self, proc, attributes)
+
+
+def _echo(stream: str, line: str) -> None:
+    out = sys.stdout if stream == "stdout" else sys.stderr
+    out.write(line + "\n")
+    out.flush()
