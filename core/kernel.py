@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
+
 from flowkernel import hookspecs
 from flowkernel.errors import GraphValidationError, MissingPluginError, PluginError
 from flowkernel.specs import PluginRecord
 
 if TYPE_CHECKING:
     import click
+
     from flowkernel.graph import FlowGraph, GraphProblem
     from flowkernel.specs import DeployerSpec, RunInfo, RunResult, RuntimeSpec, TaskInfo
 

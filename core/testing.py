@@ -1,0 +1,284 @@
+"""Test helpers for flowkernel and its plugins; pytest loads this module as plugin ``flowkernel``.
+
+Nothing needs importing: installing flowkernel makes these fixtures available to every test
+suite (through the ``pytest11`` entry point). They build fresh, hermetic kernels, so a test sees
+exactly the plugins it names and never the ones that happen to be installed.
+
+Fixtures:
+
+* :func:`kernel_factory` -- build a fresh :class:`~flowkernel.kernel.Kernel` with chosen plugins;
+* :func:`inline_plugin` -- turn hook functions of a test into a plugin (:func:`make_plugin`);
+* :func:`cli_runner` -- run ``flow`` in-process with a given kernel (:func:`run_cli`);
+* :func:`fake_entry_points` -- replace the installed ``flowkernel.plugins`` entry points;
+* :func:`clean_plugin_env` -- unset the ``FLOWKERNEL_*`` plugin variables for the test.
+
+This module is imported by pytest at start-up in every project that has flowkernel installed,
+so it imports only pytest and the standard library at module level.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import os
+import types
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from click.testing import Result
+
+    from flowkernel.kernel import Kernel
+
+__all__ = [
+    "PLUGIN_ENV_VARS",
+    "FakeDistribution",
+    "FakeEntryPoint",
+    "build_kernel",
+    "make_plugin",
+    "run_cli",
+]
+
+#: Environment variables that change which plugins a kernel loads or how.
+PLUGIN_ENV_VARS = (
+    "FLOWKERNEL_DISABLE_PLUGINS",
+    "FLOWKERNEL_PLUGINS",
+    "FLOWKERNEL_STRICT_PLUGINS",
+    "FLOWKERNEL_TRACE_HOOKS",
+)
+
+_counter = itertools.count(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# plugins
+# ---------------------------------------------------------------------------------------------
+
+
+def make_plugin(*functions: Callable[..., Any], name: str | None = None, **hooks: Any) -> Any:
+    """Turn hook functions into a throwaway plugin object (tox's ``register_inline_plugin``).
+
+    Functions are attached under their ``__name__``; keyword arguments are attached under the
+    keyword (handy for lambdas). A function not already decorated with
+    ``@flowkernel.hookimpl`` is decorated with a plain ``hookimpl`` (no options), so write
+    ``@hookimpl(firstresult...)``-style options yourself when you need them.
+
+    :param functions: hook implementations named after their hook (``def flowkernel_cli(cli)``).
+    :param name: module name of the plugin (default: ``flowkernel_inline_<n>``).
+    :param hooks: more implementations, ``hook_name=function``.
+    :returns: a module object to pass to :func:`kernel_factory` or ``Kernel.register``.
+    """
+    from flowkernel.hookspecs import PROJECT, hookimpl
+
+    plugin = types.ModuleType(name or f"flowkernel_inline_{next(_counter)}")
+    for hook_name, func in [*((f.__name__, f) for f in functions), *hooks.items()]:
+        if not hook_name.startswith(f"{PROJECT}_"):
+            raise ValueError(f"{hook_name!r} is not a flowkernel hook name (flowkernel_...)")
+        if not inspect.isfunction(func):
+            raise TypeError(f"{hook_name}: pass a Python function or lambda, not {func!r}")
+        if getattr(func, f"{PROJECT}_impl", None) is None:
+            func = hookimpl(func)
+        setattr(plugin, hook_name, func)
+    return plugin
+
+
+def build_kernel(
+    plugins: Iterable[Any] = (),
+    *,
+    load_entrypoints: bool = False,
+    block: Iterable[str] = (),
+    only: Iterable[str] | None = None,
+    strict: bool | None = None,
+) -> Kernel:
+    """Build a fresh kernel: the built-ins plus ``plugins`` (and entry points only if asked).
+
+    :param plugins: plugin objects, or ``(name, plugin)`` pairs; a bare object is registered
+        under its ``__name__`` (modules, inline plugins) or its class name.
+    :param load_entrypoints: also load the installed (or faked) entry-point plugins.
+    :param block: entry-point plugin names not to load.
+    :param only: load only these entry-point plugins.
+    :param strict: raise on a plugin that fails to load.
+    :returns: the kernel, with ``check_pending()`` passed and ``flowkernel_configure`` called.
+    """
+    from flowkernel.kernel import Kernel
+
+    pairs = []
+    for item in plugins:
+        if isinstance(item, tuple):
+            pairs.append(item)
+        else:
+            pairs.append((getattr(item, "__name__", None) or type(item).__name__, item))
+    return Kernel.discover(
+        load_entrypoints=load_entrypoints, block=block, only=only, strict=strict, plugins=pairs
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# entry points
+# ---------------------------------------------------------------------------------------------
+
+
+class FakeDistribution:
+    """Stands in for :class:`importlib.metadata.Distribution` (name and version only)."""
+
+    def __init__(self, name: str, version: str = "1.0") -> None:
+        self.metadata = {"Name": name}
+        self.version = version
+        self.name = name
+
+
+class FakeEntryPoint:
+    """Stands in for :class:`importlib.metadata.EntryPoint`, pluggy-test style.
+
+    :param name: the entry-point (plugin) name.
+    :param plugin: what :meth:`load` returns, or an exception instance that it raises.
+    :param dist: distribution name (or a :class:`FakeDistribution`); ``None`` for no dist.
+    :param value: the ``module:attr`` text, shown as the plugin's module.
+    """
+
+    group = "flowkernel.plugins"
+
+    def __init__(
+        self,
+        name: str,
+        plugin: Any,
+        dist: str | FakeDistribution | None = "flowkernel-fake",
+        version: str = "1.0",
+        value: str | None = None,
+    ) -> None:
+        self.name = name
+        self._plugin = plugin
+        self.dist = FakeDistribution(dist, version) if isinstance(dist, str) else dist
+        self.value = value or f"fake_{name}.hooks"
+
+    def load(self) -> Any:
+        if isinstance(self._plugin, BaseException):
+            raise self._plugin
+        return self._plugin
+
+
+@pytest.fixture
+def clean_plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset every ``FLOWKERNEL_*`` plugin variable (:data:`PLUGIN_ENV_VARS`) for this test."""
+    for var in PLUGIN_ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def fake_entry_points(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[..., list[FakeEntryPoint]]:
+    """Replace the installed ``flowkernel.plugins`` entry points with fakes.
+
+    Call it with :class:`FakeEntryPoint` objects; kernels built afterwards with
+    ``load_entrypoints=True`` see only those::
+
+        def test_broken(fake_entry_points, kernel_factory):
+            fake_entry_points(FakeEntryPoint("bad", ImportError("no module named x")))
+            kernel = kernel_factory(load_entrypoints=True)
+    """
+    from importlib import metadata
+
+    def install(*eps: FakeEntryPoint) -> list[FakeEntryPoint]:
+        def entry_points(**selection: Any) -> list[FakeEntryPoint]:
+            group = selection.get("group")
+            return [ep for ep in eps if group in (None, ep.group)]
+
+        monkeypatch.setattr(metadata, "entry_points", entry_points)
+        return list(eps)
+
+    return install
+
+
+# ---------------------------------------------------------------------------------------------
+# kernels
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kernel_factory(clean_plugin_env: None) -> Callable[..., Kernel]:
+    """A callable building a FRESH kernel per call (see :func:`build_kernel` for arguments).
+
+    Entry-point loading is off unless ``load_entrypoints=True``, and the ``FLOWKERNEL_*``
+    plugin variables are unset for the test (set them with ``monkeypatch`` in the test), so a
+    kernel holds the kernel built-ins and exactly the plugins the test names::
+
+        def test_my_runtime(kernel_factory):
+            kernel = kernel_factory(plugins=[my_plugin.hooks])
+            assert "mine" in kernel.runtimes()
+    """
+    return build_kernel
+
+
+@pytest.fixture
+def inline_plugin() -> Callable[..., Any]:
+    """:func:`make_plugin`, as a fixture: hook functions defined in the test become a plugin."""
+    return make_plugin
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------
+
+
+def run_cli(
+    args: Sequence[str] | str,
+    kernel: Kernel | None = None,
+    *,
+    input: str | None = None,
+    env: dict[str, str | None] | None = None,
+    catch_exceptions: bool = True,
+) -> Result:
+    """Run ``flow ARGS`` in-process with click's ``CliRunner`` and return its ``Result``.
+
+    The root ``flow`` group uses ``kernel`` (through :func:`flowkernel.cli.main.set_kernel`);
+    with ``kernel=None`` it discovers one from the environment, as the real ``flow`` does.
+    Everything the call changes is put back afterwards: the process kernel, the commands
+    plugins added to the root group, and ``FLOWKERNEL_PLUGINS`` (which ``--no-plugins`` sets).
+
+    :param args: the arguments after ``flow`` (a list, or one string split on whitespace).
+    :param kernel: the kernel the command runs with.
+    :param input: text fed to stdin.
+    :param env: environment overrides for the call (``None`` values unset a variable).
+    :param catch_exceptions: as in ``CliRunner.invoke``; pass ``False`` to see tracebacks.
+    :returns: the :class:`click.testing.Result` (``exit_code``, ``stdout``, ``stderr``, ``output``).
+    """
+    from click.testing import CliRunner
+
+    from flowkernel.cli import main
+
+    argv = args.split() if isinstance(args, str) else list(args)
+    root = main.cli
+    saved_commands = dict(root.commands)
+    saved_extended = root.__dict__.get("_extended")
+    saved_kernel = main._KERNEL
+    saved_allow = os.environ.get("FLOWKERNEL_PLUGINS")
+    root._extended = False
+    main.set_kernel(kernel)
+    try:
+        return CliRunner().invoke(
+            root, argv, input=input, env=env, catch_exceptions=catch_exceptions, prog_name="flow"
+        )
+    finally:
+        main.set_kernel(saved_kernel)
+        root.commands.clear()
+        root.commands.update(saved_commands)
+        if saved_extended is None:
+            root.__dict__.pop("_extended", None)
+        else:
+            root._extended = saved_extended
+        if saved_allow is None:
+            os.environ.pop("FLOWKERNEL_PLUGINS", None)
+        else:
+            os.environ["FLOWKERNEL_PLUGINS"] = saved_allow
+
+
+@pytest.fixture
+def cli_runner(clean_plugin_env: None) -> Callable[..., Result]:
+    """:func:`run_cli`, as a fixture (with the ``FLOWKERNEL_*`` plugin variables unset).
+
+    Example: ``cli_runner(["timer-report"], kernel_factory(plugins=[hooks])).exit_code == 0``.
+    """
+    return run_cli
