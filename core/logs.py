@@ -92,7 +92,7 @@ class TaskLogFiles:
 
     def emit(self, line: LogLine) -> None:
         fd = self._fd((line.step, line.task_id, line.attempt, line.stream))
-        os.write(fd, encode(line.text) + b"\n")
+        os.write(fd, encode(line.text) + (b"\n" if line.newline else b""))
 
     def close(self) -> None:
         while self._files:

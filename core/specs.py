@@ -85,6 +85,8 @@ class LogLine:
     text: str
     timestamp: float
     pid: int | None = None
+    #: False for a last line the task did not end with a newline (its output ended there)
+    newline: bool = True
 
 
 @attrs.frozen

@@ -108,7 +108,10 @@ class _Controller:
         finally:
             signal.signal(signal.SIGTERM, old_term)
             for sink in self.sinks:
-                sink.close()
+                try:
+                    sink.close()
+                except Exception as exc:
+                    self.say(f"log sink {type(sink).__name__} failed to close: {exc}", force=True)
             self.poller.close()
         success = self.failure is None
         if success:
@@ -133,7 +136,8 @@ class _Controller:
 
     def _poll_timeout(self) -> float:
         deadlines = [w.deadline for w in self.workers.values() if w.deadline is not None]
-        timeout = 0.2
+        # a worker whose pipes are closed sends no more events: check its exit often
+        timeout = 0.01 if any(not w.fds for w in self.workers.values()) else 0.2
         if deadlines:
             timeout = min(timeout, max(0.0, min(deadlines) - time.time()))
         return timeout
@@ -179,7 +183,9 @@ class _Controller:
                 self.pid,
             )
         else:
-            popen = workers.spawn_worker(_step_command(ctx, spec), dict(os.environ))
+            # unbuffered, as a forked task's line-buffered streams: its lines arrive live
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            popen = workers.spawn_worker(_step_command(ctx, spec), env)
             pid, out_fd, err_fd = popen.pid, popen.stdout.fileno(), popen.stderr.fileno()
         seconds = timeout_seconds(decos["timeout"].attributes) if "timeout" in decos else 0
         worker = Worker(
@@ -198,7 +204,7 @@ class _Controller:
             self.poller.register(fd, worker)
             self.by_fd[fd] = worker
         self.workers[pid] = worker
-        self.say("Task is starting." if attempt == 0 else f"Task is starting (retry {attempt}).", worker)
+        self.say("Task is starting" + (f" (retry {attempt})." if attempt else "."), worker)
 
     # -- output --------------------------------------------------------------------------------
 
@@ -220,14 +226,16 @@ class _Controller:
 
     def _lines(self, worker: Worker, stream: str, data: bytes, final: bool = False) -> None:
         *lines, rest = data.split(b"\n")
-        if final and rest:
+        unterminated = final and bool(rest)
+        if unterminated:
             lines.append(rest)
             rest = b""
         worker.partial[stream] = rest
         if not lines:
             return
         stamp = time.time()
-        for raw in lines:
+        last = len(lines) - 1
+        for i, raw in enumerate(lines):
             line = LogLine(
                 self.info,
                 worker.step,
@@ -237,13 +245,15 @@ class _Controller:
                 raw.decode("utf-8", "surrogateescape"),
                 stamp,
                 worker.pid,
+                newline=not (unterminated and i == last),
             )
             for sink in list(self.sinks):
                 try:
                     sink.emit(line)
                 except Exception as exc:
                     self.sinks.remove(sink)
-                    self.say(f"log sink {type(sink).__name__} failed and was disabled: {exc}")
+                    name = type(sink).__name__
+                    self.say(f"log sink {name} failed and was disabled: {exc}", force=True)
 
     def _close_fd(self, worker: Worker, fd: int) -> None:
         stream = worker.fds.pop(fd)
@@ -261,8 +271,9 @@ class _Controller:
         for pid, worker in list(self.workers.items()):
             if pid not in self.workers:  # reaped by a nested call (a failure stopping all)
                 continue
-            # pipes still open: the task may still run, or a grandchild holds them
-            done_pid, status = os.waitpid(pid, os.WNOHANG if worker.fds else 0)
+            # never block: a task may close its pipes and run on (and a grandchild may hold
+            # them open after the task exited)
+            done_pid, status = os.waitpid(pid, os.WNOHANG)
             if done_pid == 0:
                 continue
             for fd in list(worker.fds):
@@ -367,13 +378,14 @@ class _Controller:
         for worker in running:
             worker.killed = True
             self.say("Stopping this task: the workflow is failing.", worker, force=True)
-        procs = workers.signal_trees([w.pid for w in running])
+        pids = [w.pid for w in running]
+        procs = workers.signal_trees(pids)
         deadline = time.time() + grace
         while self.workers and time.time() < deadline:
             for worker in self.poller.poll(0.05):
                 self._read(worker)
             self._reap()
-        workers.kill_all(procs)
+        workers.kill_all(procs, pids)
         while self.workers:
             for worker in self.poller.poll(0.05):
                 self._read(worker)

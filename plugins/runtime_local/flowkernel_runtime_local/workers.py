@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -124,8 +125,10 @@ def spawn_worker(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
 def signal_trees(pids: list[int], sig: int = signal.SIGTERM) -> list[psutil.Process]:
     """Send ``sig`` to every process of the trees rooted at ``pids``; returns them all.
 
-    The controller reaps its own children itself (never through psutil, which would reap
-    them behind its back); grandchildren are only signalled.
+    Each worker leads its own process group, so the group is signalled too: that reaches
+    grandchildren that were orphaned (re-parented away from the tree), e.g. ``cmd &`` in a
+    shell the task ran. The controller reaps its own children itself (never through psutil,
+    which would reap them behind its back); grandchildren are only signalled.
     """
     procs: list[psutil.Process] = []
     for pid in pids:
@@ -139,16 +142,27 @@ def signal_trees(pids: list[int], sig: int = signal.SIGTERM) -> list[psutil.Proc
             proc.send_signal(sig)
         except psutil.NoSuchProcess:
             pass
+    signal_groups(pids, sig)
     return procs
 
 
-def kill_all(procs: list[psutil.Process]) -> None:
-    """SIGKILL whatever of ``procs`` is still alive."""
+def signal_groups(pids: Sequence[int], sig: int) -> None:
+    """Signal the process group each worker in ``pids`` leads (gone or not yet made: skipped)."""
+    for pid in pids:
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def kill_all(procs: list[psutil.Process], groups: Sequence[int] = ()) -> None:
+    """SIGKILL whatever of ``procs`` and of the workers' process ``groups`` is still alive."""
     for proc in procs:
         try:
             proc.kill()
         except psutil.NoSuchProcess:
             pass
+    signal_groups(groups, signal.SIGKILL)
 
 
 def describe_status(returncode: int) -> str:

@@ -1,0 +1,115 @@
+"""Concurrent runs, --max-workers, --max-num-splits, --run-id-file and --tag."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import robust_helpers as rh
+
+LINEAR = rh.flow_file("linear.py")
+OVERLAP = rh.flow_file("overlap.py")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> rh.Env:
+    env = rh.Env(tmp_path)
+    yield env
+    rh.kill_tagged(env.tag)
+
+
+def test_two_runs_started_together_in_one_directory(world: rh.Env) -> None:
+    env = world.environ()
+    del env["FLOWKERNEL_DATASTORE_ROOT"]  # both use ./.flowkernel of the shared directory
+    procs = {
+        value: world.start(
+            "run", LINEAR, "--value", value, "--nap", "0.5", "--run-id-file", f"id-{value}", env=env
+        )
+        for value in ("left", "right")
+    }
+    results = {value: rh.communicate(proc) for value, proc in procs.items()}
+    for code, out, err in results.values():
+        assert code == 0, out + err
+    ids = {value: (world.base / f"id-{value}").read_text() for value in procs}
+    assert ids["left"] != ids["right"]
+    client = world.client()
+    client.metadata(str(world.base / ".flowkernel"))
+    for value, run_id in ids.items():
+        run = client.Run(f"LinearFlow/{run_id}")
+        assert run.successful
+        assert run.data.echo == value
+        assert run["start"].task.data.run_id_seen == run_id
+        assert run["start"].task.data.value == value
+    assert {r.id for r in client.Flow("LinearFlow")} == set(ids.values())
+
+
+def test_run_ids_never_collide_even_in_the_same_microsecond(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowkernel import runs
+    from flowkernel.datastore import FlowStore
+
+    monkeypatch.setattr(runs.time, "time_ns", lambda: 1_700_000_000_000_000_000)
+    store = FlowStore(str(tmp_path), "SomeFlow")
+    ids = [runs.allocate_run(store) for _ in range(3)]
+    assert len(set(ids)) == 3
+
+
+def test_max_workers_bounds_the_running_tasks(world: rh.Env) -> None:
+    proc = world.start("run", OVERLAP, "--max-workers", "2", "--width", "6", "--nap", "0.4")
+    controller = psutil.Process(proc.pid)
+    most = 0
+    while proc.poll() is None:  # sample the controller's live workers while it runs
+        try:
+            live = [c for c in controller.children() if c.status() != psutil.STATUS_ZOMBIE]
+        except psutil.Error:
+            break
+        most = max(most, len(live))
+        time.sleep(0.01)
+    code, out, err = rh.communicate(proc)
+    assert code == 0, out + err
+    assert 1 <= most <= 2
+    spans = world.client().Run(f"OverlapFlow/{rh.run_id_of(out)}").data.spans
+    assert len(spans) == 6
+    overlap = max(sum(1 for s in spans if s[0] <= t < s[1]) for t, _ in spans)
+    assert overlap == 2  # never more than two at once, and the two slots were used
+
+
+def test_too_many_splits_fails_the_run_clearly(world: rh.Env) -> None:
+    result = world.flow("run", OVERLAP, "--width", "5", "--max-num-splits", "3")
+    assert result.returncode == 1, result.stdout + result.stderr
+    run_id = rh.run_id_of(result.stdout)
+    output = result.stdout + result.stderr
+    assert "Foreach in step 'start' yielded 5 child steps" in output
+    assert "maximum of 3" in output and "--max-num-splits" in output
+    assert world.task_dirs("OverlapFlow", run_id, "work") == []
+    assert world.executions("work") == []
+
+
+def test_run_id_file_is_written_before_tasks_and_tags_are_kept(world: rh.Env) -> None:
+    id_file = world.base / "run-id"
+    result = world.flow(
+        "run",
+        LINEAR,
+        "--run-id-file",
+        str(id_file),
+        "--tag",
+        "team:ml",
+        "--tag",
+        "nightly",
+        ROBUST_RUN_ID_FILE=str(id_file),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_id = id_file.read_text()
+    assert run_id == rh.run_id_of(result.stdout)
+    run = world.client().Run(f"LinearFlow/{run_id}")
+    start = run["start"].task.data
+    assert start.id_file_seen == run_id == start.run_id_seen  # read inside the first task
+    assert {"team:ml", "nightly"} <= set(run.tags)
+    assert {"team:ml", "nightly"} == set(run.user_tags)
+    assert {"team:ml", "nightly"} <= set(start.tags_seen)
