@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowkernel.config import Config, config_expr
 from flowkernel.current import current
 from flowkernel.decorators import catch, environment, parallel, resources, retry, step, timeout
 from flowkernel.flowspec import FlowSpec
@@ -29,12 +30,14 @@ _LAZY = {
 }
 
 __all__ = [
+    "Config",
     "FlowSpec",
     "IncludeFile",
     "JSONType",
     "Parameter",
     "__version__",
     "catch",
+    "config_expr",
     "current",
     "environment",
     "hookimpl",

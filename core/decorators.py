@@ -90,9 +90,34 @@ def make_decorator(name: str, attributes: dict[str, Any], static: bool = True) -
             f"supported: {', '.join(kind.defaults) or 'none'}"
         )
     values = {**kind.defaults, **attributes}
-    if kind.validate is not None:
+    if kind.validate is not None and not _deferred(values):
         kind.validate(values)
     return StepDecorator(name, values, static)
+
+
+def _deferred(values: dict[str, Any]) -> bool:
+    from flowkernel.config import ConfigExpr
+
+    return any(isinstance(v, ConfigExpr) for v in values.values())
+
+
+def finalize_decorators(flow_cls: type) -> None:
+    """Evaluate ``config_expr`` attributes of every step decorator, then validate them.
+
+    Called before the flow's graph is built, once its configs can be resolved.
+    """
+    from flowkernel.config import resolve_deferred
+
+    for attr in dir(flow_cls):
+        func = getattr(flow_cls, attr, None)
+        for deco in getattr(func, "decorators", ()) if getattr(func, "is_step", False) else ():
+            if not _deferred(deco.attributes):
+                continue
+            for key, value in list(deco.attributes.items()):
+                deco.attributes[key] = resolve_deferred(value, flow_cls)
+            kind = KINDS[deco.name]
+            if kind.validate is not None:
+                kind.validate(deco.attributes)
 
 
 def _attach(func: Any, deco: StepDecorator) -> Any:

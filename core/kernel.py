@@ -210,6 +210,9 @@ class Kernel:
         """The graph of ``flow_cls`` (cached per class), not yet validated."""
         graph = self._graphs.get(flow_cls)
         if graph is None:
+            from flowkernel.decorators import finalize_decorators
+
+            finalize_decorators(flow_cls)
             graph = self.pm.hook.flowkernel_build_graph(flow_cls=flow_cls)
             if graph is None:
                 raise MissingPluginError(

@@ -37,14 +37,15 @@ def module_name_for(path: str) -> str:
     )
 
 
-def load_module(path: str) -> Any:
-    """Import the flow file at ``path`` (once per process)."""
+def load_module(path: str, fresh: bool = False) -> Any:
+    """Import the flow file at ``path`` (once per process, unless ``fresh``)."""
     path = os.path.abspath(path)
     if not os.path.isfile(path):
         raise UsageError(f"flow file not found: {path}")
     name = module_name_for(path)
     existing = sys.modules.get(name)
-    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == path:
+    same_file = os.path.abspath(getattr(existing, "__file__", "") or "") == path
+    if existing is not None and same_file and not fresh:
         return existing
     folder = os.path.dirname(path)
     if folder not in sys.path:
@@ -65,17 +66,18 @@ def load_module(path: str) -> Any:
     return module
 
 
-def load_flow(path: str) -> type:
+def load_flow(path: str, fresh: bool = False) -> type:
     """The FlowSpec subclass defined in the file at ``path``.
 
+    :param fresh: import the file again (configs changed since it was imported).
     :raises UsageError: the file is missing, does not import, or defines no flow (or several).
     """
     path = os.path.abspath(path)
-    if path in _PRELOADED:
+    if path in _PRELOADED and not fresh:
         return _PRELOADED[path]
     from flowkernel.flowspec import FlowSpec
 
-    module = load_module(path)
+    module = load_module(path, fresh)
     flows = [
         obj
         for obj in vars(module).values()

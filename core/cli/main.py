@@ -120,10 +120,34 @@ def report_graph_errors(exc: GraphValidationError) -> None:
     default=None,
     help="Where runs are stored [default: ./.flowkernel].",
 )
+@click.option(
+    "--config",
+    "config_files",
+    nargs=2,
+    multiple=True,
+    metavar="NAME PATH",
+    help="Read config NAME from the file PATH (repeatable).",
+)
+@click.option(
+    "--config-value",
+    "config_values",
+    nargs=2,
+    multiple=True,
+    metavar="NAME JSON",
+    help="Give config NAME as a JSON value (repeatable).",
+)
 @click.pass_context
-def cli(ctx: click.Context, datastore_root: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    datastore_root: str | None,
+    config_files: tuple[tuple[str, str], ...],
+    config_values: tuple[tuple[str, str], ...],
+) -> None:
     """flowkernel: run workflows written as Python classes."""
-    ctx.obj = {"datastore_root": datastore_root}
+    from flowkernel.config import set_sources
+
+    ctx.obj = {"datastore_root": datastore_root, "configs_given": bool(config_files or config_values)}
+    set_sources(dict(config_files), dict(config_values))
 
 
 def _register_builtin_commands() -> None:
@@ -146,10 +170,15 @@ def main(argv: list[str] | None = None) -> None:
 
 def main_for_flow(flow_cls: type) -> None:
     """``python myflow.py COMMAND ...``: run ``flow COMMAND myflow.py ...``."""
-    from flowkernel.loader import preload
+    from flowkernel.config import flow_configs
+    from flowkernel.loader import flow_file_of, preload
 
-    path = preload(flow_cls)
     args = sys.argv[1:]
+    if flow_configs(flow_cls) and any(a in ("--config", "--config-value") for a in args):
+        # configs given on the command line: import the file afresh once they are registered
+        path = flow_file_of(flow_cls) or ""
+    else:
+        path = preload(flow_cls)
     for i, arg in enumerate(args):
         if not arg.startswith("-") and arg in cli.commands:
             args = [*args[: i + 1], path, *args[i + 1 :]]

@@ -131,12 +131,16 @@ def run(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> Non
     if flow_file is None or flow_file in ("--help", "-h"):
         click.echo(ctx.get_help())
         return
+    from flowkernel.config import add_sources, take_config_options
+
+    rest, files, values = take_config_options(list(args))
+    add_sources(files, values)
     kernel = get_kernel()
     flow_cls, graph = _load(flow_file, kernel)
-    runtime = kernel.runtime(_runtime_name(list(args)))
+    runtime = kernel.runtime(_runtime_name(rest))
     runtime_params = list(runtime.options)
     params = _parameter_options(flow_cls)
-    values = _parse("run", _common_run_options() + runtime_params + params, list(args), ctx)
+    values = _parse("run", _common_run_options() + runtime_params + params, rest, ctx)
     given = {attr: values.get(attr) for attr in flow_parameters(flow_cls)}
     converted = {
         attr: flow_parameters(flow_cls)[attr].split(v) if v is not None else None
@@ -164,8 +168,16 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
     if flow_file is None or flow_file in ("--help", "-h"):
         click.echo(ctx.get_help())
         return
+    from flowkernel.config import take_config_options
+
+    _, files, config_values = take_config_options(list(args))
+    if files or config_values or (ctx.find_root().obj or {}).get("configs_given"):
+        raise UsageError(
+            "resume reuses the configs of the origin run; --config and --config-value "
+            "cannot be given"
+        )
     kernel = get_kernel()
-    flow_cls, graph = _load(flow_file, kernel)
+    flow_cls, _ = _load(flow_file, kernel)
     runtime = kernel.runtime(_runtime_name(list(args)))
     runtime_params = list(runtime.options)
     extra = [
@@ -173,6 +185,9 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
         click.Option(["--origin-run-id"], default=None, help="Run to resume (default: latest)."),
     ]
     values = _parse("resume", _common_run_options() + runtime_params + extra, list(args), ctx)
+    root = _datastore_root(ctx)
+    flow_cls = _with_origin_configs(flow_cls, flow_file, root, values["origin_run_id"])
+    graph = kernel.validated_graph(flow_cls)
     run_ctx = start_resume(
         flow_cls,
         graph,
@@ -183,6 +198,30 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
     )
     _announce(values, run_ctx)
     _finish(runtime.factory(kernel).run(run_ctx))
+
+
+def _with_origin_configs(flow_cls: type, flow_file: str, root: str, origin: str | None) -> type:
+    """Re-import the flow with the configs its origin run used (if it has configs)."""
+    from flowkernel.config import flow_configs, set_sources
+    from flowkernel.datastore import FlowStore
+    from flowkernel.executor import PARAMS_STEP, PARAMS_TASK
+    from flowkernel.loader import load_flow
+
+    configs = flow_configs(flow_cls)
+    if not configs:
+        return flow_cls
+    store = FlowStore(root, flow_cls.__name__)
+    origin = origin or store.latest_run()
+    record = store.latest_record(origin, PARAMS_STEP, PARAMS_TASK) if origin else None
+    if record is None:
+        return flow_cls  # start_resume reports the missing origin
+    values = {
+        cfg.name: store.load(record["artifacts"][attr])
+        for attr, cfg in configs.items()
+        if attr in record["artifacts"]
+    }
+    set_sources(values=values)
+    return load_flow(flow_file, fresh=True)
 
 
 @click.command(hidden=True)

@@ -8,6 +8,7 @@ kernel already imported) or, with ``--isolation spawn``, a fresh interpreter run
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -15,13 +16,14 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from flowkernel.config import flow_configs, thaw
 from flowkernel.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
 from flowkernel.executor import TaskSpec, run_task
 from flowkernel.runs import clone_record, resume_plan
 from flowkernel.scheduling import Frontier, ReadyTask, TooManySplitsError
 from flowkernel.specs import LogLine, RunInfo, RunResult, TaskInfo
 from flowkernel_runtime_local import workers
-from flowkernel_runtime_local.workers import Worker
+from flowkernel_runtime_local.workers import Gang, Worker
 
 if TYPE_CHECKING:
     from flowkernel.kernel import Kernel
@@ -145,6 +147,9 @@ class _Controller:
     # -- launching -----------------------------------------------------------------------------
 
     def _start(self, ready: ReadyTask) -> None:
+        if ready.num_parallel:
+            self._start_gang(ready)
+            return
         clone = self.ctx.clones.get(ready.key)
         task_id = str(self.next_task_id)
         self.next_task_id += 1
@@ -157,7 +162,61 @@ class _Controller:
             return
         self._launch(ready, task_id, 0)
 
-    def _launch(self, ready: ReadyTask, task_id: str, attempt: int) -> None:
+    def _start_gang(self, first: ReadyTask) -> None:
+        """Start every node of a ``@parallel`` step at once (a gang ignores --max-workers)."""
+        members = [first] + [self.queue.popleft() for _ in range(first.num_parallel - 1)]
+        control = str(self.next_task_id)
+        self.next_task_id += 1
+        task_ids = [control] + [f"{control}_node_{i}" for i in range(1, len(members))]
+        clones = [self.ctx.clones.get(m.key) for m in members]
+        if all(clones):  # resume: a gang is cloned whole or runs again whole
+            for member, clone, task_id in zip(members, clones, task_ids, strict=True):
+                record = clone_record(self.ctx, clone, task_id, member.inputs)
+                self.kernel.task_finished(
+                    TaskInfo(self.info, member.step, task_id, 0, True, 0, cloned=True)
+                )
+                self._succeeded(record)
+            return
+        self._launch_gang(Gang(first.step, members, task_ids))
+
+    def _launch_gang(self, gang: Gang) -> None:
+        gang.records.clear()
+        gang.failure = None
+        for member, task_id in zip(gang.members, gang.task_ids, strict=True):
+            worker = self._launch(member, task_id, gang.attempt)
+            worker.gang = gang
+            gang.running.add(worker.pid)
+
+    def _gang_member_done(self, worker: Worker, record: dict[str, Any] | None, status: str):
+        """A node exited: stop the others if it failed; act once the whole gang is done."""
+        gang = worker.gang
+        gang.running.discard(worker.pid)
+        if record is not None and status == "ok":
+            gang.records[worker.ready.split_index] = record
+        elif gang.failure is None:
+            gang.failure = f"node {worker.ready.split_index} {status}"
+            others = [w for w in self.workers.values() if w.gang is gang]
+            for other in others:
+                self.say("Stopping this node: another node of the gang failed.", other, True)
+                other.deadline = time.time() + TIMEOUT_GRACE  # SIGKILL if SIGTERM is not enough
+            workers.signal_trees([w.pid for w in others])
+        if gang.running:
+            return
+        if gang.failure is None:
+            for node in sorted(gang.records):
+                self._succeeded(gang.records[node])
+            return
+        decos = step_decorators(getattr(self.ctx.flow_cls, gang.step))
+        if self.failure is None and gang.attempt + 1 < _max_attempts(decos):
+            message = f"Gang of step {gang.step} failed ({gang.failure}); retrying every node."
+            self.say(message, force=True)
+            gang.attempt += 1
+            self._launch_gang(gang)
+        elif self.failure is None:
+            message = f"Step {gang.step} (gang {gang.task_ids[0]}) failed: {gang.failure}."
+            self._fail(message, gang.step)
+
+    def _launch(self, ready: ReadyTask, task_id: str, attempt: int) -> Worker:
         ctx = self.ctx
         decos = step_decorators(getattr(ctx.flow_cls, ready.step))
         spec = TaskSpec(
@@ -205,6 +264,7 @@ class _Controller:
             self.by_fd[fd] = worker
         self.workers[pid] = worker
         self.say("Task is starting" + (f" (retry {attempt})." if attempt else "."), worker)
+        return worker
 
     # -- output --------------------------------------------------------------------------------
 
@@ -290,6 +350,23 @@ class _Controller:
         store, ctx = self.ctx.store, self.ctx
         record = store.read_task_record(ctx.run_id, worker.step, worker.task_id, worker.attempt)
         ok = worker.returncode == 0 and record is not None and record.get("task_ok")
+        if worker.gang is not None:
+            status = "ok" if ok else workers.describe_status(worker.returncode)
+            if not ok and record is None:
+                record = self._record_crash(worker, status)
+            self.kernel.task_finished(
+                TaskInfo(
+                    self.info,
+                    worker.step,
+                    worker.task_id,
+                    worker.attempt,
+                    bool(ok),
+                    worker.returncode,
+                )
+            )
+            self.say("Task finished successfully." if ok else f"Task failed ({status}).", worker)
+            self._gang_member_done(worker, record if ok else None, status)
+            return
         if ok:
             self.kernel.task_finished(
                 TaskInfo(self.info, worker.step, worker.task_id, worker.attempt, True, 0)
@@ -414,12 +491,10 @@ def _raise_interrupt(_signum: int, _frame: Any) -> None:
 
 
 def _step_command(ctx: RunContext, spec: TaskSpec) -> list[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "flowkernel.cli",
-        "--datastore-root",
-        ctx.store.root,
+    argv = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", ctx.store.root]
+    for cfg in flow_configs(ctx.flow_cls).values():
+        argv += ["--config-value", cfg.name, json.dumps(thaw(cfg.value))]
+    argv += [
         "step",
         ctx.flow_file or "",
         spec.step,

@@ -53,6 +53,20 @@ class Worker:
     partial: dict[str, bytes] = attrs.field(factory=lambda: {"stdout": b"", "stderr": b""})
     returncode: int | None = None
     killed: bool = False
+    gang: Gang | None = None
+
+
+@attrs.define(eq=False)
+class Gang:
+    """The N nodes of one ``@parallel`` step: started together, retried and failed together."""
+
+    step: str
+    members: list[Any]  #: ReadyTask per node, in node order
+    task_ids: list[str]
+    attempt: int = 0
+    running: set[int] = attrs.field(factory=set)  #: pids of live members
+    records: dict[int, dict[str, Any]] = attrs.field(factory=dict)  #: node -> record (done)
+    failure: str | None = None  #: status of the first member that failed
 
 
 def fork_worker(body: Any, controller_pid: int) -> tuple[int, int, int]:
