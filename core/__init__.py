@@ -1,21 +1,61 @@
 """flowkernel: workflows as Python classes, on a pluggy microkernel.
 
-The flow-authoring API (``FlowSpec``, ``step``, ``Parameter``, decorators, ``current``) is
-imported eagerly and stays light; the client API and the library API load on first use.
+Every public name is loaded on first use (PEP 562), so ``flow --help`` and plugin entry points
+do not pay for the flow-authoring API, the client or the runner unless they use them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from flowkernel.config import Config, config_expr
+# Eager: the submodule `flowkernel.current` shares the name, and importing it later would
+# otherwise leave the module, not the object, as `flowkernel.current`.
 from flowkernel.current import current
-from flowkernel.decorators import catch, environment, parallel, resources, retry, step, timeout
-from flowkernel.flowspec import FlowSpec
-from flowkernel.hookspecs import hookimpl
-from flowkernel.parameters import IncludeFile, JSONType, Parameter
+
+if TYPE_CHECKING:
+    from flowkernel.client import (
+        DataArtifact,
+        Flow,
+        Metaflow,
+        Run,
+        Step,
+        Task,
+        default_namespace,
+        get_namespace,
+        namespace,
+    )
+    from flowkernel.config import Config, config_expr
+    from flowkernel.decorators import (
+        catch,
+        environment,
+        parallel,
+        resources,
+        retry,
+        step,
+        timeout,
+    )
+    from flowkernel.flowspec import FlowSpec
+    from flowkernel.hookspecs import hookimpl
+    from flowkernel.kernel import Kernel
+    from flowkernel.parameters import IncludeFile, JSONType, Parameter
+    from flowkernel.runner import Runner
 
 _LAZY = {
+    "FlowSpec": "flowkernel.flowspec",
+    "Parameter": "flowkernel.parameters",
+    "JSONType": "flowkernel.parameters",
+    "IncludeFile": "flowkernel.parameters",
+    "Config": "flowkernel.config",
+    "config_expr": "flowkernel.config",
+    "step": "flowkernel.decorators",
+    "retry": "flowkernel.decorators",
+    "catch": "flowkernel.decorators",
+    "timeout": "flowkernel.decorators",
+    "resources": "flowkernel.decorators",
+    "environment": "flowkernel.decorators",
+    "parallel": "flowkernel.decorators",
+    "hookimpl": "flowkernel.hookspecs",
     "Kernel": "flowkernel.kernel",
     "Flow": "flowkernel.client",
     "Run": "flowkernel.client",
@@ -29,25 +69,7 @@ _LAZY = {
     "Runner": "flowkernel.runner",
 }
 
-__all__ = [
-    "Config",
-    "FlowSpec",
-    "IncludeFile",
-    "JSONType",
-    "Parameter",
-    "__version__",
-    "catch",
-    "config_expr",
-    "current",
-    "environment",
-    "hookimpl",
-    "parallel",
-    "resources",
-    "retry",
-    "step",
-    "timeout",
-    *_LAZY,
-]
+__all__ = ["__version__", "current", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
@@ -58,6 +80,10 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'flowkernel' has no attribute '{name}'")
-    import importlib
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
-    return getattr(importlib.import_module(module), name)
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

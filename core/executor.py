@@ -153,7 +153,7 @@ def _bind_inputs(flow, flow_cls, graph, node, store, spec, records) -> Inputs | 
             parent_stack = parent_stack[:-1]
     else:
         state["_fk_shas"] = dict(first["artifacts"])
-        parent = graph[first["step"]] if first["step"] in graph else None
+        parent = graph[first["step"]] if first["step"] in graph else None  # noqa: SIM401
         if parent is not None and parent.type == "foreach" and spec.split_index is not None:
             values = store.load(first["artifacts"]["_foreach_values"])
             parent_stack.append(
@@ -256,9 +256,7 @@ def _arm_timeout(step: str, seconds: float) -> None:
     def expire(_signum, _frame):
         h, rest = divmod(int(seconds), 3600)
         m, s = divmod(rest, 60)
-        raise TimeoutException(
-            f"Step {step} timed out after {h} hours, {m} minutes, {s} seconds"
-        )
+        raise TimeoutException(f"Step {step} timed out after {h} hours, {m} minutes, {s} seconds")
 
     signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -318,8 +316,8 @@ def _persist(flow, flow_cls, node, store, spec, started, ok, exception, caught, 
             continue
         if name in EPHEMERAL or name in readonly or name == "_task_pathspec":
             continue
-        if type(value) in _IMMUTABLE and loaded.get(name) == artifacts.get(name) and name in loaded:
-            continue
+        if name in loaded and loaded[name] is value and type(value) in _IMMUTABLE:
+            continue  # read but not reassigned: the inherited sha stands
         try:
             sha, size = store.save(name, value)
         except UnpicklableArtifactError as err:

@@ -124,7 +124,7 @@ class FlowSpec:
         if shas is not None and name in shas:
             value = state["_fk_store"].load(shas[name])
             state[name] = value
-            state["_fk_loaded"][name] = shas[name]
+            state["_fk_loaded"][name] = value
             return value
         raise AttributeError(f"Flow {type(self).__name__} has no attribute '{name}'")
 

@@ -101,11 +101,7 @@ class Parameter:
         self.separator = separator
         self.kwargs = kwargs
         if type is None:
-            type = (
-                builtins_type(default)
-                if default is not None and not callable(default)
-                else str
-            )
+            type = builtins_type(default) if default is not None and not callable(default) else str
         self.type = type
         if separator is not None and self.type is not str:
             raise ParameterError(f"Parameter '{name}': separator is only allowed for strings")
@@ -146,9 +142,13 @@ class Parameter:
         return value
 
     def default_value(self, ctx: ParameterContext) -> Any:
-        """The default, calling a callable default (once: the caller caches per run)."""
+        """The default, calling a callable default (once: the caller caches per run).
+
+        A plain default goes through the parameter's type like a command-line value does
+        (a JSONType default given as a JSON string is parsed), then ``separator`` splits it.
+        """
         if not callable(self.default):
-            return self.split(self.default)
+            return self.convert(self.default)
         value = self.default(ctx)
         expected = self.type if self.type in (bool, int, float) else None
         if expected is not None and builtins_type(value) is not expected:
