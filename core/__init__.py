@@ -69,7 +69,35 @@ _LAZY = {
     "Runner": "flowkernel.runner",
 }
 
-__all__ = ["__version__", "current", *_LAZY]
+__all__ = [
+    "Config",
+    "DataArtifact",
+    "Flow",
+    "FlowSpec",
+    "IncludeFile",
+    "JSONType",
+    "Kernel",
+    "Metaflow",
+    "Parameter",
+    "Run",
+    "Runner",
+    "Step",
+    "Task",
+    "__version__",
+    "catch",
+    "config_expr",
+    "current",
+    "default_namespace",
+    "environment",
+    "get_namespace",
+    "hookimpl",
+    "namespace",
+    "parallel",
+    "resources",
+    "retry",
+    "step",
+    "timeout",
+]
 
 
 def __getattr__(name: str) -> Any:

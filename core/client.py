@@ -297,7 +297,7 @@ class Step(_ClientObject):
     _DEPTH = 3
 
     def _load(self) -> None:
-        flow, run_id, step = self.path_components
+        _, run_id, step = self.path_components
         self._record = self._store.read_run_record(run_id) or {}
         self._store.flow_file = self._record.get("flow_file")
         if not os.path.isdir(os.path.join(self._store.run_dir(run_id), step)):
@@ -374,7 +374,9 @@ class Task(_ClientObject):
 
     def _record_or_raise(self) -> dict[str, Any]:
         if self._record is None:
-            self._record = self._store.read_task_record(*self.path_components[1:], self.current_attempt)
+            self._record = self._store.read_task_record(
+                *self.path_components[1:], self.current_attempt
+            )
         if self._record is None:
             raise NotFoundError(f"Task {self.pathspec} has no completed attempt (still running?)")
         return self._record

@@ -163,7 +163,7 @@ class ConfigExpr:
 
     def evaluate(self, configs: Mapping[str, Any]) -> Any:
         try:
-            return eval(self.expr, {"__builtins__": {}}, dict(configs))  # noqa: S307 - user's own code
+            return eval(self.expr, {"__builtins__": {}}, dict(configs))
         except Exception as exc:
             raise ConfigError(f"config_expr({self.expr!r}) failed: {exc}") from None
 
@@ -252,7 +252,9 @@ class Config:
                                   f"{self.name} JSON or --config {self.name} PATH")  # fmt: skip
             raw = None
         if not self.plain and raw is not None and not isinstance(raw, Mapping):
-            raise ConfigError(f"config '{self.name}' must be a JSON object, got {type(raw).__name__}")
+            raise ConfigError(
+                f"config '{self.name}' must be a JSON object, got {type(raw).__name__}"
+            )
         return raw if self.plain else (freeze(raw) if raw is not None else None)
 
     def _read_file(self, path: str) -> Any:
@@ -274,11 +276,15 @@ class Config:
             try:
                 return json.loads(text)
             except ValueError as exc:
-                raise ConfigError(f"config '{self.name}': {where} is not valid JSON: {exc}") from None
+                raise ConfigError(
+                    f"config '{self.name}': {where} is not valid JSON: {exc}"
+                ) from None
         try:
             return parser(text)
         except Exception as exc:
-            raise ConfigError(f"config '{self.name}': the parser failed on {where}: {exc}") from None
+            raise ConfigError(
+                f"config '{self.name}': the parser failed on {where}: {exc}"
+            ) from None
 
     # -- use in the class body and in steps ----------------------------------------------------
 

@@ -3,10 +3,10 @@
 Layout under the root (``./.flowkernel`` by default)::
 
     <Flow>/latest_run                          run id of the newest `flow run`
-    <Flow>/data/<sha[:2]>/<sha>                one pickled artifact (content-addressed, deduplicated)
+    <Flow>/data/<sha[:2]>/<sha>                one pickled artifact (content-addressed)
     <Flow>/<run>/_run.json                     the run record (user, tags, created, origin)
     <Flow>/<run>/<step>/<task>/<k>.started     attempt k was launched (written by the controller)
-    <Flow>/<run>/<step>/<task>/<k>.record.json attempt k's record (written once, atomically, by the task)
+    <Flow>/<run>/<step>/<task>/<k>.record.json attempt k's record (written once, atomically)
     <Flow>/<run>/<step>/<task>/<k>.stdout.log  attempt k's output, appended live by the controller
     <Flow>/<run>/<step>/<task>/<k>.stderr.log
 
@@ -22,7 +22,6 @@ import io
 import json
 import os
 import pickle
-
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -286,5 +285,3 @@ def iter_flow_names(root: str) -> Iterator[str]:
                 yield entry.name
     except FileNotFoundError:
         return
-
-

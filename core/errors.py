@@ -102,11 +102,11 @@ class NamespaceMismatchError(FlowkernelError):
     """The object exists but is not in the current namespace."""
 
 
-class TimeoutException(FlowkernelError):  # noqa: N818 - name matches Metaflow's
+class TimeoutException(FlowkernelError):
     """Raised inside a task when its ``@timeout`` expires."""
 
 
-class FailureHandledByCatch(FlowkernelError):  # noqa: N818 - name matches Metaflow's
+class FailureHandledByCatch(FlowkernelError):
     """Raised by the @catch fallback attempt after the task process died without an exception."""
 
 

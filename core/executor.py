@@ -191,7 +191,7 @@ def _check_foreach_join(spec: TaskSpec, records, top: ForeachFrame) -> None:
 
 def _passdown(flow_cls: type, artifacts: dict[str, str]) -> dict[str, str]:
     """What a join starts with: parameters, constants, ``name`` and the graph info."""
-    keep = set(flow_parameters(flow_cls)) | set(flow_cls._fk_constants()) | {"name", "_graph_info"}
+    keep = set(flow_cls._fk_readonly()) | {"_graph_info"}
     return {k: v for k, v in artifacts.items() if k in keep}
 
 

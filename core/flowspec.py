@@ -13,6 +13,7 @@ import reprlib
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+from flowkernel.config import Config
 from flowkernel.errors import (
     InvalidNextError,
     MergeArtifactsError,
@@ -96,7 +97,7 @@ class FlowSpec:
             if klass is object or klass is FlowSpec:
                 continue
             for attr, value in vars(klass).items():
-                if attr.startswith("_") or isinstance(value, (Parameter, property)):
+                if attr.startswith("_") or isinstance(value, (Parameter, Config, property)):
                     continue
                 if callable(value) or isinstance(value, (staticmethod, classmethod)):
                     continue
@@ -108,9 +109,11 @@ class FlowSpec:
     def _fk_readonly(cls) -> frozenset[str]:
         cached = cls.__dict__.get("_fk_readonly_cache")
         if cached is None:
+            from flowkernel.config import flow_configs
             from flowkernel.parameters import flow_parameters
 
-            cached = frozenset(flow_parameters(cls)) | frozenset(cls._fk_constants()) | {"name"}
+            names = set(flow_parameters(cls)) | set(cls._fk_constants()) | set(flow_configs(cls))
+            cached = frozenset(names | {"name"})
             cls._fk_readonly_cache = cached
         return cached
 

@@ -32,8 +32,10 @@ def flow_file_of(flow_cls: type) -> str | None:
 
 def module_name_for(path: str) -> str:
     stem = os.path.splitext(os.path.basename(path))[0]
-    return stem if stem.isidentifier() else "flowkernel_flow_" + "".join(
-        c if c.isalnum() else "_" for c in stem
+    return (
+        stem
+        if stem.isidentifier()
+        else "flowkernel_flow_" + "".join(c if c.isalnum() else "_" for c in stem)
     )
 
 

@@ -25,6 +25,7 @@ RESERVED_NAMES = frozenset(
         "params", "with", "tag", "namespace", "obj", "tags", "decospecs", "run-id-file",
         "max-num-splits", "max-workers", "max-log-size", "user-namespace", "run-id", "task-id",
         "runner-attribute-file", "runtime", "datastore-root", "quiet", "isolation", "origin-run-id",
+        "config", "config-value",
     )
 )  # fmt: skip
 ENV_PREFIX = "FLOWKERNEL_RUN_"
@@ -100,11 +101,28 @@ class Parameter:
         self.show_default = True if show_default is None else show_default
         self.separator = separator
         self.kwargs = kwargs
-        if type is None:
-            type = builtins_type(default) if default is not None and not callable(default) else str
-        self.type = type
-        if separator is not None and self.type is not str:
+        self._type = type
+        self._owner: type | None = None
+        if separator is not None and type not in (None, str):
             raise ParameterError(f"Parameter '{name}': separator is only allowed for strings")
+
+    @property
+    def type(self) -> Any:
+        """The declared type, else the type of the default (a config_expr default resolved)."""
+        if self._type is None:
+            default = self.default
+            if _is_config_expr(default):
+                default = self._config_default()
+            is_value = default is not None and not callable(default)
+            self._type = builtins_type(default) if is_value else str
+        return self._type
+
+    def _config_default(self) -> Any:
+        from flowkernel.config import resolve_deferred
+
+        if self._owner is None:
+            raise ParameterError(f"Parameter '{self.name}': config_expr default outside a flow")
+        return resolve_deferred(self.default, self._owner)
 
     @property
     def click_type(self) -> click.ParamType:
@@ -147,6 +165,8 @@ class Parameter:
         A plain default goes through the parameter's type like a command-line value does
         (a JSONType default given as a JSON string is parsed), then ``separator`` splits it.
         """
+        if _is_config_expr(self.default):
+            return self.convert(self._config_default())
         if not callable(self.default):
             return self.convert(self.default)
         value = self.default(ctx)
@@ -168,6 +188,7 @@ class Parameter:
     # A data descriptor: inside a task ``self.<attr>`` is the value, and cannot be assigned.
     def __set_name__(self, owner: type, attr: str) -> None:
         self.attr = attr
+        self._owner = owner
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
@@ -188,6 +209,12 @@ class Parameter:
 
 
 builtins_type = type
+
+
+def _is_config_expr(value: Any) -> bool:
+    from flowkernel.config import ConfigExpr
+
+    return isinstance(value, ConfigExpr)
 
 
 class IncludeFile(Parameter):
@@ -267,13 +294,16 @@ def resolve_parameters(
         converted); missing ones fall back to defaults.
     :raises UsageError: a required parameter has no value.
     """
+    from flowkernel.config import config_values
+
     log = logger or logging.getLogger("flowkernel").info
+    configs = config_values(flow_cls)
     values: dict[str, Any] = {}
     for attr, param in flow_parameters(flow_cls).items():
         if given.get(attr) is not None:
             value = given[attr]
         else:
-            ctx = ParameterContext(flow_cls.__name__, user, param.name, log)
+            ctx = ParameterContext(flow_cls.__name__, user, param.name, log, configs=configs)
             value = param.default_value(ctx)
         if value is None and param.required:
             raise UsageError(f"Missing value for required parameter '{param.name}'")

@@ -120,7 +120,10 @@ def start_run(
     user = current_user()
     run_id = _register_run(store, graph, flow_file, options, user, None)
     store.set_latest_run(run_id)
-    values = {**flow_cls._fk_constants(), **params, "name": flow_cls.__name__}
+    from flowkernel.config import flow_configs, thaw
+
+    configs = {attr: thaw(cfg.value) for attr, cfg in flow_configs(flow_cls).items()}
+    values = {**flow_cls._fk_constants(), **configs, **params, "name": flow_cls.__name__}
     values["_graph_info"] = graph.to_dict()
     artifacts = {name: store.save(name, value)[0] for name, value in values.items()}
     record = params_record(store.flow_name, run_id, artifacts)

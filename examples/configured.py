@@ -1,7 +1,10 @@
 """Config: settings read before the graph is built, used in decorators, defaults and steps.
 
+Run it with the settings of configured.json, then with other ones::
+
     flow run examples/configured.py
-    flow run examples/configured.py --config-value settings '{"learning_rates": [0.5], "retries": 0, "epochs": 1}'
+    flow run examples/configured.py --config-value settings \\
+        '{"learning_rates": [0.5], "retries": 0, "epochs": 1}'
 """
 
 from flowkernel import Config, FlowSpec, Parameter, config_expr, retry, step

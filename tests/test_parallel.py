@@ -113,5 +113,5 @@ def test_graph_rule_rejects_before_running(tmp_path, source, rule):
            "run", str(bad)]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    assert f"bad.py:7" in result.stderr and rule in result.stderr
+    assert "bad.py:7" in result.stderr and rule in result.stderr
     assert not (tmp_path / "ds").exists()

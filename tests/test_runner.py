@@ -59,7 +59,7 @@ def wait_until_gone(path: str, timeout: float = 10.0) -> list[psutil.Process]:
 def test_run_returns_successful_run_with_every_artifact(flow_copy, tmp_path):
     runner = Runner(flow_copy("params_flow.py"), show_output=False, cwd=str(tmp_path))
     with runner:
-        params = {"ratio": 2.5, "label": "hi", "flag": True, "config": {"a": [1]}}
+        params = {"ratio": 2.5, "label": "hi", "flag": True, "options": {"a": [1]}}
         done = runner.run(alpha=3, words=["x", "y"], **params)
         assert done.status == "successful" and done.returncode == 0
         run = done.run

@@ -146,7 +146,10 @@ def cli(
     """flowkernel: run workflows written as Python classes."""
     from flowkernel.config import set_sources
 
-    ctx.obj = {"datastore_root": datastore_root, "configs_given": bool(config_files or config_values)}
+    ctx.obj = {
+        "datastore_root": datastore_root,
+        "configs_given": bool(config_files or config_values),
+    }
     set_sources(dict(config_files), dict(config_values))
 
 

@@ -13,8 +13,8 @@ import sys
 from typing import Any
 
 import attrs
-from flowkernel.graph import FlowGraph, GraphProblem, Node
 
+from flowkernel.graph import FlowGraph, GraphProblem, Node
 from flowkernel_graph_ast.parser import ParsedStep, parse_step
 
 

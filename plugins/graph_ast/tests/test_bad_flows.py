@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from flowkernel.lint import RULES
 
 BAD_FLOWS = Path(__file__).resolve().parent / "bad_flows"

@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+
 from flowkernel.lint import check_flow
 
 CELL = textwrap.dedent(

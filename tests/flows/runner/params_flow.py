@@ -6,7 +6,7 @@ class ParamsFlow(FlowSpec):
     ratio = Parameter("ratio", default=0.5)
     label = Parameter("label", default="x")
     flag = Parameter("flag", default=False)
-    config = Parameter("config", type=JSONType, default='{"k": 1}')
+    options = Parameter("options", type=JSONType, default='{"k": 1}')
     words = Parameter("words", default="a,b", separator=",")
 
     @step
@@ -17,7 +17,7 @@ class ParamsFlow(FlowSpec):
 
     @step
     def end(self):
-        self.summary = (self.alpha, self.ratio, self.label, self.flag, self.config, self.words)
+        self.summary = (self.alpha, self.ratio, self.label, self.flag, self.options, self.words)
 
 
 if __name__ == "__main__":
