@@ -63,22 +63,54 @@ def read_json(path: str) -> Any:
         return json.loads(fh.read())
 
 
-class _HashingWriter(io.RawIOBase):
-    """A file-like sink that hashes what passes through it on the way to ``raw``."""
+class _SpillWriter:
+    """Where an artifact is pickled to: hashes everything, keeps small pickles in memory and
+    spills to a temporary file once past ``limit`` bytes (a large value is never copied)."""
 
-    def __init__(self, raw: Any):
-        self.raw = raw
+    def __init__(self, data_dir: str, limit: int):
+        self.data_dir = data_dir
+        self.limit = limit
         self.sha = hashlib.sha1()
         self.size = 0
+        self.chunks: list[bytes] = []
+        self.file: Any = None
+        self.tmp: str | None = None
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        self.sha.update(b)
-        n = self.raw.write(b)
+    def write(self, data: Any) -> int:
+        n = memoryview(data).nbytes
+        self.sha.update(data)
+        if self.file is None and self.size + n > self.limit:
+            os.makedirs(self.data_dir, exist_ok=True)
+            self.tmp = os.path.join(self.data_dir, f"incoming.{uuid.uuid4().hex}.tmp")
+            self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish()/discard()
+            for chunk in self.chunks:
+                self.file.write(chunk)
+            self.chunks.clear()
+        if self.file is None:
+            self.chunks.append(bytes(data))
+        else:
+            self.file.write(data)
         self.size += n
         return n
+
+    def finish(self, path: str) -> None:
+        """Put the pickle at ``path`` unless a blob with the same content is there already."""
+        if self.file is None:
+            if not os.path.exists(path):
+                write_atomic(path, b"".join(self.chunks))
+            return
+        self.file.close()
+        if os.path.exists(path):
+            os.unlink(self.tmp)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.replace(self.tmp, path)
+
+    def discard(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)
 
 
 class _FlowUnpickler(pickle.Unpickler):
@@ -115,44 +147,23 @@ class FlowStore:
     def save(self, name: str, value: Any) -> tuple[str, int]:
         """Pickle ``value`` into the store; returns ``(sha1, size)``. Dedups by content.
 
+        One pass: the pickle is hashed as it is produced; a large one streams to a temporary
+        file that is renamed to its hash, so memory stays at about the value's own size.
+
         :raises UnpicklableArtifactError: naming the artifact ``name``.
         """
+        writer = _SpillWriter(self.data_dir, _STREAM_THRESHOLD)
         try:
-            data = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
-        except Exception as exc:
-            raise UnpicklableArtifactError(name, f"{type(exc).__name__}: {exc}") from None
-        if len(data) >= _STREAM_THRESHOLD:
-            del data
-            return self._save_streaming(name, value)
-        sha = hashlib.sha1(data).hexdigest()
-        path = self.blob_path(sha)
-        if not os.path.exists(path):
-            write_atomic(path, data)
-        return sha, len(data)
-
-    def _save_streaming(self, name: str, value: Any) -> tuple[str, int]:
-        """Large values: pickle straight to a temporary file while hashing (no copy in memory)."""
-        os.makedirs(self.data_dir, exist_ok=True)
-        tmp = os.path.join(self.data_dir, f"incoming.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                writer = _HashingWriter(fh)
-                try:
-                    pickle.dump(value, writer, protocol=PICKLE_PROTOCOL)
-                except Exception as exc:
-                    raise UnpicklableArtifactError(name, f"{type(exc).__name__}: {exc}") from None
+            try:
+                pickle.dump(value, writer, protocol=PICKLE_PROTOCOL)
+            except Exception as exc:
+                raise UnpicklableArtifactError(name, f"{type(exc).__name__}: {exc}") from None
             sha = writer.sha.hexdigest()
-            path = self.blob_path(sha)
-            if os.path.exists(path):
-                os.unlink(tmp)
-            else:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                os.replace(tmp, path)
-            return sha, writer.size
+            writer.finish(self.blob_path(sha))
         except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            writer.discard()
             raise
+        return sha, writer.size
 
     def load(self, sha: str) -> Any:
         """Unpickle the artifact with content hash ``sha``."""

@@ -94,7 +94,12 @@ def run_task(
     started = time.time()
     node = graph[spec.step]
     if input_records is None:
-        input_records = [_read_input(store, spec, p) for p in spec.input_paths]
+        input_records = [None] * len(spec.input_paths)
+    # a runtime may pass slim records (no artifacts) to keep its memory flat: read those
+    input_records = [
+        r if r is not None and "artifacts" in r else _read_input(store, spec, path)
+        for r, path in zip(input_records, spec.input_paths, strict=True)
+    ]
     flow = object.__new__(flow_cls)
     state = flow.__dict__
     state.update(_fk_store=store, _fk_loaded={}, _fk_node=node, _fk_shas={})
@@ -155,14 +160,15 @@ def _bind_inputs(flow, flow_cls, graph, node, store, spec, records) -> Inputs | 
         state["_fk_shas"] = dict(first["artifacts"])
         parent = graph[first["step"]] if first["step"] in graph else None  # noqa: SIM401
         if parent is not None and parent.type == "foreach" and spec.split_index is not None:
-            values = store.load(first["artifacts"]["_foreach_values"])
+            # the frame's display value is not loaded: that would unpickle the whole list of
+            # values in every one of the N tasks (the `_foreach_values` artifact has them)
             parent_stack.append(
                 ForeachFrame(
                     spec.step,
                     first["foreach_var"],
                     first["foreach_num_splits"],
                     spec.split_index,
-                    values[spec.split_index],
+                    None,
                 )
             )
         if node.is_recursive_switch:

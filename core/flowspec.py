@@ -44,7 +44,7 @@ class ForeachFrame(NamedTuple):
     var: str
     num_splits: int
     index: int
-    value: str
+    value: str | None  #: display value (None: not recorded; ``_foreach_values`` has them all)
 
 
 def _display_value(value: Any) -> str:

@@ -47,6 +47,14 @@ def record_key(record: dict[str, Any]) -> TaskKey:
     )
 
 
+_SLIM_KEYS = ("run_id", "step", "task_id", "attempt", "foreach_stack", "iteration_stack")
+
+
+def _slim(record: dict[str, Any]) -> dict[str, Any]:
+    """What a waiting join input keeps in memory (the executor reads the rest from the store)."""
+    return {k: record[k] for k in _SLIM_KEYS if k in record}
+
+
 class Frontier:
     """Tracks finished tasks and yields the tasks that become runnable (each exactly once)."""
 
@@ -101,13 +109,13 @@ class Frontier:
         if split is not None and split.type == "foreach":
             key = (join, indices[:-1], iters)
             group = self._waiting.setdefault(key, {})
-            group[(in_order.get(record["step"], 0), indices[-1])] = record
+            group[(in_order.get(record["step"], 0), indices[-1])] = _slim(record)
             if len(group) < record["foreach_stack"][-1][2]:
                 return []
         else:
             key = (join, indices, iters)
             group = self._waiting.setdefault(key, {})
-            group[(record["step"],)] = record
+            group[(record["step"],)] = _slim(record)
             needed = len(split.out_funcs) if split is not None else len(self.graph[join].in_funcs)
             if len(group) < needed:
                 return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import ctypes.util
 import io
 import os
@@ -78,6 +79,9 @@ def fork_worker(body: Any, controller_pid: int) -> tuple[int, int, int]:
     sys.stderr.flush()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    # Objects that exist now are never collected by the child's GC: its collections would
+    # touch every object header and copy most of the controller's pages (copy-on-write).
+    gc.freeze()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         code = 1
