@@ -116,8 +116,8 @@ def run_task(
         state.update(_transition=None, _success=False, _task_ok=None, _exception=None)
         _run_user_code(flow, node, spec, decos, inputs)
         _check_transition(node, flow._transition)
-    except Exception as exc:
-        exception, stacktrace = exc, traceback.format_exc()
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        exception, stacktrace = exc, user_traceback(exc)
         if "catch" in decos and spec.attempt >= spec.max_user_code_retries:
             caught = _catch(flow, node, spec, decos["catch"], exc, stacktrace)
     ok = exception is None or caught
@@ -132,6 +132,16 @@ def run_task(
         _report_failure(spec, exception, stacktrace)
     current._clear()
     return 0 if ok else 1
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` without the executor's own frames at its top."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    if tb is None:  # raised by the executor itself (a bad transition, ...): the message says it
+        return "" if isinstance(exc, FlowkernelError) else "".join(traceback.format_exception(exc))
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def _read_input(store: FlowStore, spec: TaskSpec, path: str) -> dict[str, Any]:

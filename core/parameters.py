@@ -169,7 +169,13 @@ class Parameter:
             return self.convert(self._config_default())
         if not callable(self.default):
             return self.convert(self.default)
-        value = self.default(ctx)
+        try:
+            value = self.default(ctx)
+        except Exception as exc:
+            raise UsageError(
+                f"The default function of parameter '{self.name}' failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         expected = self.type if self.type in (bool, int, float) else None
         if expected is not None and builtins_type(value) is not expected:
             raise UsageError(

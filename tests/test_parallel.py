@@ -15,14 +15,14 @@ import pytest
 FLOWS = Path(__file__).parent / "flows" / "parallel"
 
 
-def run_gang(tmp_path: Path, fail: str | None = None) -> subprocess.CompletedProcess:
+def run_gang(tmp_path: Path, fail: str | None = None, *extra: str) -> subprocess.CompletedProcess:
     shutil.copy(FLOWS / "gang_flow.py", tmp_path / "gang_flow.py")
     env = {**os.environ}
     env.pop("GANG_FAIL", None)
     if fail:
         env["GANG_FAIL"] = fail
     cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", str(tmp_path / "ds"),
-           "run", str(tmp_path / "gang_flow.py")]  # fmt: skip
+           "run", str(tmp_path / "gang_flow.py"), *extra]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -47,8 +47,9 @@ def alive(path: str) -> list[psutil.Process]:
     return found
 
 
-def test_gang_of_four_joins_in_node_order(tmp_path):
-    result = run_gang(tmp_path)
+@pytest.mark.parametrize("isolation", ["fork", "spawn"])
+def test_gang_of_four_joins_in_node_order(tmp_path, isolation):
+    result = run_gang(tmp_path, None, "--isolation", isolation)
     assert result.returncode == 0, result.stdout + result.stderr
     run = latest(tmp_path)
     join = run["join"].task.data

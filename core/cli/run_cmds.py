@@ -178,6 +178,7 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
         )
     kernel = get_kernel()
     flow_cls, _ = _load(flow_file, kernel)
+    _reject_parameters(flow_cls, list(args))
     runtime = kernel.runtime(_runtime_name(list(args)))
     runtime_params = list(runtime.options)
     extra = [
@@ -198,6 +199,18 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
     )
     _announce(values, run_ctx)
     _finish(runtime.factory(kernel).run(run_ctx))
+
+
+def _reject_parameters(flow_cls: type, args: list[str]) -> None:
+    from flowkernel.parameters import flow_parameters
+
+    for param in flow_parameters(flow_cls).values():
+        option = f"--{param.name}"
+        if any(a == option or a.startswith(option + "=") for a in args):
+            raise UsageError(
+                f"resume reuses the parameters of the origin run; {option} cannot be given "
+                "(start a new run with `flow run` to change it)"
+            )
 
 
 def _with_origin_configs(flow_cls: type, flow_file: str, root: str, origin: str | None) -> type:

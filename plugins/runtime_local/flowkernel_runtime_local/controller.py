@@ -371,7 +371,9 @@ class _Controller:
             self.kernel.task_finished(
                 TaskInfo(self.info, worker.step, worker.task_id, worker.attempt, True, 0)
             )
-            self.say("Task finished successfully.", worker)
+            caught = not record.get("success")
+            self.say("Task finished; @catch handled its exception." if caught else
+                     "Task finished successfully.", worker)  # fmt: skip
             self._succeeded(record)
             return
         status = workers.describe_status(worker.returncode)
