@@ -14,10 +14,11 @@ import difflib
 import inspect
 import linecache
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from flowkernel.graph import FlowGraph, GraphProblem, Node
+from flowkernel.lint_structure import check_balance, check_cycles, check_unreachable, quote_names
 
 #: Every rule id, in the order the rules run, with what it checks.
 RULES: dict[str, str] = {
@@ -60,14 +61,11 @@ _NEXT_FORMS = (
     "self.next(self.a) | self.next(self.a, self.b) | self.next(self.a, foreach='items') | "
     "self.next(self.a, num_parallel=4) | self.next({'x': self.a, 'y': self.b}, condition='var')"
 )
-_SPLITS = ("split", "foreach")
-
-Stack = tuple[tuple[str, str], ...]  # (split step, branch it entered), outermost first
 
 
 def check_flow(flow_cls: type, graph: FlowGraph) -> list[GraphProblem]:
     """Every validation problem of ``flow_cls`` whose graph is ``graph`` (empty when valid)."""
-    lint = _Lint(graph)
+    lint = Linter(graph)
     problems = list(graph.problems)
     for check in (
         _reserved_names,
@@ -76,20 +74,20 @@ def check_flow(flow_cls: type, graph: FlowGraph) -> list[GraphProblem]:
         _step_names,
         _arguments,
         _transitions,
-        _cycles,
+        check_cycles,
     ):
         problems += check(lint)
     if lint.edges_complete and not lint.has_cycle:
-        problems += _unreachable(lint)
+        problems += check_unreachable(lint)
         if lint.roles_known:
-            problems += _balance(lint)
+            problems += check_balance(lint)
     for check in (_switches, _foreaches, _parallel, _switch_to_join):
         problems += check(lint)
     problems += _parameters(flow_cls, graph)
     return problems
 
 
-class _Lint:
+class Linter:
     """The graph plus helpers shared by the rules."""
 
     def __init__(self, graph: FlowGraph):
@@ -127,7 +125,7 @@ class _Lint:
         return [self.nodes[t] for t in node.out_funcs if t in self.nodes and t != node.name]
 
 
-def _reserved_names(lint: _Lint) -> Iterator[GraphProblem]:
+def _reserved_names(lint: Linter) -> Iterator[GraphProblem]:
     for node in lint.nodes.values():
         if node.name in RESERVED_STEP_NAMES:
             yield lint.problem(
@@ -138,7 +136,7 @@ def _reserved_names(lint: _Lint) -> Iterator[GraphProblem]:
             )
 
 
-def _start_end(lint: _Lint) -> Iterator[GraphProblem]:
+def _start_end(lint: Linter) -> Iterator[GraphProblem]:
     nodes = lint.nodes
     if len(nodes) == 1:
         return
@@ -146,7 +144,7 @@ def _start_end(lint: _Lint) -> Iterator[GraphProblem]:
         flag = f"is_{which}_annotated"
         marked = [n for n in nodes.values() if getattr(n, flag)]
         if len(marked) > 1:
-            names = _names(n.name for n in marked)
+            names = quote_names(n.name for n in marked)
             yield lint.problem(
                 f"several-{which}-steps",
                 marked[1],
@@ -170,7 +168,7 @@ def _start_end(lint: _Lint) -> Iterator[GraphProblem]:
             )
 
 
-def _start_end_edges(lint: _Lint) -> Iterator[GraphProblem]:
+def _start_end_edges(lint: Linter) -> Iterator[GraphProblem]:
     start, end = lint.graph.start, lint.graph.end
     if start in lint.nodes and start != end:
         for parent in lint.nodes[start].in_funcs:
@@ -201,7 +199,7 @@ def _start_end_edges(lint: _Lint) -> Iterator[GraphProblem]:
             )
 
 
-def _step_names(lint: _Lint) -> Iterator[GraphProblem]:
+def _step_names(lint: Linter) -> Iterator[GraphProblem]:
     for node in lint.nodes.values():
         if not _STEP_NAME.match(node.name) or node.name.startswith("_"):
             yield lint.problem(
@@ -212,7 +210,7 @@ def _step_names(lint: _Lint) -> Iterator[GraphProblem]:
             )
 
 
-def _arguments(lint: _Lint) -> Iterator[GraphProblem]:
+def _arguments(lint: Linter) -> Iterator[GraphProblem]:
     for node in lint.nodes.values():
         if node.num_args > 2:
             yield lint.problem(
@@ -238,7 +236,7 @@ def _arguments(lint: _Lint) -> Iterator[GraphProblem]:
             )
 
 
-def _transitions(lint: _Lint) -> Iterator[GraphProblem]:
+def _transitions(lint: Linter) -> Iterator[GraphProblem]:
     for node in lint.nodes.values():
         if any(p.step == node.name for p in lint.graph.problems):
             continue
@@ -284,196 +282,7 @@ def _last_line(node: Node) -> int | None:
     return node.func_lineno + len(block) - 1 if block else None
 
 
-def _cycles(lint: _Lint) -> Iterator[GraphProblem]:
-    state: dict[str, int] = {}  # 1 on the current path, 2 finished
-    found: list[tuple[Node, list[str]]] = []
-
-    def visit(name: str, path: list[str]) -> None:
-        state[name] = 1
-        node = lint.nodes[name]
-        for target in node.out_funcs:
-            if target not in lint.nodes or (target == name and node.type == "split-switch"):
-                continue
-            if state.get(target) == 1:
-                found.append((node, [*path[path.index(target) :], target]))
-            elif target not in state:
-                visit(target, [*path, target])
-        state[name] = 2
-
-    for name in lint.nodes:
-        if name not in state:
-            visit(name, [name])
-    lint.has_cycle = bool(found)
-    for node, loop in found:
-        yield lint.problem(
-            "cycle",
-            node,
-            f"step '{node.name}' closes a loop: {' -> '.join(loop)}",
-            "steps may not loop; only a switch may name itself as a case (a recursive switch)",
-            lint.next_line(node),
-        )
-
-
-def _reachable(lint: _Lint) -> list[str]:
-    """Steps reachable from the start, in topological order (a switch's self-loop ignored)."""
-    start = lint.graph.start
-    if start not in lint.nodes:
-        return []
-    seen, todo = {start}, [start]
-    while todo:
-        for child in lint.children(lint.nodes[todo.pop()]):
-            if child.name not in seen:
-                seen.add(child.name)
-                todo.append(child.name)
-    indegree = {n: 0 for n in seen}
-    for n in seen:
-        for child in lint.children(lint.nodes[n]):
-            indegree[child.name] += 1
-    ready = [n for n in lint.nodes if n in seen and indegree[n] == 0]
-    order: list[str] = []
-    while ready:
-        name = ready.pop(0)
-        order.append(name)
-        for child in lint.children(lint.nodes[name]):
-            indegree[child.name] -= 1
-            if indegree[child.name] == 0:
-                ready.append(child.name)
-    return order
-
-
-def _unreachable(lint: _Lint) -> Iterator[GraphProblem]:
-    if lint.graph.start not in lint.nodes:
-        return
-    reachable = set(_reachable(lint))
-    for node in lint.nodes.values():
-        if node.name not in reachable:
-            yield lint.problem(
-                "unreachable-step",
-                node,
-                f"step '{node.name}' cannot be reached from the start step '{lint.graph.start}'",
-                f"name '{node.name}' in the self.next() of an earlier step, or delete it",
-            )
-
-
-def _balance(lint: _Lint) -> Iterator[GraphProblem]:
-    """Walk the graph in topological order with a stack of open splits (rule 13).
-
-    A static split or foreach pushes ``(split, branch)`` for each child; a join pops; a
-    switch's cases inherit the same stack, so alternative branches may meet at any step.
-    """
-    nodes, end = lint.nodes, lint.graph.end
-    arrivals: dict[str, list[tuple[str, Stack]]] = {}
-    if lint.graph.start in nodes:
-        arrivals[lint.graph.start] = [("", ())]
-    for name in _reachable(lint):
-        node = nodes[name]
-        incoming = arrivals.get(name, [])
-        if node.type == "join" or node.num_args == 2:  # a split or end with inputs joins too
-            out, problem = _join(lint, node, incoming)
-            if problem:
-                yield problem
-        else:
-            out = _common_prefix([s for _, s in incoming])
-            if len({s for _, s in incoming}) > 1:
-                yield _merge_problem(lint, node, incoming, out)
-            if name == end and out:
-                split = nodes[out[-1][0]]
-                yield lint.problem(
-                    "unjoined-split",
-                    split,
-                    f"the end step '{end}' is reached while the branches started at step "
-                    f"'{split.name}' are not joined",
-                    f"lead the branches of '{split.name}' into a join step "
-                    "(def join(self, inputs)) before the end",
-                    lint.next_line(split),
-                )
-        for child in lint.children(node):
-            stack = (*out, (name, child.name)) if node.type in _SPLITS else out
-            arrivals.setdefault(child.name, []).append((name, stack))
-
-
-def _merge_problem(
-    lint: _Lint, node: Node, incoming: list[tuple[str, Stack]], out: Stack
-) -> GraphProblem:
-    """A step without inputs reached from parents that are not alternatives of one switch."""
-    where = {p: f"inside split '{s[-1][0]}'" if s else "outside any split" for p, s in incoming}
-    parents = ", ".join(f"'{p}' ({where[p]})" for p in sorted(where))
-    inside = sorted({p for p, s in incoming if s != out})
-    if any(s == out for _, s in incoming):  # some branches left their split without a join
-        splits = sorted({s[len(out)][0] for _, s in incoming if len(s) > len(out)})
-        joins = [lint.nodes[s].matching_join for s in splits if s in lint.nodes]
-        target = _names(j for j in joins if j) or "the join"
-        hint = f"lead {_names(inside)} into {target} (closing split {_names(splits)}) instead"
-    elif node.name == lint.graph.end:
-        hint = f"add a join step before '{node.name}'"
-    else:
-        hint = f"make it a join that receives them: def {node.name}(self, inputs)"
-    return lint.problem(
-        "multiple-parents",
-        node,
-        f"step '{node.name}' is reached from {parents}, which are not alternative branches "
-        "of one switch, but it is not a join",
-        hint,
-    )
-
-
-def _join(
-    lint: _Lint, node: Node, incoming: list[tuple[str, Stack]]
-) -> tuple[Stack, GraphProblem | None]:
-    """The stack after the join ``node`` and what is wrong with its incoming branches, if any."""
-    stacks = [s for _, s in incoming]
-    if not any(stacks):
-        return (), lint.problem(
-            "join-without-split",
-            node,
-            f"step '{node.name}' takes inputs (a join) but no split comes before it",
-            f"remove the inputs argument (def {node.name}(self)) or split before it",
-        )
-    groups = {(s[:-1], s[-1][0] if s else None) for s in stacks}
-    if len(groups) > 1:
-        where = ", ".join(
-            f"'{p}' (from {'split ' + repr(s[-1][0]) if s else 'no split'})"
-            for p, s in sorted(incoming)
-        )
-        return _common_prefix(stacks), lint.problem(
-            "join-unrelated-splits",
-            node,
-            f"join step '{node.name}' joins branches of different splits: {where}",
-            "a join must close exactly one split: join the inner split first",
-        )
-    ((prefix, split_name),) = groups
-    split = lint.nodes[split_name]
-    reached = {s[-1][1] for s in stacks}
-    expected = set(split.out_funcs)
-    if reached != expected:
-        missing = _names(sorted(expected - reached)) or "none"
-        return prefix, lint.problem(
-            "join-branch-count",
-            node,
-            f"join step '{node.name}' is reached from {len(reached)} of the "
-            f"{len(expected)} branches of split '{split_name}' (missing: {missing})",
-            f"lead every branch of '{split_name}' into '{node.name}'",
-        )
-    return prefix, None
-
-
-def _names(names: Iterable[str]) -> str:
-    return ", ".join(f"'{n}'" for n in names)
-
-
-def _common_prefix(stacks: list[Stack]) -> Stack:
-    if not stacks:
-        return ()
-    prefix = stacks[0]
-    for stack in stacks[1:]:
-        n = 0
-        while n < min(len(prefix), len(stack)) and prefix[n] == stack[n]:
-            n += 1
-        prefix = prefix[:n]
-    return prefix
-
-
-def _switches(lint: _Lint) -> Iterator[GraphProblem]:
+def _switches(lint: Linter) -> Iterator[GraphProblem]:
     for node in lint.nodes.values():
         if node.type != "split-switch" or node.transition_error:
             continue
@@ -497,7 +306,7 @@ def _switches(lint: _Lint) -> Iterator[GraphProblem]:
         )
 
 
-def _foreaches(lint: _Lint) -> Iterator[GraphProblem]:
+def _foreaches(lint: Linter) -> Iterator[GraphProblem]:
     for node in lint.nodes.values():
         if node.type == "foreach":
             for child in lint.children(node):
@@ -511,7 +320,7 @@ def _foreaches(lint: _Lint) -> Iterator[GraphProblem]:
                     )
 
 
-def _parallel(lint: _Lint) -> Iterator[GraphProblem]:
+def _parallel(lint: Linter) -> Iterator[GraphProblem]:
     for node in lint.nodes.values():
         if node.is_parallel_split:
             for child in lint.children(node):
@@ -553,7 +362,7 @@ def _parallel(lint: _Lint) -> Iterator[GraphProblem]:
             )
 
 
-def _switch_to_join(lint: _Lint) -> Iterator[GraphProblem]:
+def _switch_to_join(lint: Linter) -> Iterator[GraphProblem]:
     for node in lint.nodes.values():
         if node.type == "split-switch":
             for child in lint.children(node):
