@@ -160,7 +160,7 @@ def flowkernel_log_sinks(run: RunInfo) -> list[Any]:
 
 @hookspec
 def flowkernel_deployers() -> list[DeployerSpec]:
-    """Register deployers (Argo Workflows, ...): each appears in ``flow`` and in ``Deployer``.
+    """Register deployers (Argo Workflows, ...): each one's ``cli`` appears as a ``flow`` command.
 
     Called once per kernel, the first time the deployer registry is needed.
 
@@ -179,8 +179,10 @@ def flowkernel_deployers() -> list[DeployerSpec]:
 def flowkernel_cli(cli: click.Group) -> None:
     """Add commands or groups to the ``flow`` command line.
 
-    Called once per ``flow`` invocation, after the built-in commands are defined. Keep imports
-    inside the command functions so ``flow --help`` stays fast.
+    Called at most once per ``flow`` process, the first time the root group lists its commands
+    (``flow --help``) or is asked for a command that is not built in; never for the built-in
+    commands such as ``flow run``. Keep imports inside the command functions so ``flow --help``
+    stays fast.
 
     :param cli: the root ``flow`` click group; call ``cli.add_command(...)``.
     :returns: nothing.

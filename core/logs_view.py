@@ -17,12 +17,8 @@ def resolve_pathspec(root: str, pathspec: str, flow_file: str | None) -> tuple[s
         from flowkernel.loader import load_flow
 
         return load_flow(flow_file).__name__, parts
-    if len(parts) == 4 or (
-        len(parts) == 3
-        and not FlowStore(root, parts[0]).step_names(parts[1])
-        and FlowStore(root, parts[0]).read_run_record(parts[1])
-    ):
-        return parts[0], parts[1:]
+    if len(parts) == 4 or (len(parts) == 3 and FlowStore(root, parts[0]).read_run_record(parts[1])):
+        return parts[0], parts[1:]  # FLOW/RUN/STEP[/TASK]
     if len(parts) not in (2, 3):
         raise UsageError(f"expected RUN/STEP[/TASK], got {pathspec!r}")
     owners = [f for f in iter_flow_names(root) if FlowStore(root, f).read_run_record(parts[0])]

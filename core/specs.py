@@ -12,9 +12,11 @@ import attrs
 class RuntimeSpec:
     """A runtime a plugin offers (``flowkernel_runtimes``); chosen by ``flow run --runtime=NAME``.
 
-    ``factory(kernel)`` returns an object with ``run(request) -> RunResult`` and
-    ``resume(request) -> RunResult`` (see :mod:`flowkernel.runtime`).
-    ``options`` are extra click options the runtime adds to ``flow run`` / ``flow resume``.
+    ``factory(kernel)`` returns an object whose ``run(ctx)`` executes a prepared run (a
+    :class:`flowkernel.runs.RunContext`, for ``flow run`` and ``flow resume`` alike: a resume
+    context carries the tasks that may be cloned) and returns a :class:`RunResult`.
+    ``options`` are extra click options the runtime adds to ``flow run`` / ``flow resume``;
+    their values reach the runtime in ``ctx.options.extra``.
     """
 
     name: str
@@ -27,8 +29,9 @@ class RuntimeSpec:
 class DeployerSpec:
     """A deployer a plugin offers (``flowkernel_deployers``).
 
-    ``cli`` is a click group added to ``flow`` under ``name``; ``factory`` builds the
-    implementation used by ``Deployer(flow_file).<name>(...)``.
+    ``cli`` (a click group or command) is added to ``flow`` under ``name``; ``factory`` builds
+    the implementation that the Python ``Deployer`` API will use (that API arrives with the
+    first deployer plugin).
     """
 
     name: str

@@ -59,7 +59,11 @@ class FlowGroup(click.Group):
         if not self._extended:
             self._extended = True
             try:
-                get_kernel().extend_cli(self)
+                kernel = get_kernel()
+                kernel.extend_cli(self)
+                for name, spec in kernel.deployers().items():
+                    if spec.cli is not None and name not in self.commands:
+                        self.add_command(spec.cli, name=name)
             except FlowkernelError as exc:
                 click.echo(f"flow: {exc}", err=True)
 

@@ -77,10 +77,12 @@ def _runtime_name(args: list[str]) -> str:
     return "local"
 
 
-def _parse(name: str, params: list[click.Parameter], args: list[str], parent) -> dict[str, Any]:
+def _parse(name: str, params: list[click.Parameter], args: list[str]) -> dict[str, Any]:
     """Parse ``args`` with a command built from ``params`` (help and usage errors included)."""
     command = click.Command(name, params=params, help=f"{name.capitalize()} the flow.")
-    with command.make_context(f"flow {name} FILE", list(args), parent=parent) as sub:
+    info = f"flow {name} FILE"
+    helps = ["-h", "--help"]  # the outer command passes --help through to here
+    with command.make_context(info, list(args), help_option_names=helps) as sub:
         return dict(sub.params)
 
 
@@ -140,7 +142,7 @@ def run(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> Non
     runtime = kernel.runtime(_runtime_name(rest))
     runtime_params = list(runtime.options)
     params = _parameter_options(flow_cls)
-    values = _parse("run", _common_run_options() + runtime_params + params, rest, ctx)
+    values = _parse("run", _common_run_options() + runtime_params + params, rest)
     given = {attr: values.get(attr) for attr in flow_parameters(flow_cls)}
     converted = {
         attr: flow_parameters(flow_cls)[attr].split(v) if v is not None else None
@@ -185,7 +187,7 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
         click.Argument(["step"], required=False),
         click.Option(["--origin-run-id"], default=None, help="Run to resume (default: latest)."),
     ]
-    values = _parse("resume", _common_run_options() + runtime_params + extra, list(args), ctx)
+    values = _parse("resume", _common_run_options() + runtime_params + extra, list(args))
     root = _datastore_root(ctx)
     flow_cls = _with_origin_configs(flow_cls, flow_file, root, values["origin_run_id"])
     graph = kernel.validated_graph(flow_cls)

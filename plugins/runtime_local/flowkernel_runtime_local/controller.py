@@ -411,7 +411,8 @@ class _Controller:
             return
         node = self.ctx.graph[record["step"]]
         if node.type == "foreach" and not self.quiet:
-            self.say(f"Foreach in step {node.name} yields {len(ready)} child steps.")
+            what = "a gang of" if node.num_parallel is not None else "foreach yields"
+            self.say(f"Step {node.name}: {what} {len(ready)} child tasks.")
         self.queue.extend(ready)
 
     def _record_crash(self, worker: Worker, status: str) -> dict[str, Any]:
