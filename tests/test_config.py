@@ -72,6 +72,9 @@ def test_config_from_environment_and_file_option(tmp_path, config_flow):
                                                                     "retries": 0}})}  # fmt: skip
     assert flow(tmp_path, "run", config_flow, env=env).returncode == 0
     assert latest(tmp_path)["end"].task.data.outs == [60]
+    env = {"FLOWKERNEL_FLOW_CONFIG": json.dumps({"settings": str(other)})}
+    assert flow(tmp_path, "run", config_flow, env=env).returncode == 0
+    assert latest(tmp_path)["end"].task.data.outs == [40]
 
 
 @pytest.mark.parametrize(
