@@ -53,6 +53,21 @@ class Current:
         return bool(self._values)
 
     @property
+    def graph(self) -> dict[str, Any] | None:
+        """The flow's graph as a dict (as stored in the ``_graph_info`` artifact)."""
+        graph = self._values.get("graph")
+        return graph.to_dict() if graph is not None else None
+
+    @property
+    def tempdir(self) -> str | None:
+        """A directory for temporary files (computed on first use: it probes the disk)."""
+        if not self._values:
+            return None
+        import tempfile
+
+        return tempfile.gettempdir()
+
+    @property
     def pathspec(self) -> str | None:
         v = self._values
         if not v:

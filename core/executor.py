@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Sequence
@@ -239,8 +238,7 @@ def _set_current(flow_cls: type, graph: FlowGraph, spec: TaskSpec) -> None:
         namespace=spec.namespace if spec.namespace is not None else f"user:{spec.user}",
         username=spec.user,
         tags=list(spec.tags),
-        tempdir=tempfile.gettempdir(),
-        graph=graph.to_dict(),
+        graph=graph,
         parameter_names=list(flow_parameters(flow_cls)),
         datastore_root=spec.datastore_root,
         parallel=parallel,

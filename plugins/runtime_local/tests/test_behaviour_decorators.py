@@ -83,7 +83,11 @@ def test_current_inside_steps(deco):
         "pathspec": start.pathspec,
         "parameter_names": [],
         "is_running_flow": True,
+        "graph_start": "start",
+        "graph_steps": sorted(fields["graph_steps"]),
+        "tempdir_exists": True,
     }
+    assert {"start", "flaky", "end"} <= set(fields["graph_steps"])
     flaky = deco.task("flaky")
     assert flaky.data.current_in_flaky["pathspec"] == flaky.pathspec
     assert flaky.data.current_in_flaky["task_id"] == flaky.id

@@ -16,6 +16,9 @@ def current_fields():
         "pathspec": current.pathspec,
         "parameter_names": current.parameter_names,
         "is_running_flow": current.is_running_flow,
+        "graph_start": current.graph["start_step"],
+        "graph_steps": sorted(current.graph["steps"]),
+        "tempdir_exists": os.path.isdir(current.tempdir),
     }
 
 
