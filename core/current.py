@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import attrs
+from typing import Any, NamedTuple
 
 
-@attrs.frozen
-class ParallelInfo:
-    """``current.parallel`` inside an ``@parallel`` gang task."""
+class ParallelInfo(NamedTuple):
+    """``current.parallel`` inside an ``@parallel`` gang task (a named tuple, as in Metaflow)."""
 
     main_ip: str
     num_nodes: int
