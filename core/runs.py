@@ -62,6 +62,8 @@ class RunContext:
     origin_run_id: str | None = None
     #: resume only: origin task records by key, that may be cloned instead of run
     clones: dict[TaskKey, dict[str, Any]] = attrs.field(factory=dict, eq=False)
+    #: resume only: steps of which some origin tasks failed or never finished
+    unfinished_steps: frozenset[str] = frozenset()
 
 
 def _validate_tags(tags: tuple[str, ...]) -> None:
@@ -181,6 +183,7 @@ def start_resume(
         raise UsageError(f"run {origin} has no parameters record; it cannot be resumed")
     rerun = graph.downstream_of(step) if step else set()
     clones = {}
+    unfinished = set()
     for step_name in store.step_names(origin):
         if step_name == PARAMS_STEP or step_name in rerun or step_name not in graph:
             continue
@@ -188,13 +191,25 @@ def start_resume(
             record = store.latest_record(origin, step_name, task_id)
             if record is not None and record.get("task_ok"):
                 clones[record_key(record)] = record
+            else:
+                unfinished.add(step_name)
     user = current_user()
     run_id = _register_run(store, graph, flow_file, options, user, origin)
     record = params_record(store.flow_name, run_id, origin_params["artifacts"], origin)
     store.mark_started(run_id, PARAMS_STEP, PARAMS_TASK, 0)
     store.write_task_record(record)
     return RunContext(
-        flow_cls, flow_file, graph, store, run_id, user, options, record, origin, clones
+        flow_cls,
+        flow_file,
+        graph,
+        store,
+        run_id,
+        user,
+        options,
+        record,
+        origin,
+        clones,
+        frozenset(unfinished),
     )
 
 
@@ -216,7 +231,17 @@ def clone_record(ctx: RunContext, origin: dict[str, Any], task_id: str, inputs) 
 
 
 def resume_plan(ctx: RunContext) -> tuple[list[str], list[str]]:
-    """(steps that will be cloned, steps that will run again), in topological order."""
+    """(steps that will be cloned, steps that will run again), in topological order.
+
+    A step with some tasks cloned and others to run (a foreach whose body failed for one item)
+    is in both lists, marked "(unfinished tasks)" in the second.
+    """
     cloned = {key[0] for key in ctx.clones}
     order = list(ctx.graph.sorted_nodes) or [n.name for n in ctx.graph]
-    return [s for s in order if s in cloned], [s for s in order if s not in cloned]
+    rerun = []
+    for step in order:
+        if step not in cloned:
+            rerun.append(step)
+        elif step in ctx.unfinished_steps:
+            rerun.append(f"{step} (unfinished tasks)")
+    return [s for s in order if s in cloned], rerun

@@ -73,6 +73,9 @@ def test_kill_9_mid_foreach_leaves_clean_state_and_resume_completes(world: rh.En
     result = world.flow("resume", FLOW, "--origin-run-id", run_id, *OPTS)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     new_id = rh.run_id_of(result.stdout)
+    # the plan names the foreach body twice: partly cloned, partly run again
+    plan = [line for line in result.stdout.splitlines() if "Run again:" in line]
+    assert plan and "work (unfinished tasks)" in plan[0]
     new = client.Run(f"{NAME}/{new_id}")
     assert new.successful
     assert new.data.count == N
