@@ -86,3 +86,13 @@ def install_distributions(tmp_path_factory: pytest.TempPathFactory) -> Callable[
         return target
 
     return install
+
+
+@pytest.fixture(autouse=True)
+def _client_state_restored():
+    """Leave the client as a test found it (its datastore root and namespace are globals)."""
+    from flowkernel import client
+
+    saved = (client._root, client._namespace)
+    yield
+    client._root, client._namespace = saved
