@@ -71,10 +71,6 @@ def take_config_options(args: list[str]) -> tuple[list[str], dict[str, str], dic
     return rest, files, values
 
 
-def sources_given() -> bool:
-    return bool(_files or _values)
-
-
 def _parse_json(name: str, text: str) -> Any:
     try:
         return json.loads(text)

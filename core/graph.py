@@ -105,9 +105,6 @@ class FlowGraph:
     def __iter__(self):
         return iter(self.nodes.values())
 
-    def successors_of(self, name: str) -> tuple[str, ...]:
-        return self.nodes[name].out_funcs
-
     def downstream_of(self, name: str) -> set[str]:
         """``name`` plus every step reachable from it (used by resume)."""
         seen: set[str] = set()
