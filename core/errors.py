@@ -26,6 +26,22 @@ class UsageError(FlowkernelError):
     headline = "Usage error"
 
 
+class FlowImportError(FlowkernelError):
+    """The flow file raised while it was imported; shows the traceback of the file's own frames."""
+
+    headline = "Could not import the flow file"
+
+    def __init__(self, path: str, exc: BaseException):
+        import traceback
+
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != path:
+            tb = tb.tb_next  # skip the import machinery's frames
+        trace = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+        super().__init__(f"{path}\n{trace.rstrip()}")
+        self.path = path
+
+
 class PluginError(FlowkernelError):
     """A plugin could not be loaded, is missing, or two plugins claim the same name."""
 

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from flowkernel.errors import UsageError
+from flowkernel.errors import FlowImportError, FlowkernelError, UsageError
 
 _PRELOADED: dict[str, type] = {}
 
@@ -62,6 +62,12 @@ def load_module(path: str, fresh: bool = False) -> Any:
     except SyntaxError as exc:
         del sys.modules[name]
         raise UsageError(f"{exc.filename}:{exc.lineno}: syntax error: {exc.msg}")
+    except FlowkernelError:  # a config or parameter problem found while the class body ran
+        del sys.modules[name]
+        raise
+    except Exception as exc:
+        del sys.modules[name]
+        raise FlowImportError(path, exc) from exc
     except BaseException:
         del sys.modules[name]
         raise

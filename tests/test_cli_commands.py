@@ -74,3 +74,18 @@ def test_a_deployers_command_group_appears_in_flow():
     assert "toy" in run_cli(["--help"], kernel).stdout
     result = run_cli(["toy", "create"], kernel)
     assert result.exit_code == 0 and result.stdout == "created\n"
+
+
+def test_a_flow_file_that_fails_to_import_shows_only_its_own_frames(tmp_path):
+    bad = tmp_path / "imports.py"
+    bad.write_text("import os\n\nimport not_a_module_xyz\n")
+    result = flow("run", str(bad), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Could not import the flow file" in result.stderr and str(bad) in result.stderr
+    assert f'File "{bad}", line 3' in result.stderr
+    assert "ModuleNotFoundError: No module named 'not_a_module_xyz'" in result.stderr
+    assert "importlib" not in result.stderr and "flowkernel" not in result.stderr.lower()
+    syntax = tmp_path / "syntax.py"
+    syntax.write_text("from flowkernel import FlowSpec\n\nclass A(FlowSpec)\n    pass\n")
+    result = flow("check", str(syntax), cwd=tmp_path)
+    assert result.returncode == 2 and f"{syntax}:3: syntax error" in result.stderr
