@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 #: controller kills its process tree.
 TIMEOUT_GRACE = 5.0
 _READ_SIZE = 1 << 16
+#: A task that exits with this code is never retried (as in Metaflow).
+NO_RETRY_EXIT_CODE = 202
 
 
 class _Interrupted(Exception):
@@ -381,7 +383,12 @@ class _Controller:
             record = self._record_crash(worker, status)
         decos = step_decorators(getattr(ctx.flow_cls, worker.step))
         attempts = _max_attempts(decos)
-        retry = not worker.killed and self.failure is None and worker.attempt + 1 < attempts
+        retry = (
+            not worker.killed
+            and worker.returncode != NO_RETRY_EXIT_CODE
+            and self.failure is None
+            and worker.attempt + 1 < attempts
+        )
         self.kernel.task_finished(
             TaskInfo(
                 self.info,

@@ -59,6 +59,15 @@ def test_a_dying_task_fails_with_its_exit_status(
     assert world.records("CrashFlow", run_id, "end") == []
 
 
+def test_exit_code_202_is_never_retried(world: rh.Env) -> None:
+    result = world.flow("run", CRASH, "--how", "exit202")
+    assert result.returncode == 1
+    assert "Task failed (exited with status 202)." in result.stdout
+    assert "retrying" not in result.stdout
+    run_id = rh.run_id_of(result.stdout)
+    assert [n.split(".")[3] for n in world.executions("crash", run_id)] == ["0"]
+
+
 def test_a_retry_of_a_crashed_task_can_succeed(world: rh.Env) -> None:
     result = world.flow("run", CRASH, "--how", "segv_kill", "--crash_attempts", "1")
     assert result.returncode == 0, result.stdout + result.stderr

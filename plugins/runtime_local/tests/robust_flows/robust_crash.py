@@ -20,6 +20,8 @@ def die(how: str) -> None:
         os.kill(os.getpid(), signal.SIGSEGV)
     elif how == "exit3":
         os._exit(3)
+    elif how == "exit202":
+        os._exit(202)
     raise AssertionError(f"unknown way to die: {how}")
 
 
