@@ -182,3 +182,63 @@ def step(func: Any = None, *, start: bool = False, end: bool = False) -> Any:
 def step_decorators(func: Any) -> dict[str, StepDecorator]:
     """The decorators of a step function by name."""
     return {d.name: d for d in getattr(func, "decorators", ())}
+
+
+#: Decorators ``--with`` may attach to every step.
+WITH_DECORATORS = ("retry", "catch", "timeout", "resources", "environment")
+
+
+def parse_decospec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"retry:times=2,minutes_between_retries=0"`` -> ``("retry", {...})``.
+
+    Values are read as JSON, else kept as strings; commas inside brackets, braces or quotes do
+    not split (``environment:vars={"A": "1", "B": "2"}``).
+    """
+    import json
+
+    name, _, rest = spec.partition(":")
+    attributes: dict[str, Any] = {}
+    for part in _split_top_level(rest):
+        key, eq, raw = part.partition("=")
+        if not eq or not key.strip():
+            raise DecoratorError(f"--with {spec}: expected NAME:attr=value,attr=value")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        attributes[key.strip()] = value
+    if name not in WITH_DECORATORS:
+        allowed = ", ".join(WITH_DECORATORS)
+        raise DecoratorError(f"--with {spec}: '{name}' cannot be attached with --with ({allowed})")
+    return name, attributes
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p for p in parts if p.strip()]
+
+
+def attach_decospecs(flow_cls: type, specs: tuple[str, ...] | list[str]) -> None:
+    """Add each ``--with`` decorator to every step that does not declare it itself (the step's
+    own decorator wins). Call before the flow's graph is built."""
+    parsed = [parse_decospec(spec) for spec in specs]
+    for attr in dir(flow_cls):
+        func = getattr(flow_cls, attr, None)
+        if not getattr(func, "is_step", False):
+            continue
+        for name, attributes in parsed:
+            if name not in step_decorators(func):
+                func.decorators.append(make_decorator(name, attributes, static=False))

@@ -33,6 +33,7 @@ TOP_LEVEL = {
     "quiet": ("--quiet", bool),
     "run_id_file": ("--run-id-file", str),
     "isolation": ("--isolation", str),
+    "decospecs": ("--with", list),
 }
 
 

@@ -44,6 +44,7 @@ class RunOptions:
     tags: tuple[str, ...] = ()
     run_id_file: str | None = None
     quiet: bool = False
+    decospecs: tuple[str, ...] = ()  #: ``--with`` decorators (spawned tasks attach them too)
     extra: dict[str, Any] = attrs.field(factory=dict)
 
 

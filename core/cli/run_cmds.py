@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from flowkernel.errors import UsageError
+from flowkernel.errors import DecoratorError, UsageError
 
 if TYPE_CHECKING:
     from flowkernel.kernel import Kernel
@@ -37,6 +37,8 @@ def _common_run_options() -> list[click.Option]:
         click.Option(["--tag", "tags"], multiple=True, help="Tag the run (repeatable)."),
         click.Option(["--run-id-file"], default=None, help="Write the run id to this file."),
         click.Option(["--quiet"], is_flag=True, help="Only task output and errors."),
+        click.Option(["--with", "decospecs"], multiple=True, metavar="SPEC",
+                     help="Add a decorator to every step, e.g. --with retry:times=2."),
         click.Option(["--runner-attribute-file"], default=None, hidden=True,
                      help="Write {run_id, flow_name, datastore_root} here once the run exists."),
     ]  # fmt: skip
@@ -61,20 +63,32 @@ def _parameter_options(flow_cls: type) -> list[click.Option]:
     return options
 
 
-def _load(flow_file: str, kernel: Kernel) -> tuple[type, Any]:
+def _load(flow_file: str, kernel: Kernel, decospecs: list[str]) -> tuple[type, Any]:
+    from flowkernel.decorators import attach_decospecs
     from flowkernel.loader import load_flow
 
     flow_cls = load_flow(flow_file)
+    try:
+        attach_decospecs(flow_cls, decospecs)
+    except DecoratorError as exc:
+        raise UsageError(str(exc)) from None
     return flow_cls, kernel.validated_graph(flow_cls)
 
 
-def _runtime_name(args: list[str]) -> str:
+def _option_values(args: list[str], option: str) -> list[str]:
+    """Every value of ``option`` in ``args`` (``--x V`` or ``--x=V``), before they are parsed."""
+    values = []
     for i, arg in enumerate(args):
-        if arg == "--runtime" and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith("--runtime="):
-            return arg.split("=", 1)[1]
-    return "local"
+        if arg == option and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif arg.startswith(option + "="):
+            values.append(arg.split("=", 1)[1])
+    return values
+
+
+def _runtime_name(args: list[str]) -> str:
+    names = _option_values(args, "--runtime")
+    return names[-1] if names else "local"
 
 
 def _parse(name: str, params: list[click.Parameter], args: list[str]) -> dict[str, Any]:
@@ -96,6 +110,7 @@ def _options(ctx: click.Context, values: dict[str, Any], runtime_params) -> RunO
         tags=tuple(values["tags"]),
         run_id_file=values["run_id_file"],
         quiet=values["quiet"],
+        decospecs=tuple(values["decospecs"]),
         extra={p.name: values.get(p.name) for p in runtime_params},
     )
 
@@ -138,7 +153,7 @@ def run(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> Non
     rest, files, values = take_config_options(list(args))
     add_sources(files, values)
     kernel = get_kernel()
-    flow_cls, graph = _load(flow_file, kernel)
+    flow_cls, graph = _load(flow_file, kernel, _option_values(rest, "--with"))
     runtime = kernel.runtime(_runtime_name(rest))
     runtime_params = list(runtime.options)
     params = _parameter_options(flow_cls)
@@ -179,7 +194,8 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
             "cannot be given"
         )
     kernel = get_kernel()
-    flow_cls, _ = _load(flow_file, kernel)
+    decospecs = _option_values(list(args), "--with")
+    flow_cls, _ = _load(flow_file, kernel, decospecs)
     _reject_parameters(flow_cls, list(args))
     runtime = kernel.runtime(_runtime_name(list(args)))
     runtime_params = list(runtime.options)
@@ -189,7 +205,12 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
     ]
     values = _parse("resume", _common_run_options() + runtime_params + extra, list(args))
     root = _datastore_root(ctx)
-    flow_cls = _with_origin_configs(flow_cls, flow_file, root, values["origin_run_id"])
+    fresh = _with_origin_configs(flow_cls, flow_file, root, values["origin_run_id"])
+    if fresh is not flow_cls:
+        from flowkernel.decorators import attach_decospecs
+
+        attach_decospecs(fresh, decospecs)
+    flow_cls = fresh
     graph = kernel.validated_graph(flow_cls)
     run_ctx = start_resume(
         flow_cls,
@@ -252,16 +273,19 @@ def _with_origin_configs(flow_cls: type, flow_file: str, root: str, origin: str 
 @click.option("--user", default=None)
 @click.option("--num-parallel", type=int, default=None)
 @click.option("--tag", "tags", multiple=True)
+@click.option("--with", "decospecs", multiple=True)
 @click.pass_context
 def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> None:
     """Internal: run one attempt of one task (what every runtime and deployer executes)."""
     from flowkernel.cli.main import get_kernel
     from flowkernel.datastore import FlowStore
+    from flowkernel.decorators import attach_decospecs
     from flowkernel.executor import TaskSpec, run_task
     from flowkernel.loader import load_flow
     from flowkernel.runs import current_user
 
     flow_cls = load_flow(flow_file)
+    attach_decospecs(flow_cls, opts.pop("decospecs"))
     graph = get_kernel().build_graph(flow_cls)
     if step_name not in graph:
         raise UsageError(f"flow {flow_cls.__name__} has no step '{step_name}'")

@@ -529,4 +529,6 @@ def _step_command(ctx: RunContext, spec: TaskSpec) -> list[str]:
         argv += ["--num-parallel", str(spec.num_parallel)]
     for tag in spec.tags:
         argv += ["--tag", tag]
+    for decospec in ctx.options.decospecs:
+        argv += ["--with", decospec]
     return argv
