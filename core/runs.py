@@ -15,7 +15,7 @@ import attrs
 
 from flowkernel.datastore import FlowStore
 from flowkernel.errors import UsageError
-from flowkernel.executor import PARAMS_STEP, PARAMS_TASK
+from flowkernel.executor import PARAMS_STEP, PARAMS_TASK, TaskSpec
 from flowkernel.scheduling import TaskKey, record_key
 
 if TYPE_CHECKING:
@@ -246,3 +246,47 @@ def resume_plan(ctx: RunContext) -> tuple[list[str], list[str]]:
         elif step in ctx.unfinished_steps:
             rerun.append(f"{step} (unfinished tasks)")
     return [s for s in order if s in cloned], rerun
+
+
+def step_command(ctx: RunContext, spec: TaskSpec) -> list[str]:
+    """The ``flow step`` command line that runs ``spec`` in a fresh interpreter.
+
+    What ``--isolation spawn`` starts, and what a remote runtime or a deployer runs on another
+    machine: the run's configs and ``--with`` decorators travel with it.
+    """
+    import json
+    import sys
+
+    from flowkernel.config import flow_configs, thaw
+
+    argv = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", ctx.store.root]
+    for cfg in flow_configs(ctx.flow_cls).values():
+        argv += ["--config-value", cfg.name, json.dumps(thaw(cfg.value))]
+    argv += [
+        "step",
+        ctx.flow_file or "",
+        spec.step,
+        "--run-id",
+        spec.run_id,
+        "--task-id",
+        spec.task_id,
+        "--attempt",
+        str(spec.attempt),
+        "--input-paths",
+        ",".join(spec.input_paths),
+        "--max-user-code-retries",
+        str(spec.max_user_code_retries),
+        "--user",
+        spec.user,
+    ]
+    if spec.split_index is not None:
+        argv += ["--split-index", str(spec.split_index)]
+    if spec.origin_run_id:
+        argv += ["--origin-run-id", spec.origin_run_id]
+    if spec.num_parallel:
+        argv += ["--num-parallel", str(spec.num_parallel)]
+    for tag in spec.tags:
+        argv += ["--tag", tag]
+    for decospec in ctx.options.decospecs:
+        argv += ["--with", decospec]
+    return argv

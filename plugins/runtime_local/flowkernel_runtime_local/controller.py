@@ -8,7 +8,6 @@ kernel already imported) or, with ``--isolation spawn``, a fresh interpreter run
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -16,10 +15,9 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from flowkernel.config import flow_configs, thaw
 from flowkernel.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
 from flowkernel.executor import TaskSpec, run_task
-from flowkernel.runs import clone_record, resume_plan
+from flowkernel.runs import clone_record, resume_plan, step_command
 from flowkernel.scheduling import Frontier, ReadyTask, TooManySplitsError
 from flowkernel.specs import LogLine, RunInfo, RunResult, TaskInfo
 from flowkernel_runtime_local import workers
@@ -246,7 +244,7 @@ class _Controller:
         else:
             # unbuffered, as a forked task's line-buffered streams: its lines arrive live
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            popen = workers.spawn_worker(_step_command(ctx, spec), env)
+            popen = workers.spawn_worker(step_command(ctx, spec), env)
             pid, out_fd, err_fd = popen.pid, popen.stdout.fileno(), popen.stderr.fileno()
         seconds = timeout_seconds(decos["timeout"].attributes) if "timeout" in decos else 0
         worker = Worker(
@@ -498,37 +496,3 @@ def _max_attempts(decos: dict[str, Any]) -> int:
 
 def _raise_interrupt(_signum: int, _frame: Any) -> None:
     raise _Interrupted()
-
-
-def _step_command(ctx: RunContext, spec: TaskSpec) -> list[str]:
-    argv = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", ctx.store.root]
-    for cfg in flow_configs(ctx.flow_cls).values():
-        argv += ["--config-value", cfg.name, json.dumps(thaw(cfg.value))]
-    argv += [
-        "step",
-        ctx.flow_file or "",
-        spec.step,
-        "--run-id",
-        spec.run_id,
-        "--task-id",
-        spec.task_id,
-        "--attempt",
-        str(spec.attempt),
-        "--input-paths",
-        ",".join(spec.input_paths),
-        "--max-user-code-retries",
-        str(spec.max_user_code_retries),
-        "--user",
-        spec.user,
-    ]
-    if spec.split_index is not None:
-        argv += ["--split-index", str(spec.split_index)]
-    if spec.origin_run_id:
-        argv += ["--origin-run-id", spec.origin_run_id]
-    if spec.num_parallel:
-        argv += ["--num-parallel", str(spec.num_parallel)]
-    for tag in spec.tags:
-        argv += ["--tag", tag]
-    for decospec in ctx.options.decospecs:
-        argv += ["--with", decospec]
-    return argv
