@@ -52,6 +52,17 @@ class MissingPluginError(PluginError):
     """Something was asked for that no installed plugin provides."""
 
 
+class StorageBackendMissingError(MissingPluginError, UsageError):
+    """The datastore root's URL scheme has no installed backend (exit 2, names the plugin)."""
+
+
+class StorageError(FlowkernelError):
+    """The storage behind the datastore root failed: endpoint down, credentials refused,
+    bucket missing, disk full. The message is one line naming what is at fault."""
+
+    headline = "Storage error"
+
+
 class GraphValidationError(FlowkernelError):
     """The flow failed validation; nothing ran. Holds every problem that was found."""
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from flowkernel.errors import FlowkernelError, GraphValidationError, UsageError
+from flowkernel.storage.backend import use_kernel
 
 if TYPE_CHECKING:
     from flowkernel.kernel import Kernel
@@ -26,6 +27,7 @@ def get_kernel() -> Kernel:
         from flowkernel.kernel import Kernel
 
         _KERNEL = Kernel.discover()
+        use_kernel(_KERNEL)
     return _KERNEL
 
 
@@ -33,6 +35,7 @@ def set_kernel(kernel: Kernel | None) -> None:
     """Use ``kernel`` for the next commands of this process (tests, embedding)."""
     global _KERNEL
     _KERNEL = kernel
+    use_kernel(kernel)
 
 
 def _version_callback(ctx: click.Context, _param: Any, value: bool) -> None:

@@ -22,9 +22,10 @@ _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help
 
 def _datastore_root(ctx: click.Context) -> str:
     from flowkernel.datastore import default_root
+    from flowkernel.storage import normalize_root
 
     root = (ctx.find_root().obj or {}).get("datastore_root")
-    return root or default_root()
+    return normalize_root(root) if root else default_root()
 
 
 def _common_run_options() -> list[click.Option]:
