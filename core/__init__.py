@@ -40,6 +40,27 @@ if TYPE_CHECKING:
     from flowkernel.kernel import Kernel
     from flowkernel.runner import Runner
 
+#: Metaflow's exception names (flowkernel.exception.METAFLOW_NAMES), importable from here too.
+_EXCEPTIONS = (
+    "MetaflowException",
+    "MetaflowInternalError",
+    "MetaflowNotFound",
+    "MetaflowInvalidPathspec",
+    "MetaflowNamespaceMismatch",
+    "MetaflowTaggingError",
+    "MetaflowExceptionWrapper",
+    "InvalidNextException",
+    "UnhandledInMergeArtifactsException",
+    "MissingInMergeArtifactsException",
+    "BadStepDecoratorException",
+    "UnknownStepDecoratorException",
+    "InvalidDecoratorAttribute",
+    "ParameterFieldFailed",
+    "ParameterFieldTypeMismatch",
+    "TimeoutException",
+    "FailureHandledByCatch",
+)
+
 _LAZY = {
     "FlowSpec": "flowkernel.flow.flowspec",
     "current": "flowkernel.flow.current",
@@ -69,9 +90,11 @@ _LAZY = {
     "get_namespace": "flowkernel.client",
     "default_namespace": "flowkernel.client",
     "Runner": "flowkernel.runner",
+    **{name: "flowkernel.exception" for name in _EXCEPTIONS},
 }
 
 __all__ = [
+    *_EXCEPTIONS,
     "Config",
     "DataArtifact",
     "Flow",
