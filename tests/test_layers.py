@@ -1,7 +1,7 @@
 """core/ is layered: imports point down, and no two modules import each other, directly or
 through others, counting imports inside functions (they run too, only later).
 
-Two upward calls are part of Metaflow's user API and stay, as the named exceptions below; any
+The upward calls that Metaflow's user API requires stay, as the named exceptions below; any
 other cycle fails here with the modules that form it.
 """
 
@@ -20,6 +20,9 @@ ALLOWED_UPWARD = {
     ("flowkernel.flow.flowspec", "flowkernel.cli.main"),
     # `current.run` / `current.task` inside a step build client objects.
     ("flowkernel.flow.current", "flowkernel.client"),
+    # `flow._graph` on a flow the kernel has not built a graph for yet asks the installed graph
+    # builder (Metaflow's graph navigation, `for step in flow`).
+    ("flowkernel.flow.flowspec", "flowkernel.kernel"),
 }
 
 # Which layer each subpackage or top-level module belongs to; a module imports only from its own
@@ -27,6 +30,7 @@ ALLOWED_UPWARD = {
 # (``Kernel.run`` runs a flow in-process through the runner layer).
 LAYERS = {
     "errors": 0,
+    "exception": 0,
     "specs": 0,
     "hookspecs": 1,
     "flow": 2,
@@ -81,11 +85,9 @@ def _imports(tree: ast.AST) -> list[tuple[str, list[str]]]:
 
 def _lazy_names() -> dict[str, str]:
     """``flowkernel.NAME`` -> the module that defines it (the package's PEP 562 table)."""
-    tree = ast.parse((CORE / "__init__.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "_LAZY":
-            return ast.literal_eval(node.value)
-    return {}
+    import flowkernel
+
+    return dict(flowkernel._LAZY)
 
 
 def _ancestors(module: str) -> set[str]:

@@ -61,7 +61,7 @@ def _element(obj: Any, index: int) -> Any:
 
 
 class _GraphOfFlow:
-    """``flow._graph`` / ``MyFlow._graph``: the flow's :class:`~flowkernel.graph.FlowGraph`.
+    """``flow._graph`` / ``MyFlow._graph``: the flow's :class:`~flowkernel.graph.model.FlowGraph`.
 
     The graph a kernel built for the class (``Kernel.build_graph`` caches it there); read from an
     instance before any was built, the installed graph builder builds it. Read from the class
