@@ -10,7 +10,7 @@ from flowkernel.hookspecs import hookimpl
 @hookimpl(trylast=True)
 def flowkernel_make_poller() -> Any:
     """The portable ``selectors`` poller, used when no platform plugin offers one."""
-    from flowkernel.poller import SelectorsPoller
+    from flowkernel.engine.poller import SelectorsPoller
 
     return SelectorsPoller()
 
@@ -18,7 +18,7 @@ def flowkernel_make_poller() -> Any:
 @hookimpl
 def flowkernel_log_sinks(run: Any) -> list[Any]:
     """The console echo and the per-attempt logs in the datastore."""
-    from flowkernel.logs import ConsoleSink, TaskLogFiles, TaskLogUploads
+    from flowkernel.engine.logs import ConsoleSink, TaskLogFiles, TaskLogUploads
     from flowkernel.storage import is_local_root
 
     store_logs = TaskLogFiles if is_local_root(run.datastore_root) else TaskLogUploads
@@ -28,7 +28,7 @@ def flowkernel_log_sinks(run: Any) -> list[Any]:
 @hookimpl
 def flowkernel_task_finished(task: Any) -> None:
     """A remote store gets the attempt's complete logs as soon as it ends."""
-    from flowkernel.logs import attempt_finished
+    from flowkernel.engine.logs import attempt_finished
 
     attempt_finished(task.run, task.step, task.task_id, task.attempt)
 

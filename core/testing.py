@@ -238,7 +238,7 @@ def run_cli(
 ) -> Result:
     """Run ``flow ARGS`` in-process with click's ``CliRunner`` and return its ``Result``.
 
-    The root ``flow`` group uses ``kernel`` (through :func:`flowkernel.cli.main.set_kernel`);
+    The root ``flow`` group uses ``kernel`` (through :func:`flowkernel.cli.context.set_kernel`);
     with ``kernel=None`` it discovers one from the environment, as the real ``flow`` does.
     Everything the call changes is put back afterwards: the process kernel, the commands
     plugins added to the root group, and ``FLOWKERNEL_PLUGINS`` (which ``--no-plugins`` sets).
@@ -252,22 +252,22 @@ def run_cli(
     """
     from click.testing import CliRunner
 
-    from flowkernel.cli import main
+    from flowkernel.cli import context, main
 
     argv = args.split() if isinstance(args, str) else list(args)
     root = main.cli
     saved_commands = dict(root.commands)
     saved_extended = root.__dict__.get("_extended")
-    saved_kernel = main._KERNEL
+    saved_kernel = context._KERNEL
     saved_allow = os.environ.get("FLOWKERNEL_PLUGINS")
     root._extended = False
-    main.set_kernel(kernel)
+    context.set_kernel(kernel)
     try:
         return CliRunner().invoke(
             root, argv, input=input, env=env, catch_exceptions=catch_exceptions, prog_name="flow"
         )
     finally:
-        main.set_kernel(saved_kernel)
+        context.set_kernel(saved_kernel)
         root.commands.clear()
         root.commands.update(saved_commands)
         if saved_extended is None:
@@ -305,6 +305,9 @@ def check_storage_backend(backend: Any, prefix: str = "contract/") -> None:
     assert backend.put_once(key, b"first") is True
     assert backend.put_once(key, b"second") is False, "write-once put overwrote a key"
     assert backend.get(key) == b"first" and backend.exists(key) and backend.size(key) == 5
+    assert backend.put_once(prefix + "a/b/0.started", b"") is True  # an empty marker
+    assert backend.put_once(prefix + "a/b/0.started", b"") is False
+    assert backend.get(prefix + "a/b/0.started") == b""
     backend.put(prefix + "a/latest", b"1")
     backend.put(prefix + "a/latest", b"22")
     assert backend.get(prefix + "a/latest") == b"22", "put does not overwrite"

@@ -42,6 +42,8 @@ class LocalBackend:
 
     def put_once(self, key: str, data: bytes) -> bool:
         path = self.path(key)
+        if not data:  # an empty marker is whole as soon as it exists: one exclusive create
+            return _create_empty(path)
         if os.path.exists(path):  # a stat is cheaper than writing a blob twice
             return False
         return _link_once(self._write_tmp(path, data), path)
@@ -93,6 +95,22 @@ class LocalBackend:
         path = os.path.join(self.root, ".staging")
         os.makedirs(path, exist_ok=True)
         return path
+
+
+def _create_empty(path: str) -> bool:
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileExistsError:
+        return False
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileExistsError:
+            return False
+    os.close(fd)
+    return True
 
 
 def _link_once(tmp: str, path: str) -> bool:
