@@ -120,8 +120,29 @@ class SeaweedFS:
             time.sleep(0.1)
 
     def _bucket_answers(self) -> bool:
-        """An anonymous request to the bucket is refused (403) once the gateway and the bucket
-        exist; a missing bucket answers 404."""
+        """A signed listing of the bucket succeeds (with obstore, when installed); else an
+        anonymous request is refused with 403 (the gateway is up)."""
+        try:
+            import obstore
+            from obstore.store import S3Store
+        except ImportError:
+            obstore = None
+        if obstore is not None:
+            store = S3Store(
+                self.bucket,
+                endpoint=self.endpoint,
+                region=REGION,
+                access_key_id=ACCESS_KEY,
+                secret_access_key=SECRET_KEY,
+                virtual_hosted_style_request=False,
+                client_options={"allow_http": True},
+                retry_config={"max_retries": 0},
+            )
+            try:
+                obstore.list_with_delimiter(store, None)
+                return True
+            except Exception:
+                return False
         try:
             urllib.request.urlopen(f"{self.endpoint}/{self.bucket}/", timeout=2)
             return True

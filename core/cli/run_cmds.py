@@ -284,7 +284,9 @@ def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> Non
     from flowkernel.engine.runs import current_user
     from flowkernel.flow.decorators import attach_decospecs
     from flowkernel.flow.loader import load_flow
+    from flowkernel.storage.backend import declare_no_fork
 
+    declare_no_fork()  # one task, no workers: storage clients may skip their fork guards
     flow_cls = load_flow(flow_file)
     attach_decospecs(flow_cls, opts.pop("decospecs"))
     graph = get_kernel().build_graph(flow_cls)

@@ -94,6 +94,20 @@ def normalize_root(root: str, cwd: str | None = None) -> str:
 
 _backends: dict[str, StorageBackend] = {}
 _kernel: Kernel | None = None
+_may_fork = True
+
+
+def declare_no_fork() -> None:
+    """Declare that this process will not fork children that use storage (``flow step`` runs
+    one task and exits). Backends whose client cannot cross a ``fork()`` may then use it
+    directly instead of keeping it out of the process."""
+    global _may_fork
+    _may_fork = False
+
+
+def may_fork() -> bool:
+    """False once :func:`declare_no_fork` was called in this process."""
+    return _may_fork
 
 
 def open_backend(root: str, kernel: Kernel | None = None) -> StorageBackend:
@@ -148,7 +162,12 @@ def use_kernel(kernel: Kernel | None) -> None:
 
 
 def forget_backends() -> None:
-    """Drop the cached backends and kernel (tests that change plugins or servers)."""
+    """Close and drop the cached backends and the kernel (tests that change plugins or
+    servers)."""
     global _kernel
+    for backend in _backends.values():
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
     _backends.clear()
     _kernel = None
