@@ -285,15 +285,22 @@ def _transitions(lint: Linter) -> Iterator[GraphProblem]:
 
 
 def _joins_without_inputs(lint: Linter) -> Iterator[GraphProblem]:
-    """Steps without ``inputs`` that two or more steps lead to, in a flow without switches.
+    """Steps without ``inputs`` that two or more reachable steps lead to, in a flow without
+    switches or loops.
 
-    Without a switch every step with several parents is where parallel branches meet, so this
-    holds even when other problems keep the full split/join check from running.
+    There, every step runs, so a step with several parents is where parallel branches meet;
+    this holds even when other problems keep the full split/join check from running.
     """
-    if any(n.type == "split-switch" for n in lint.nodes.values()):
+    if lint.has_cycle or any(n.type == "split-switch" for n in lint.nodes.values()):
         return
+    reached, todo = set(), [lint.graph.start]
+    while todo:
+        name = todo.pop()
+        if name in lint.nodes and name not in reached:
+            reached.add(name)
+            todo += lint.nodes[name].out_funcs
     for node in lint.nodes.values():
-        parents = sorted({p.name for p in lint.nodes.values() if node.name in p.out_funcs})
+        parents = sorted({p for p in reached if node.name in lint.nodes[p].out_funcs})
         if node.num_args == 1 and len(parents) > 1 and node.name != lint.graph.end:
             yield lint.problem(
                 "multiple-parents",
