@@ -22,7 +22,7 @@ def resolve_pathspec(root: str, pathspec: str, flow_file: str | None) -> tuple[s
     if not parts or len(parts) > 4:
         raise UsageError(f"expected {_FORMS}, got {pathspec!r}")
     if flow_file is not None:
-        from flowkernel.loader import load_flow
+        from flowkernel.flow.loader import load_flow
 
         flow = load_flow(flow_file).__name__
         return flow, _resolve_latest(root, flow, parts)
