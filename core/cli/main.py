@@ -158,8 +158,9 @@ def cli(
 
 
 def _register_builtin_commands() -> None:
-    from flowkernel.cli import graph_cmds, plugins_cmd, run_cmds
+    from flowkernel.cli import dump_cmd, graph_cmds, plugins_cmd, run_cmds
 
+    cli.add_command(dump_cmd.dump)
     cli.add_command(graph_cmds.show)
     cli.add_command(graph_cmds.check)
     cli.add_command(plugins_cmd.plugins)
