@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from flowkernel.hookspecs import hookimpl
     from flowkernel.kernel import Kernel
     from flowkernel.parameters import IncludeFile, JSONType, Parameter
+    from flowkernel.project import project
     from flowkernel.runner import Runner
 
 #: Metaflow's exception names (flowkernel.exception.METAFLOW_NAMES), importable from here too.
@@ -78,6 +79,7 @@ _LAZY = {
     "resources": "flowkernel.decorators",
     "environment": "flowkernel.decorators",
     "parallel": "flowkernel.decorators",
+    "project": "flowkernel.project",
     "hookimpl": "flowkernel.hookspecs",
     "Kernel": "flowkernel.kernel",
     "Flow": "flowkernel.client",
@@ -122,6 +124,7 @@ __all__ = [
     "metadata",
     "namespace",
     "parallel",
+    "project",
     "resources",
     "retry",
     "step",

@@ -34,6 +34,8 @@ TOP_LEVEL = {
     "run_id_file": ("--run-id-file", str),
     "isolation": ("--isolation", str),
     "decospecs": ("--with", list),
+    "branch": ("--branch", str),  # @project flows
+    "production": ("--production", bool),
 }
 
 
