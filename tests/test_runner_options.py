@@ -78,7 +78,7 @@ def test_options_that_cannot_be_honoured_are_value_errors(copy, kwargs, message)
 
 def test_run_rejects_unknown_names_and_wrong_types_before_starting(copy, tmp_path):
     runner = Runner(copy("runner/params_flow.py"), show_output=False, cwd=str(tmp_path))
-    with pytest.raises(ValueError, match="unknown parameter 'alhpa'.*run options: .*max_workers"):
+    with pytest.raises(ValueError, match=r"unknown parameter 'alhpa'.*run options: .*max_workers"):
         runner.run(alhpa=1)
     with pytest.raises(TypeError, match="max_workers"):
         runner.run(max_workers="many")
