@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from flowkernel.config import ConfigError, ConfigValue, config_expr
+from flowkernel.flow.config import ConfigError, ConfigValue, config_expr
 
 
 def test_attribute_and_item_access_build_deferred_expressions():

@@ -11,7 +11,7 @@ import pytest
 from flowkernel import Flow, FlowSpec, namespace, project, step
 from flowkernel.client import metadata
 from flowkernel.errors import DecoratorError
-from flowkernel.project import resolve_project
+from flowkernel.flow.project import resolve_project
 
 FLOW = Path(__file__).parent / "flows" / "mfapi" / "project_flow.py"
 PLAIN = Path(__file__).parents[1] / "examples" / "hello.py"

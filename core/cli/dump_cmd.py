@@ -76,9 +76,9 @@ def dump(
 
 
 def _tasks(root: str, pathspec: str, flow_file: str | None) -> list[Any]:
+    from flowkernel.cli.logs_view import resolve_pathspec
     from flowkernel.client import Task, _task_order
     from flowkernel.datastore import FlowStore
-    from flowkernel.logs_view import resolve_pathspec
 
     flow, parts = resolve_pathspec(root, pathspec, flow_file)
     if len(parts) not in (2, 3):

@@ -39,11 +39,11 @@ def _run(ctx: click.Context, flow_file: str | None, run_id: str | None, ns: str 
     if "/" in run_id:
         flow, _, run_id = run_id.partition("/")
     elif flow_file is not None:
-        from flowkernel.loader import load_flow
+        from flowkernel.flow.loader import load_flow
 
         flow = load_flow(flow_file).__name__
     else:
-        from flowkernel.logs_view import resolve_pathspec
+        from flowkernel.cli.logs_view import resolve_pathspec
 
         flow, _ = resolve_pathspec(root, f"{run_id}/_", None)
     client.metadata(root)
@@ -158,7 +158,7 @@ def list_tags(
         if flow_file is None:
             raise UsageError("give --run-id, or the flow file to list all its runs")
         from flowkernel.cli.run_cmds import _datastore_root
-        from flowkernel.loader import load_flow
+        from flowkernel.flow.loader import load_flow
 
         client.metadata(_datastore_root(ctx))
         if all_runs:

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from flowkernel.errors import FlowkernelError
-from flowkernel.procs import CommandProcess
+from flowkernel.runner.procs import CommandProcess
 
 #: Options of ``flow run`` / ``flow resume`` by keyword -> (option, expected type); lists become
 #: repeated options. Given to ``Runner(...)`` they apply to every run; given to ``run(...)`` /
@@ -72,8 +72,8 @@ def parameter_args(flow_file: str, params: dict[str, Any]) -> list[str]:
     :raises ValueError: an unknown parameter (the message lists the flow's parameters).
     :raises TypeError: a value of the wrong type (the message names the parameter).
     """
-    from flowkernel.loader import load_flow
-    from flowkernel.parameters import JSONType, flow_parameters
+    from flowkernel.flow.loader import load_flow
+    from flowkernel.flow.parameters import JSONType, flow_parameters
 
     declared = flow_parameters(load_flow(flow_file))
     by_name = {**{p.name.replace("-", "_"): (a, p) for a, p in declared.items()}}
@@ -152,7 +152,7 @@ def option_args(options: dict[str, Any], known: dict[str, tuple[str, Any]]) -> l
 
 def _config_args(key: str, pairs: Any) -> list[str]:
     """``config_value=[(name, dict)]`` / ``config=[(name, path)]`` as root options."""
-    from flowkernel.config import thaw
+    from flowkernel.flow.config import thaw
 
     if isinstance(pairs, dict):
         pairs = list(pairs.items())
@@ -178,8 +178,8 @@ def call_args(flow_file: str, kwargs: dict[str, Any], resume: bool = False) -> l
     :raises ValueError: an unknown keyword (the message lists options and parameters).
     :raises TypeError: a value of the wrong type.
     """
-    from flowkernel.loader import load_flow
-    from flowkernel.parameters import flow_parameters
+    from flowkernel.flow.loader import load_flow
+    from flowkernel.flow.parameters import flow_parameters
 
     declared = flow_parameters(load_flow(flow_file))
     names = set(declared) | {p.name.replace("-", "_") for p in declared.values()}

@@ -75,7 +75,7 @@ def project(cls: type | None = None, *, name: Any = None, **unknown: Any) -> Any
         raise DecoratorError("@project needs a name: @project(name='my_project')")
     if name is None:
         raise DecoratorError("@project needs a name: @project(name='my_project')")
-    from flowkernel.config import ConfigExpr
+    from flowkernel.flow.config import ConfigExpr
 
     if not isinstance(name, ConfigExpr):
         _check_name(name)
@@ -103,7 +103,7 @@ def project_name(flow_cls: type) -> str | None:
     deco = getattr(flow_cls, "_fk_project", None)
     if deco is None:
         return None
-    from flowkernel.config import resolve_deferred
+    from flowkernel.flow.config import resolve_deferred
 
     return _check_name(resolve_deferred(deco.name, flow_cls))
 
