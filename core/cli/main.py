@@ -138,9 +138,11 @@ def cli(
 
 
 def _register_builtin_commands() -> None:
-    from flowkernel.cli import graph_cmds, plugins_cmd, run_cmds, runs_cmd
+    from flowkernel.cli import dump_cmd, graph_cmds, plugins_cmd, run_cmds, runs_cmd, tag_cmds
 
     cli.add_command(runs_cmd.runs)
+    cli.add_command(dump_cmd.dump)
+    cli.add_command(tag_cmds.tag)
     cli.add_command(graph_cmds.show)
     cli.add_command(graph_cmds.check)
     cli.add_command(plugins_cmd.plugins)
@@ -188,7 +190,12 @@ def _insert_flow_file(args: list[str], path: str, prog: str) -> list[str]:
         arg = args[i]
         if not arg.startswith("-"):
             if arg in cli.commands:
-                return [*args[: i + 1], path, *args[i + 1 :]]
+                at = i + 1
+                if getattr(cli.commands[arg], "flow_file_after_subcommand", False) and at < len(
+                    args
+                ):
+                    at += 1  # `tag add FILE ...`: the group's subcommand comes first
+                return [*args[:at], path, *args[at:]]
             return args  # an unknown command: click says so, with a suggestion
         name = arg.split("=", 1)[0]
         if name in ("--help", "-h", "--version", "--no-plugins"):
