@@ -12,15 +12,19 @@ from flowkernel.errors import NotFoundError, UsageError
 _FORMS = "RUN, RUN/STEP[/TASK] or FLOW/RUN[/STEP[/TASK]] (RUN may be 'latest')"
 
 
-def resolve_pathspec(root: str, pathspec: str, flow_file: str | None) -> tuple[str, list[str]]:
+def resolve_pathspec(
+    root: str, pathspec: str, flow_file: str | None, need_step: bool = False
+) -> tuple[str, list[str]]:
     """``(flow name, [run, step?, task?])`` from a pathspec in any of the forms of :data:`_FORMS`.
 
     ``latest`` as the run means the flow's latest run. A name that is both a flow and a run id
     is read as the flow. Nothing found raises :class:`NotFoundError` saying where it looked.
+    ``need_step``: a pathspec without a step is a usage error (``flow dump``).
     """
     parts = [p for p in pathspec.split("/") if p]
-    if not parts or len(parts) > 4:
-        raise UsageError(f"expected {_FORMS}, got {pathspec!r}")
+    if not parts or len(parts) > 4 or (need_step and len(parts) < 2):
+        forms = "[FLOW/]RUN/STEP[/TASK]" if need_step else _FORMS
+        raise UsageError(f"expected {forms}, got {pathspec!r}")
     if flow_file is not None:
         from flowkernel.flow.loader import load_flow
 
