@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         step,
         timeout,
     )
+    from flowkernel.deployer import DeployedFlow, Deployer
     from flowkernel.flowspec import FlowSpec
     from flowkernel.hookspecs import hookimpl
     from flowkernel.kernel import Kernel
@@ -71,11 +72,15 @@ _LAZY = {
     "get_namespace": "flowkernel.client",
     "default_namespace": "flowkernel.client",
     "Runner": "flowkernel.runner",
+    "Deployer": "flowkernel.deployer",
+    "DeployedFlow": "flowkernel.deployer",
 }
 
 __all__ = [
     "Config",
     "DataArtifact",
+    "DeployedFlow",
+    "Deployer",
     "Flow",
     "FlowSpec",
     "IncludeFile",
