@@ -44,6 +44,27 @@ if TYPE_CHECKING:
     from flowkernel.parameters import IncludeFile, JSONType, Parameter
     from flowkernel.runner import Runner
 
+#: Metaflow's exception names (flowkernel.exception.METAFLOW_NAMES), importable from here too.
+_EXCEPTIONS = (
+    "MetaflowException",
+    "MetaflowInternalError",
+    "MetaflowNotFound",
+    "MetaflowInvalidPathspec",
+    "MetaflowNamespaceMismatch",
+    "MetaflowTaggingError",
+    "MetaflowExceptionWrapper",
+    "InvalidNextException",
+    "UnhandledInMergeArtifactsException",
+    "MissingInMergeArtifactsException",
+    "BadStepDecoratorException",
+    "UnknownStepDecoratorException",
+    "InvalidDecoratorAttribute",
+    "ParameterFieldFailed",
+    "ParameterFieldTypeMismatch",
+    "TimeoutException",
+    "FailureHandledByCatch",
+)
+
 _LAZY = {
     "FlowSpec": "flowkernel.flowspec",
     "Parameter": "flowkernel.parameters",
@@ -74,9 +95,11 @@ _LAZY = {
     "Runner": "flowkernel.runner",
     "Deployer": "flowkernel.deployer",
     "DeployedFlow": "flowkernel.deployer",
+    **{name: "flowkernel.exception" for name in _EXCEPTIONS},
 }
 
 __all__ = [
+    *_EXCEPTIONS,
     "Config",
     "DataArtifact",
     "DeployedFlow",
