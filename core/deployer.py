@@ -2,7 +2,7 @@
 
 A deployer is a plugin (``flowkernel_deployers``) whose click group becomes ``flow <name>``.
 Everything here drives that group in a child process, through the subprocess layer
-(:mod:`flowkernel.procs`), and reads each command's result from a JSON *deployer attribute file*
+(:mod:`flowkernel.runner.procs`), and reads each command's result from a JSON *deployer attribute file*
 (``--deployer-attribute-file``), never by parsing output. The commands a deployer group offers
 (``create``, ``trigger``, ``status``, ``terminate``, ``delete``, ``list``, ``describe``) and the
 attributes each one writes are the contract documented in ``docs/writing-a-deployer.md``.
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from flowkernel.errors import FlowkernelError
-from flowkernel.procs import CommandProcess
+from flowkernel.runner.procs import CommandProcess
 
 if TYPE_CHECKING:
     from flowkernel.client import Run
@@ -315,7 +315,7 @@ class DeployedFlow:
 
     def trigger(self, **params: Any) -> TriggeredRun:
         """Start a run of the deployment with ``params`` (checked against the flow first)."""
-        from flowkernel.runner import parameter_args
+        from flowkernel.runner.runner import parameter_args
 
         flow_file = self._trigger_file()
         args = parameter_args(flow_file, params)
@@ -451,7 +451,7 @@ def write_deployer_attributes(path: str | None, attributes: dict[str, Any]) -> N
 def parameter_declarations(flow_cls: type) -> list[dict[str, Any]]:
     """The flow's Parameters as JSON-able records (what ``describe`` reports, and what a
     stand-in flow is built from): name, type, default (None if not JSON-able), help, required."""
-    from flowkernel.parameters import JSONType, flow_parameters
+    from flowkernel.flow.parameters import JSONType, flow_parameters
 
     out = []
     for param in flow_parameters(flow_cls).values():

@@ -60,7 +60,7 @@ def no_process(monkeypatch):
     def refuse(self):
         raise AssertionError(f"a process was started: {self.argv}")
 
-    monkeypatch.setattr("flowkernel.procs.CommandProcess.start", refuse)
+    monkeypatch.setattr("flowkernel.runner.procs.CommandProcess.start", refuse)
 
 
 def _until_finished(triggered, timeout=120):
@@ -203,8 +203,8 @@ def test_option_args_follow_the_commands_options():
 
 
 def test_stand_in_flow_declares_the_parameters(tmp_path):
-    from flowkernel.loader import load_flow
-    from flowkernel.parameters import JSONType, flow_parameters
+    from flowkernel.flow.loader import load_flow
+    from flowkernel.flow.parameters import JSONType, flow_parameters
 
     declared = [
         {"name": "alpha", "type": "int"},

@@ -105,9 +105,9 @@ def create(
     deployer_attribute_file: str | None,
 ) -> None:
     """Deploy FLOW_FILE: validate it and record a copy of it in the datastore."""
-    from flowkernel.cli.main import get_kernel
+    from flowkernel.cli.context import get_kernel
     from flowkernel.datastore import write_json_atomic
-    from flowkernel.loader import load_flow
+    from flowkernel.flow.loader import load_flow
 
     flow_cls = load_flow(os.path.abspath(flow_file))
     get_kernel().validated_graph(flow_cls)  # a broken flow is never deployed
@@ -144,7 +144,7 @@ def trigger(
     """Start a run of FLOW_FILE's deployment (--<parameter> VALUE ...); returns once it exists."""
     name = _given_name(ctx)
     if name is None:
-        from flowkernel.loader import load_flow
+        from flowkernel.flow.loader import load_flow
 
         name = load_flow(os.path.abspath(flow_file)).__name__
     home = _home(ctx, name)
