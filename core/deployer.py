@@ -3,9 +3,10 @@
 A deployer is a plugin (``flowkernel_deployers``) whose click group becomes ``flow <name>``.
 Everything here drives that group in a child process, through the subprocess layer
 (:mod:`flowkernel.runner.procs`), and reads each command's result from a JSON *deployer
-attribute file* (``--deployer-attribute-file``), never by parsing output. The commands a deployer group offers
-(``create``, ``trigger``, ``status``, ``terminate``, ``delete``, ``list``, ``describe``) and the
-attributes each one writes are the contract documented in ``docs/writing-a-deployer.md``.
+attribute file* (``--deployer-attribute-file``), never by parsing output. The commands a
+deployer group offers (``create``, ``trigger``, ``status``, ``terminate``, ``delete``, ``list``,
+``describe``) and the attributes each one writes are the contract documented in
+``docs/writing-a-deployer.md``.
 
 Everything that can be checked in this process is checked before a process starts: deployer
 keywords against the group's and the command's click options, trigger parameters against the
