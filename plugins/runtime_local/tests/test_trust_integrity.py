@@ -47,7 +47,7 @@ def test_a_damaged_artifact_is_refused_by_the_client_naming_artifact_task_and_fi
 
     task = world.client().Run(f"IntegrityFlow/{run_id}")["start"].task
     with pytest.raises(CorruptArtifactError) as info:
-        task["value"].data
+        _ = task["value"].data
     message = str(info.value)
     assert "artifact 'value'" in message
     assert f"IntegrityFlow/{run_id}/start/" in message
@@ -65,10 +65,10 @@ def test_a_truncated_or_deleted_blob_is_named(world):
     client = world.client()
     blob.write_bytes(blob.read_bytes()[:50])
     with pytest.raises(CorruptArtifactError, match=r"artifact 'value' of task .* is corrupt"):
-        client.Run(f"IntegrityFlow/{run_id}")["end"].task.data.value
+        _ = client.Run(f"IntegrityFlow/{run_id}")["end"].task.data.value
     blob.unlink()
     with pytest.raises(CorruptArtifactError, match=f"is missing: its data file {blob} does not"):
-        client.Run(f"IntegrityFlow/{run_id}")["end"].task.data.value
+        _ = client.Run(f"IntegrityFlow/{run_id}")["end"].task.data.value
 
 
 def test_a_task_reading_a_damaged_artifact_fails_naming_it_and_a_new_run_repairs_it(world):
@@ -96,7 +96,7 @@ def test_a_task_reading_a_damaged_artifact_fails_naming_it_and_a_new_run_repairs
     assert client.Run(f"IntegrityFlow/{run1}")["start"].task.data.value["payload"] == "hello"
     _flip_bit(blob)
     with pytest.raises(CorruptArtifactError):
-        client.Run(f"IntegrityFlow/{run1}")["start"].task.data.value
+        _ = client.Run(f"IntegrityFlow/{run1}")["start"].task.data.value
 
 
 def test_save_replaces_a_damaged_large_blob(tmp_path):
