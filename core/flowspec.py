@@ -66,11 +66,11 @@ def _length(obj: Any) -> int | None:
 
 
 def _too_many(step: str, var: str, limit: int, size: int | None) -> TooManySplitsError:
-    got = f"{size} splits" if size is not None and size < sys.maxsize else "more splits"
-    return TooManySplitsError(
-        f"Foreach in step '{step}' over self.{var} would yield {got} than the maximum of "
-        f"{limit}; raise it with --max-num-splits"
-    )
+    if size is not None and size < sys.maxsize:
+        what = f"yielded {size} child steps, more than the maximum of {limit}"
+    else:
+        what = f"over self.{var} yielded more than the maximum of {limit} child steps"
+    return TooManySplitsError(f"Foreach in step '{step}' {what}; raise it with --max-num-splits")
 
 
 def _element(obj: Any, index: int) -> Any:
