@@ -14,7 +14,7 @@ import attrs
 from flowkernel.errors import TooManySplitsError
 
 if TYPE_CHECKING:
-    from flowkernel.graph import FlowGraph
+    from flowkernel.graph.model import FlowGraph
 
 TaskKey = tuple[str, tuple[int, ...], tuple[int, ...]]
 __all__ = ["Frontier", "ReadyTask", "TaskKey", "TooManySplitsError", "record_key"]
