@@ -135,7 +135,7 @@ class TaskLogUploads:
                 self._dirty.discard(key)
                 step, task_id, attempt, stream = key
                 log_key = self.store.log_key(self.run.run_id, step, task_id, attempt, stream)
-                self.store.backend.put(log_key, bytes(self._logs[key]))
+                self.store.backend.put(log_key, bytes(self._logs[key]), durable=False)
         if keys is None:
             self._flushed_at = time.monotonic()
 
