@@ -43,6 +43,27 @@ if TYPE_CHECKING:
     from flowkernel.parameters import IncludeFile, JSONType, Parameter
     from flowkernel.runner import Runner
 
+#: Metaflow's exception names (flowkernel.exception.METAFLOW_NAMES), importable from here too.
+_EXCEPTIONS = (
+    "MetaflowException",
+    "MetaflowInternalError",
+    "MetaflowNotFound",
+    "MetaflowInvalidPathspec",
+    "MetaflowNamespaceMismatch",
+    "MetaflowTaggingError",
+    "MetaflowExceptionWrapper",
+    "InvalidNextException",
+    "UnhandledInMergeArtifactsException",
+    "MissingInMergeArtifactsException",
+    "BadStepDecoratorException",
+    "UnknownStepDecoratorException",
+    "InvalidDecoratorAttribute",
+    "ParameterFieldFailed",
+    "ParameterFieldTypeMismatch",
+    "TimeoutException",
+    "FailureHandledByCatch",
+)
+
 _LAZY = {
     "FlowSpec": "flowkernel.flowspec",
     "Parameter": "flowkernel.parameters",
@@ -71,9 +92,11 @@ _LAZY = {
     "get_namespace": "flowkernel.client",
     "default_namespace": "flowkernel.client",
     "Runner": "flowkernel.runner",
+    **{name: "flowkernel.exception" for name in _EXCEPTIONS},
 }
 
 __all__ = [
+    *_EXCEPTIONS,
     "Config",
     "DataArtifact",
     "Flow",

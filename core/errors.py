@@ -118,6 +118,20 @@ class NamespaceMismatchError(FlowkernelError):
     """The object exists but is not in the current namespace."""
 
 
+class InternalError(FlowkernelError):
+    """The engine found a state that should not happen (a task's transition that does not match
+    the graph, a join with the wrong number of inputs, ...)."""
+
+    headline = "Internal error"
+
+
+class TaggingError(FlowkernelError):
+    """A tag change that is not allowed (a system tag removed, an empty or too long tag, ...);
+    nothing was changed."""
+
+    headline = "Tagging error"
+
+
 class TimeoutException(FlowkernelError):
     """Raised inside a task when its ``@timeout`` expires."""
 

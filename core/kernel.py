@@ -220,6 +220,7 @@ class Kernel:
                     f"install {_INSTALL_HINTS['graph']}" + self._disabled_hint()
                 )
             self._graphs[flow_cls] = graph
+            flow_cls._fk_graph = graph  # what `flow._graph` returns
         return graph
 
     def check_flow(self, flow_cls: type) -> list[GraphProblem]:
