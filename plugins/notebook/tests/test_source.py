@@ -142,3 +142,34 @@ def test_command_output_is_relayed_in_the_calling_thread():
         ("stdout", "three"),
     ]
     assert ("stderr", "two") in [(s, line) for _, s, line in seen]
+
+
+def test_a_kernel_built_inside_ipython_makes_flow_classes_display_as_graphs(monkeypatch):
+    from flowkernel import step
+    from flowkernel.flowspec import FlowSpec
+    from flowkernel.kernel import Kernel
+
+    registered = {}
+
+    class Formatter:
+        def for_type(self, kind, func):
+            registered[kind] = func
+
+    shell = types.SimpleNamespace(
+        display_formatter=types.SimpleNamespace(formatters={"text/markdown": Formatter()})
+    )
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    Kernel.discover(only=["notebook", "graph_ast"])
+    show = registered[type(FlowSpec)]
+    assert show(int) is None  # other classes keep their usual display
+
+    class ShownFlow(FlowSpec):
+        @step
+        def start(self):
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    assert "step_start --> step_end" in show(ShownFlow)
