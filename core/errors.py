@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from flowkernel.graph import GraphProblem
+    from flowkernel.graph.model import GraphProblem
 
 
 class FlowkernelError(Exception):

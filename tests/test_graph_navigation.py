@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flowkernel.loader import load_flow
+from flowkernel.flow.loader import load_flow
 
 FLOWS = Path(__file__).parent / "flows"
 

@@ -3,7 +3,7 @@
 A graph builder (``flowkernel_build_graph``) turns a FlowSpec subclass into a :class:`FlowGraph`.
 Parse-level trouble (a step without a tail ``self.next``, a malformed call) is recorded on the node
 (``transition_error``) rather than raised, so that ``flow check`` can report every problem at once;
-:func:`flowkernel.lint.check_flow` turns the graph into a list of :class:`GraphProblem`.
+:func:`flowkernel.graph.lint.check_flow` turns the graph into a list of :class:`GraphProblem`.
 """
 
 from __future__ import annotations

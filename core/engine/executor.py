@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from flowkernel.current import ParallelInfo, current
-from flowkernel.decorators import step_decorators, timeout_seconds
 from flowkernel.errors import (
     ExceptionWrapper,
     FailureHandledByCatch,
@@ -29,12 +27,14 @@ from flowkernel.errors import (
     TimeoutException,
     UnpicklableArtifactError,
 )
-from flowkernel.flowspec import EPHEMERAL, FlowSpec, ForeachFrame, Inputs
-from flowkernel.parameters import flow_parameters
+from flowkernel.flow.current import ParallelInfo, current
+from flowkernel.flow.decorators import step_decorators, timeout_seconds
+from flowkernel.flow.flowspec import EPHEMERAL, FlowSpec, ForeachFrame, Inputs
+from flowkernel.flow.parameters import flow_parameters
 
 if TYPE_CHECKING:
     from flowkernel.datastore import FlowStore
-    from flowkernel.graph import FlowGraph, Node
+    from flowkernel.graph.model import FlowGraph, Node
 
 #: Bookkeeping kept in the task record, not stored as artifacts.
 INTERNAL = frozenset(

@@ -2,7 +2,7 @@
 
 Artifact reads are lazy: a task's instance knows the content hashes of the artifacts it may
 read (``_fk_shas``: inherited from its parent, passed down to a join, or merged) and loads one
-only when user code touches it. The task executor (:mod:`flowkernel.executor`) sets up the
+only when user code touches it. The task executor (:mod:`flowkernel.engine.executor`) sets up the
 instance before the step runs and persists it afterwards.
 """
 
@@ -13,14 +13,14 @@ import reprlib
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from flowkernel.config import Config
 from flowkernel.errors import (
     InvalidNextError,
     MergeArtifactsError,
     MissingInMergeArtifactsError,
     UnhandledInMergeArtifactsError,
 )
-from flowkernel.parameters import Parameter
+from flowkernel.flow.config import Config
+from flowkernel.flow.parameters import Parameter
 
 #: Internal artifacts merge_artifacts never merges (unless named in ``include``).
 MERGE_SKIP = frozenset(
@@ -61,7 +61,7 @@ def _element(obj: Any, index: int) -> Any:
 
 
 class _GraphOfFlow:
-    """``flow._graph`` / ``MyFlow._graph``: the flow's :class:`~flowkernel.graph.FlowGraph`.
+    """``flow._graph`` / ``MyFlow._graph``: the flow's :class:`~flowkernel.graph.model.FlowGraph`.
 
     The graph a kernel built for the class (``Kernel.build_graph`` caches it there); read from an
     instance before any was built, the installed graph builder builds it. Read from the class
@@ -137,8 +137,8 @@ class FlowSpec:
     def _fk_readonly(cls) -> frozenset[str]:
         cached = cls.__dict__.get("_fk_readonly_cache")
         if cached is None:
-            from flowkernel.config import flow_configs
-            from flowkernel.parameters import flow_parameters
+            from flowkernel.flow.config import flow_configs
+            from flowkernel.flow.parameters import flow_parameters
 
             names = set(flow_parameters(cls)) | set(cls._fk_constants()) | set(flow_configs(cls))
             cached = frozenset(names | {"name"})

@@ -14,15 +14,15 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from flowkernel.current import current
 from flowkernel.datastore import FlowStore, default_root, iter_flow_names
+from flowkernel.engine.executor import PARAMS_STEP, PARAMS_TASK
 from flowkernel.errors import (
     ExceptionWrapper,
     InvalidPathspecError,
     NamespaceMismatchError,
     NotFoundError,
 )
-from flowkernel.executor import PARAMS_STEP, PARAMS_TASK
+from flowkernel.flow.current import current
 
 #: One metadata entry of a task (Metaflow's shape): ``created_at`` is in epoch milliseconds.
 Metadata = namedtuple("Metadata", ["name", "value", "created_at", "type", "task"])
@@ -37,7 +37,7 @@ _root: str | None = None
 
 def default_namespace() -> str:
     """``user:<name>`` for the current user (resets the namespace to it)."""
-    from flowkernel.runs import current_user
+    from flowkernel.engine.runs import current_user
 
     global _namespace
     _namespace = f"user:{current_user()}"
@@ -325,8 +325,8 @@ class Run(_ClientObject):
     @property
     def parameters(self) -> dict[str, Any]:
         """The run's parameter values by attribute name."""
-        from flowkernel.loader import load_flow
-        from flowkernel.parameters import flow_parameters
+        from flowkernel.flow.loader import load_flow
+        from flowkernel.flow.parameters import flow_parameters
 
         task = Task(
             f"{self.pathspec}/{PARAMS_STEP}/{PARAMS_TASK}", _namespace_check=False, _root=self._root
