@@ -16,8 +16,8 @@ from typing import Any
 
 def graph_markdown(flow_cls: type, title: str | None = None) -> str:
     """Markdown for ``flow_cls``: a title, its Mermaid graph and any validation problems."""
+    from flowkernel.graph.render import render_graph
     from flowkernel.kernel import Kernel
-    from flowkernel.render import render_graph
 
     kernel = Kernel.discover()
     graph = kernel.build_graph(flow_cls)
@@ -31,7 +31,7 @@ def graph_markdown(flow_cls: type, title: str | None = None) -> str:
 
 
 def _flow_class_markdown(obj: Any) -> str | None:
-    from flowkernel.flowspec import FlowSpec
+    from flowkernel.flow.flowspec import FlowSpec
 
     if isinstance(obj, type) and issubclass(obj, FlowSpec) and obj is not FlowSpec:
         try:
@@ -52,7 +52,7 @@ def register_formatter(shell: Any = None) -> bool:
         shell = ipython.get_ipython() if ipython is not None else None
     if shell is None:
         return False
-    from flowkernel.flowspec import FlowSpec
+    from flowkernel.flow.flowspec import FlowSpec
 
     formatter = shell.display_formatter.formatters["text/markdown"]
     formatter.for_type(type(FlowSpec), _flow_class_markdown)

@@ -42,8 +42,8 @@ class FlowFile:
     """
 
     def __init__(self, flow_cls: Any, base_dir: str | None = None):
-        from flowkernel.flowspec import FlowSpec
-        from flowkernel.loader import preload
+        from flowkernel.flow.flowspec import FlowSpec
+        from flowkernel.flow.loader import preload
 
         if not (isinstance(flow_cls, type) and issubclass(flow_cls, FlowSpec)):
             raise TypeError(f"expected a FlowSpec subclass, got {flow_cls!r}")

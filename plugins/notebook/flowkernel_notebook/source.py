@@ -208,7 +208,7 @@ def _calls_ipython(stmt: ast.stmt) -> bool:
 
 def _other_flow(stmt: ast.stmt, flow_cls: type, user_ns: dict[str, Any]) -> bool:
     """Another flow class of the defining cell (kept if ``flow_cls`` derives from it)."""
-    from flowkernel.flowspec import FlowSpec
+    from flowkernel.flow.flowspec import FlowSpec
 
     if not isinstance(stmt, ast.ClassDef):
         return False

@@ -130,7 +130,7 @@ def test_flowkernel_reexports_nbrunner_and_says_how_to_get_it(monkeypatch):
 
 
 def test_command_output_is_relayed_in_the_calling_thread():
-    from flowkernel.procs import CommandProcess
+    from flowkernel.runner.procs import CommandProcess
 
     code = "import sys; print('one', flush=True); print('two', file=sys.stderr); print('three')"
     seen: list[tuple[str, str, str]] = []
@@ -146,7 +146,7 @@ def test_command_output_is_relayed_in_the_calling_thread():
 
 def test_a_kernel_built_inside_ipython_makes_flow_classes_display_as_graphs(monkeypatch):
     from flowkernel import step
-    from flowkernel.flowspec import FlowSpec
+    from flowkernel.flow.flowspec import FlowSpec
     from flowkernel.kernel import Kernel
 
     registered = {}
