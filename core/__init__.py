@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         metadata,
         namespace,
     )
+    from flowkernel.deployer import DeployedFlow, Deployer
     from flowkernel.flow.config import Config, config_expr
     from flowkernel.flow.current import current
     from flowkernel.flow.decorators import (
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     )
     from flowkernel.flow.flowspec import FlowSpec
     from flowkernel.flow.parameters import IncludeFile, JSONType, Parameter
+    from flowkernel.flow.project import project
     from flowkernel.hookspecs import hookimpl
     from flowkernel.kernel import Kernel
     from flowkernel.runner import Runner
@@ -76,6 +78,7 @@ _LAZY = {
     "resources": "flowkernel.flow.decorators",
     "environment": "flowkernel.flow.decorators",
     "parallel": "flowkernel.flow.decorators",
+    "project": "flowkernel.flow.project",
     "hookimpl": "flowkernel.hookspecs",
     "Kernel": "flowkernel.kernel",
     "Flow": "flowkernel.client",
@@ -90,6 +93,8 @@ _LAZY = {
     "get_namespace": "flowkernel.client",
     "default_namespace": "flowkernel.client",
     "Runner": "flowkernel.runner",
+    "Deployer": "flowkernel.deployer",
+    "DeployedFlow": "flowkernel.deployer",
     **{name: "flowkernel.exception" for name in _EXCEPTIONS},
 }
 
@@ -97,6 +102,8 @@ __all__ = [
     *_EXCEPTIONS,
     "Config",
     "DataArtifact",
+    "DeployedFlow",
+    "Deployer",
     "Flow",
     "FlowSpec",
     "IncludeFile",
@@ -120,6 +127,7 @@ __all__ = [
     "metadata",
     "namespace",
     "parallel",
+    "project",
     "resources",
     "retry",
     "step",
@@ -127,14 +135,35 @@ __all__ = [
 ]
 
 
+#: Names provided by plugins when they are installed: name -> (import package, distribution).
+_FROM_PLUGINS = {
+    "NBRunner": ("flowkernel_notebook", "flowkernel-notebook"),
+}
+
+
 def __getattr__(name: str) -> Any:
     if name == "__version__":
         from importlib.metadata import version
 
         return version("flowkernel")
+    if name in _FROM_PLUGINS:
+        package, dist = _FROM_PLUGINS[name]
+        try:
+            module = importlib.import_module(package)
+        except ModuleNotFoundError as exc:
+            if exc.name != package:
+                raise
+            raise ImportError(f"{name} comes with a plugin: pip install {dist}") from None
+        return getattr(module, name)
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'flowkernel' has no attribute '{name}'")
+        from flowkernel.not_provided import not_provided_error
+
+        # a Metaflow name we do not have: an ImportError that says so (an AttributeError
+        # would become a bare "cannot import name" in `from flowkernel import X`)
+        raise not_provided_error(name) or AttributeError(
+            f"module 'flowkernel' has no attribute '{name}'"
+        )
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later look-ups skip this function
     return value

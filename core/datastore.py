@@ -6,6 +6,7 @@ Keys under the root (``./.flowkernel`` by default, or any URL a storage backend 
     <Flow>/data/<sha[:2]>/<sha>                one pickled artifact (content-addressed)
     <Flow>/<run>/_id                           reserves the run id (written once)
     <Flow>/<run>/_run.json                     the run record (user, tags, created, origin)
+    <Flow>/<run>/_tags.<ns>.<uuid>.json        one change of the run's user tags (write-once)
     <Flow>/<run>/<step>/<task>/<k>.started     attempt k was launched (written by the controller)
     <Flow>/<run>/<step>/<task>/<k>.record.json attempt k's record (written once, atomically)
     <Flow>/<run>/<step>/<task>/<k>.stdout.log  attempt k's output, written live by the controller
@@ -14,22 +15,33 @@ Keys under the root (``./.flowkernel`` by default, or any URL a storage backend 
 :class:`FlowStore` is the only code that knows this layout. It reads and writes through a
 :class:`flowkernel.storage.StorageBackend` chosen by the root's URL scheme: every object except
 logs and the latest-run pointer is written once (a record cannot be overwritten, of two racing
-writers exactly one wins), and every object appears whole or not at all.
+writers exactly one wins), every object appears whole or not at all, records are durable, and
+every artifact is verified against its hash as it is read, whatever the backend.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from flowkernel.errors import UnpicklableArtifactError
-from flowkernel.storage import open_backend
+from flowkernel.errors import (
+    CorruptArtifactError,
+    CorruptRecordError,
+    StorageError,
+    UnpicklableArtifactError,
+)
+from flowkernel.storage import LocalBackend, open_backend
 from flowkernel.storage.backend import normalize_root
+from flowkernel.storage.local import fsync_dir, storage_error
+
+__all__ = ["FlowStore", "default_root", "fsync_dir", "storage_error", "write_atomic"]
 
 PICKLE_PROTOCOL = 5
 #: Artifacts whose pickle is smaller than this are hashed in memory; larger ones stream to disk.
@@ -43,18 +55,42 @@ def default_root() -> str:
     return normalize_root(os.environ.get("FLOWKERNEL_DATASTORE_ROOT") or DEFAULT_ROOT_NAME)
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename (never a partial file)."""
+def _write_file(path: str, data: bytes, durable: bool) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_atomic(path: str, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename (never a partial file).
+
+    ``durable``: the file is fsync'd before the rename and its directory after it, so after a
+    power loss the path holds the complete new content or the old one, never an empty file.
+
+    :raises StorageError: one line naming the path (disk full, read-only, permission).
+    """
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        try:
+            _write_file(tmp, data, durable)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _write_file(tmp, data, durable)
         os.replace(tmp, path)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise storage_error(exc, path) from None
+    if durable:
+        fsync_dir(os.path.dirname(path))
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
@@ -62,8 +98,47 @@ def write_json_atomic(path: str, obj: Any) -> None:
 
 
 def read_json(path: str) -> Any:
+    """Parse the JSON file at ``path``.
+
+    :raises FileNotFoundError: no such file.
+    :raises CorruptRecordError: the file is empty, truncated or not JSON (names the file).
+    """
     with open(path, "rb") as fh:
-        return json.loads(fh.read())
+        data = fh.read()
+    if not data.strip():
+        raise CorruptRecordError(path, "the file is empty")
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise CorruptRecordError(path, f"not valid JSON ({exc})") from None
+
+
+def file_sha1(path: str) -> str:
+    """The sha1 of the file at ``path``, read in 1 MB chunks."""
+    digest = hashlib.sha1()
+    with open(path, "rb", buffering=0) as fh:
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        while n := fh.readinto(buf):
+            digest.update(view[:n])
+    return digest.hexdigest()
+
+
+def _blob_state(backend: Any, key: str, sha: str, size: int) -> str:
+    """``"absent"``, ``"intact"`` (the blob at ``key`` has the content hash ``sha``) or
+    ``"damaged"``. A local blob is hashed; a remote object is taken at its size (object stores
+    write objects whole and do not rot in place)."""
+    found = backend.size(key)
+    if found is None:
+        return "absent"
+    if found != size:
+        return "damaged"
+    if isinstance(backend, LocalBackend):
+        try:
+            return "intact" if file_sha1(backend.path(key)) == sha else "damaged"
+        except OSError:
+            return "damaged"
+    return "intact"
 
 
 class _SpillWriter:
@@ -83,32 +158,81 @@ class _SpillWriter:
     def write(self, data: Any) -> int:
         n = memoryview(data).nbytes
         self.sha.update(data)
-        if self.file is None and self.size + n > self.limit:
-            self.tmp = os.path.join(self.backend.staging_dir(), f"{uuid.uuid4().hex}.tmp")
-            self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish()/discard()
-            for chunk in self.chunks:
-                self.file.write(chunk)
-            self.chunks.clear()
-        if self.file is None:
-            self.chunks.append(bytes(data))
-        else:
-            self.file.write(data)
+        try:
+            if self.file is None and self.size + n > self.limit:
+                self.tmp = os.path.join(self.backend.staging_dir(), f"{uuid.uuid4().hex}.tmp")
+                self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish()/discard()
+                for chunk in self.chunks:
+                    self.file.write(chunk)
+                self.chunks.clear()
+            if self.file is None:
+                self.chunks.append(bytes(data))
+            else:
+                self.file.write(data)
+        except OSError as exc:
+            raise storage_error(exc, self.tmp or self.backend.staging_dir()) from None
         self.size += n
         return n
 
     def finish(self, key: str) -> None:
-        """Store the pickle at ``key`` unless a blob with the same content is there already."""
-        if self.file is None:
-            self.backend.put_once(key, b"".join(self.chunks))
-            return
-        self.file.close()
-        self.backend.put_file(key, self.tmp)
+        """Store the pickle at ``key`` unless an intact blob with the same content is there.
+
+        A blob that exists but fails verification (damaged bytes) is replaced.
+        """
+        sha = self.sha.hexdigest()
+        if self.file is not None:
+            self.file.close()
+        state = _blob_state(self.backend, key, sha, self.size)
+        if state == "intact":
+            self.discard()
+        elif state == "absent" and self.file is None:
+            self.backend.put_once(key, b"".join(self.chunks), durable=False)
+        elif state == "absent":
+            self.backend.put_file(key, self.tmp)
+        elif self.file is None:
+            self.backend.put(key, b"".join(self.chunks), durable=False)  # repair a damaged blob
+        else:
+            with open(self.tmp, "rb") as fh:  # repair a damaged large blob (rare)
+                self.backend.put(key, fh.read(), durable=False)
+            self.discard()
 
     def discard(self) -> None:
         if self.file is not None:
             self.file.close()
-            if os.path.exists(self.tmp):
-                os.unlink(self.tmp)
+            _unlink_quietly(self.tmp)
+
+
+class _HashingReader:
+    """A read-only file object that hashes every byte the unpickler reads through it."""
+
+    def __init__(self, raw: io.BufferedReader):
+        self.raw = raw
+        self.sha = hashlib.sha1()
+        self.size = 0
+
+    def _seen(self, data: Any) -> None:
+        self.sha.update(data)
+        self.size += len(data)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self._seen(data)
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        n = self.raw.readinto(buf)
+        self._seen(memoryview(buf).cast("B")[:n])
+        return n
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self.raw.readline(size)
+        self._seen(data)
+        return data
+
+    def drain(self) -> None:
+        """Hash whatever the unpickler left unread (nothing, for an intact pickle)."""
+        while self.read(1 << 20):
+            pass
 
 
 class _FlowUnpickler(pickle.Unpickler):
@@ -150,6 +274,12 @@ class FlowStore:
         """The file of an artifact (local roots only)."""
         return self.backend.path(self.blob_key(sha))
 
+    def _where(self, key: str) -> str:
+        """Where ``key`` lives, for messages: a file under a local root, else a URL."""
+        if isinstance(self.backend, LocalBackend):
+            return self.backend.path(key)
+        return f"{self.root}/{key}"
+
     def save(self, name: str, value: Any) -> tuple[str, int]:
         """Pickle ``value`` into the store; returns ``(sha1, size)``. Dedups by content.
 
@@ -172,23 +302,67 @@ class FlowStore:
             raise
         return sha, writer.size
 
-    def load(self, sha: str) -> Any:
-        """Unpickle the artifact with content hash ``sha`` (streamed from the backend)."""
-        with self.backend.open(self.blob_key(sha)) as fh:
-            unpickler = _FlowUnpickler(fh)
+    def load(self, sha: str, name: str | None = None, task: str | None = None) -> Any:
+        """Unpickle the artifact with content hash ``sha``, verifying the hash as it reads.
+
+        The bytes stream from the backend and are hashed while the unpickler consumes them
+        (one pass, no extra copy); a value whose bytes do not match ``sha`` is never returned.
+
+        :param name: the artifact's name, and ``task`` the pathspec of the task it belongs to,
+            for the error message.
+        :raises CorruptArtifactError: the blob is missing, truncated or damaged (names the
+            artifact, the task and the file).
+        """
+        key = self.blob_key(sha)
+        path = self._where(key)
+        what = f"artifact '{name}'" if name else f"artifact {sha}"
+        if task:
+            what += f" of task {task}"
+        try:
+            fh = self.backend.open(key)
+        except FileNotFoundError:
+            raise CorruptArtifactError(
+                f"{what} is missing: its data file {path} does not exist", name, path
+            ) from None
+        with fh:
+            reader = _HashingReader(fh)
+            unpickler = _FlowUnpickler(reader)
             unpickler.flow_file = self.flow_file
-            return unpickler.load()
+            error: Exception | None = None
+            try:
+                value = unpickler.load()
+            except StorageError:
+                raise
+            except Exception as exc:
+                value, error = None, exc
+            reader.drain()
+        if reader.sha.hexdigest() != sha:
+            reason = f"{reader.size} bytes whose sha1 is {reader.sha.hexdigest()}"
+            raise CorruptArtifactError(
+                f"{what} is corrupt: {path} holds {reason}, not {sha} (truncated or damaged)",
+                name,
+                path,
+            )
+        if error is not None:
+            raise error
+        return value
 
     def blob_size(self, sha: str) -> int:
-        size = self.backend.size(self.blob_key(sha))
+        key = self.blob_key(sha)
+        size = self.backend.size(key)
         if size is None:
-            raise FileNotFoundError(f"artifact {sha} of {self.flow_name} is not in {self.root}")
+            path = self._where(key)
+            raise CorruptArtifactError(f"data file {path} does not exist", None, path)
         return size
 
     # -- runs ----------------------------------------------------------------------------------
 
     def _run(self, run_id: str) -> str:
         return f"{self._flow}{run_id}/"
+
+    def run_dir(self, run_id: str) -> str:
+        """The run's directory (local roots only)."""
+        return self.backend.path(f"{self._flow}{run_id}")
 
     def has_flow(self) -> bool:
         """True once the flow has a run (or a run being created) under this root."""
@@ -203,7 +377,33 @@ class FlowStore:
         return self.backend.put_once(self._run(run_id) + "_run.json", _dump_json(record))
 
     def read_run_record(self, run_id: str) -> dict[str, Any] | None:
-        return _load_json(self.backend.get(self._run(run_id) + "_run.json"))
+        return self._read_json(self._run(run_id) + "_run.json")
+
+    def write_tag_change(self, run_id: str, remove: list[str], add: list[str]) -> None:
+        """Record one change of the run's user tags: ``remove`` then ``add``, as one step.
+
+        Each change is its own write-once object named by time, so concurrent changes never
+        overwrite each other: readers apply them all, oldest first.
+        """
+        name = f"_tags.{time.time_ns():020d}.{uuid.uuid4().hex}.json"
+        self.backend.put_once(self._run(run_id) + name, _dump_json({"remove": remove, "add": add}))
+
+    def user_tags(self, run_id: str, initial: list[str]) -> list[str]:
+        """The run's user tags now: ``initial`` (its ``--tag`` values) with every change applied."""
+        names = sorted(
+            n
+            for n in self.backend.list(self._run(run_id))
+            if n.startswith("_tags.") and n.endswith(".json")
+        )
+        tags = dict.fromkeys(initial)
+        for name in names:
+            change = self._read_json(self._run(run_id) + name)
+            if change is None:
+                continue
+            for tag in change.get("remove", ()):
+                tags.pop(tag, None)
+            tags.update(dict.fromkeys(change.get("add", ())))
+        return list(tags)
 
     def run_ids(self) -> list[str]:
         """Every run id of the flow, newest first."""
@@ -224,7 +424,7 @@ class FlowStore:
 
     def task_dir(self, run_id: str, step: str, task_id: str) -> str:
         """The task's directory (local roots only)."""
-        return self.backend.path(self._task(run_id, step, task_id))
+        return self.backend.path(f"{self._flow}{run_id}/{step}/{task_id}")
 
     def step_names(self, run_id: str) -> list[str]:
         return [n[:-1] for n in self.backend.list(self._run(run_id)) if n.endswith("/")]
@@ -246,8 +446,7 @@ class FlowStore:
     def read_task_record(
         self, run_id: str, step: str, task_id: str, attempt: int
     ) -> dict[str, Any] | None:
-        key = f"{self._task(run_id, step, task_id)}{attempt}.record.json"
-        return _load_json(self.backend.get(key))
+        return self._read_json(f"{self._task(run_id, step, task_id)}{attempt}.record.json")
 
     def latest_attempt(self, run_id: str, step: str, task_id: str) -> int | None:
         """The highest attempt that was started (or recorded), or None."""
@@ -262,6 +461,25 @@ class FlowStore:
             return None
         return self.read_task_record(run_id, step, task_id, attempt)
 
+    def _read_json(self, key: str) -> Any:
+        """The JSON object at ``key``, None if there is none.
+
+        :raises CorruptRecordError: the object is empty or not JSON (names where it is).
+        """
+        data = self.backend.get(key)
+        if data is None:
+            return None
+        if not data.strip():
+            raise CorruptRecordError(self._where(key), "the file is empty")
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise CorruptRecordError(self._where(key), f"not valid JSON ({exc})") from None
+
+    def log_path(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> str:
+        """The file of an attempt's log (local roots only)."""
+        return self.backend.path(self.log_key(run_id, step, task_id, attempt, stream))
+
     def log_key(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> str:
         return f"{self._task(run_id, step, task_id)}{attempt}.{stream}.log"
 
@@ -271,10 +489,6 @@ class FlowStore:
 
 def _dump_json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
-
-
-def _load_json(data: bytes | None) -> Any:
-    return None if data is None else json.loads(data)
 
 
 def _run_sort_key(run_id: str) -> tuple[int, Any]:

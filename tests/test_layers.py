@@ -34,6 +34,8 @@ ALLOWED_UPWARD = {
 LAYERS = {
     "errors": 0,
     "exception": 0,
+    "unbounded_foreach": 0,
+    "not_provided": 0,
     "specs": 0,
     "hookspecs": 1,
     "storage": 1,
@@ -46,6 +48,8 @@ LAYERS = {
     "kernel": 6,
     "builtins": 6,
     "cli": 7,
+    # Deployer reads the deployer registry (kernel) and drives commands (runner): a front-end
+    "deployer": 7,
     "testing": 8,
     "testing_s3": 8,
 }

@@ -135,7 +135,7 @@ class TaskLogUploads:
                 self._dirty.discard(key)
                 step, task_id, attempt, stream = key
                 log_key = self.store.log_key(self.run.run_id, step, task_id, attempt, stream)
-                self.store.backend.put(log_key, bytes(self._logs[key]))
+                self.store.backend.put(log_key, bytes(self._logs[key]), durable=False)
         if keys is None:
             self._flushed_at = time.monotonic()
 
@@ -160,3 +160,24 @@ def attempt_finished(run: RunInfo, step: str, task_id: str, attempt: int) -> Non
     sink = _UPLOADS.get((run.flow_name, run.run_id))
     if sink is not None:
         sink.attempt_finished(step, task_id, attempt)
+
+
+def abnormal_end_line(returncode: int | None, stopped_by_runtime: bool = False) -> str | None:
+    """The line a runtime appends to a task's own stderr log when its process died of a signal
+    (None for a normal exit: a Python failure has its traceback there already).
+
+    :param stopped_by_runtime: the runtime itself signalled the task (fail-fast, a timeout).
+    """
+    import signal
+
+    if returncode is None or returncode >= 0:
+        return None
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    if -returncode == signal.SIGSEGV:
+        return f"The task process died of a segmentation fault ({name})."
+    if stopped_by_runtime:
+        return f"The task process was stopped by the runtime ({name})."
+    return f"The task process was killed by {name}."

@@ -45,6 +45,8 @@ class RunOptions:
     run_id_file: str | None = None
     quiet: bool = False
     decospecs: tuple[str, ...] = ()  #: ``--with`` decorators (spawned tasks attach them too)
+    branch: str | None = None  #: ``@project`` flows: ``--branch`` (None: from the environment)
+    production: bool | None = None  #: ``@project`` flows: ``--production``
     extra: dict[str, Any] = attrs.field(factory=dict)
 
 
@@ -83,8 +85,11 @@ def allocate_run(store: FlowStore) -> str:
     return str(run_id)
 
 
-def _register_run(store, graph, flow_file, options, user, origin) -> str:
+def _register_run(store, graph, flow_file, options, user, origin, flow_cls=None) -> str:
+    from flowkernel.flow.project import resolve_project
+
     _validate_tags(options.tags)
+    project = resolve_project(flow_cls, user, options.branch, options.production)
     run_id = allocate_run(store)
     store.write_run_record(
         run_id,
@@ -97,7 +102,9 @@ def _register_run(store, graph, flow_file, options, user, origin) -> str:
                 f"user:{user}",
                 "runtime:dev",
                 f"python_version:{platform.python_version()}",
+                *(project.system_tags if project else ()),
             ],
+            "project": project.to_dict() if project else None,
             "created_at": time.time(),
             "origin_run_id": origin,
             "flow_file": flow_file,
@@ -121,7 +128,7 @@ def start_run(
     """Allocate the run, store its parameters and constants (the ``_parameters`` task)."""
     store = FlowStore(options.datastore_root, flow_cls.__name__, flow_file)
     user = current_user()
-    run_id = _register_run(store, graph, flow_file, options, user, None)
+    run_id = _register_run(store, graph, flow_file, options, user, None, flow_cls)
     store.set_latest_run(run_id)
     from flowkernel.flow.config import flow_configs, thaw
 
@@ -173,9 +180,14 @@ def start_resume(
     store = FlowStore(options.datastore_root, flow_cls.__name__, flow_file)
     origin = origin_run_id or store.latest_run()
     if origin is None:
-        raise UsageError("A previous run id was not found. Specify --origin-run-id.")
+        raise UsageError(
+            f"no previous run of {flow_cls.__name__} to resume under {store.root} "
+            "(give the run's --datastore-root, or --origin-run-id)"
+        )
     if store.read_run_record(origin) is None:
-        raise UsageError(f"Resume could not find run id {origin} of {flow_cls.__name__}")
+        raise UsageError(
+            f"Resume could not find run id {origin} of {flow_cls.__name__} under {store.root}"
+        )
     if step is not None and step not in graph:
         steps = ", ".join(n.name for n in graph)
         raise UsageError(f"Unknown step '{step}' to resume from; the flow's steps are: {steps}")
@@ -195,7 +207,7 @@ def start_resume(
             else:
                 unfinished.add(step_name)
     user = current_user()
-    run_id = _register_run(store, graph, flow_file, options, user, origin)
+    run_id = _register_run(store, graph, flow_file, options, user, origin, flow_cls)
     record = params_record(store.flow_name, run_id, origin_params["artifacts"], origin)
     store.mark_started(run_id, PARAMS_STEP, PARAMS_TASK, 0)
     store.write_task_record(record)
@@ -285,6 +297,8 @@ def step_command(ctx: RunContext, spec: TaskSpec) -> list[str]:
         argv += ["--origin-run-id", spec.origin_run_id]
     if spec.num_parallel:
         argv += ["--num-parallel", str(spec.num_parallel)]
+    if spec.max_num_splits is not None:
+        argv += ["--max-num-splits", str(spec.max_num_splits)]
     for tag in spec.tags:
         argv += ["--tag", tag]
     for decospec in ctx.options.decospecs:

@@ -34,18 +34,21 @@ class StorageBackend(Protocol):
     #: the normalized root the backend was opened for (what runs record and pass on)
     root: str
 
-    def put_once(self, key: str, data: bytes) -> bool:
+    def put_once(self, key: str, data: bytes, durable: bool = True) -> bool:
         """Write-once: store ``data`` at ``key`` unless ``key`` exists. Returns True if this call
         wrote it, False if the key existed (its content is unchanged). Atomic: a reader sees
-        the whole object or nothing; of two racing writers exactly one gets True."""
+        the whole object or nothing; of two racing writers exactly one gets True.
+        ``durable=False`` allows a write that a power loss may undo (content-addressed blobs,
+        which are verified on every read); a backend that is always durable ignores it."""
 
     def put_file(self, key: str, path: str) -> bool:
         """Write-once from the local file ``path`` (a large artifact), streamed or multipart,
         never read whole into memory. The file is consumed (moved into place or deleted).
         Returns like :meth:`put_once`."""
 
-    def put(self, key: str, data: bytes) -> None:
-        """Overwrite ``key`` atomically. Used only for the latest-run pointer and logs."""
+    def put(self, key: str, data: bytes, durable: bool = True) -> None:
+        """Overwrite ``key`` atomically. Used only for the latest-run pointer, logs, and to
+        replace a damaged artifact blob."""
 
     def get(self, key: str) -> bytes | None:
         """The whole object, or None if ``key`` does not exist."""

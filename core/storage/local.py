@@ -2,14 +2,44 @@
 
 Every object is written to a temporary name beside its final path and moved into place, so a
 crash leaves a complete file or none. Write-once puts move with ``os.link`` (fails if the key
-exists: racing writers cannot both win); overwrite puts with ``os.replace``.
+exists: racing writers cannot both win); overwrite puts with ``os.replace``. Durable writes (the
+default: records, the latest-run pointer) fsync the file before the move and its directory
+after it, so a power loss leaves the old object or the new one, never an empty file.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from typing import IO
+
+from flowkernel.errors import StorageError
+
+
+def storage_error(exc: OSError, path: str) -> StorageError:
+    """A one-line :class:`StorageError` for an OS error while writing or reading ``path``."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"no space left on device at {path}")
+    if exc.errno == errno.EROFS:
+        return StorageError(f"read-only file system: cannot write {path}")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return StorageError(f"permission denied: cannot write {path}")
+    return StorageError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def fsync_dir(path: str) -> None:
+    """Make the entries of directory ``path`` durable (a rename into it survives power loss)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory; the file itself is synced
+    finally:
+        os.close(fd)
 
 
 class LocalBackend:
@@ -25,28 +55,45 @@ class LocalBackend:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def _write_tmp(self, path: str, data: bytes) -> str:
+    def _write_tmp(self, path: str, data: bytes, durable: bool) -> str:
         tmp = f"{path}.{uuid.uuid4().hex}.tmp"
         try:
-            fh = open(tmp, "wb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fh = open(tmp, "wb")  # noqa: SIM115
-        with fh:
-            fh.write(data)
+            try:
+                fh = open(tmp, "wb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fh = open(tmp, "wb")  # noqa: SIM115
+            with fh:
+                fh.write(data)
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise storage_error(exc, path) from None
         return tmp
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, durable: bool = True) -> None:
         path = self.path(key)
-        os.replace(self._write_tmp(path, data), path)
+        tmp = self._write_tmp(path, data, durable)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise storage_error(exc, path) from None
+        if durable:
+            fsync_dir(os.path.dirname(path))
 
-    def put_once(self, key: str, data: bytes) -> bool:
+    def put_once(self, key: str, data: bytes, durable: bool = True) -> bool:
         path = self.path(key)
         if not data:  # an empty marker is whole as soon as it exists: one exclusive create
             return _create_empty(path)
         if os.path.exists(path):  # a stat is cheaper than writing a blob twice
             return False
-        return _link_once(self._write_tmp(path, data), path)
+        written = _link_once(self._write_tmp(path, data, durable), path)
+        if written and durable:
+            fsync_dir(os.path.dirname(path))
+        return written
 
     def put_file(self, key: str, path: str) -> bool:
         final = self.path(key)
@@ -93,22 +140,32 @@ class LocalBackend:
 
     def staging_dir(self) -> str:
         path = os.path.join(self.root, ".staging")
-        os.makedirs(path, exist_ok=True)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(exc, path) from None
         return path
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _create_empty(path: str) -> bool:
     flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY
     try:
-        fd = os.open(path, flags, 0o644)
-    except FileExistsError:
-        return False
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
             fd = os.open(path, flags, 0o644)
-        except FileExistsError:
-            return False
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, flags, 0o644)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise storage_error(exc, path) from None
     os.close(fd)
     return True
 
@@ -122,7 +179,11 @@ def _link_once(tmp: str, path: str) -> bool:
         return False
     except FileNotFoundError:
         raise
-    except OSError:  # a filesystem without hard links: exists-check, then rename
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            _unlink_quietly(tmp)
+            raise storage_error(exc, path) from None
+        # a filesystem without hard links: exists-check, then rename
         if os.path.exists(path):
             os.unlink(tmp)
             return False
