@@ -4,6 +4,7 @@ Keys under the root (``./.flowkernel`` by default, or any URL a storage backend 
 
     <Flow>/latest_run                          run id of the newest `flow run` (overwritten)
     <Flow>/data/<sha[:2]>/<sha>                one pickled artifact (content-addressed)
+    <Flow>/code/<sha256>.tar.gz                one code package (``flow package``)
     <Flow>/<run>/_id                           reserves the run id (written once)
     <Flow>/<run>/_run.json                     the run record (user, tags, created, origin)
     <Flow>/<run>/_tags.<ns>.<uuid>.json        one change of the run's user tags (write-once)
@@ -479,6 +480,15 @@ class FlowStore:
     def log_path(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> str:
         """The file of an attempt's log (local roots only)."""
         return self.backend.path(self.log_key(run_id, step, task_id, attempt, stream))
+
+    # -- code packages -------------------------------------------------------------------------
+
+    def put_package(self, sha: str, data: bytes) -> bool:
+        """Store a code package (gzip of the tar whose sha256 is ``sha``), once."""
+        return self.backend.put_once(f"{self._flow}code/{sha}.tar.gz", data)
+
+    def get_package(self, sha: str) -> bytes | None:
+        return self.backend.get(f"{self._flow}code/{sha}.tar.gz")
 
     def log_key(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> str:
         return f"{self._task(run_id, step, task_id)}{attempt}.{stream}.log"

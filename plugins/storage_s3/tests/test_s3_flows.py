@@ -169,3 +169,19 @@ def test_server_lost_mid_run_then_resume_completes(tmp_path, client_on, monkeypa
         assert run.successful and run["join"].task.data.total == 12
     finally:
         server.stop()
+
+
+def test_a_task_runs_from_a_package_on_s3(s3_root, client_on, tmp_path):
+    """`flow package` stores the code in the bucket; `flow step --package` in an empty
+    directory, with the original code deleted, fetches it and runs the task."""
+    import importlib.util
+
+    helpers = SHAPES.parents[1] / "test_packages.py"
+    spec = importlib.util.spec_from_file_location("fk_package_helpers", helpers)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run_id = module.run_from_package(s3_root, tmp_path)
+    client = client_on(s3_root)
+    task = client.Task(f"PackagedFlow/{run_id}/start/91", _namespace_check=False)
+    assert task.data.x == 42 and task.data.word == "packaged"
+    assert not (tmp_path / "elsewhere" / ".flowkernel").exists()
