@@ -87,18 +87,22 @@ class _Controller:
 
     # -- messages ------------------------------------------------------------------------------
 
-    def say(self, text: str, task: Worker | None = None, force: bool = False) -> None:
-        """An engine message on the console (never in a task's own logs)."""
+    def say(
+        self, text: str, task: Worker | None = None, force: bool = False, err: bool = False
+    ) -> None:
+        """An engine message on the console (never in a task's own logs); ``err``: on stderr."""
         if self.quiet and not force:
             return
         if self.console_lost:
             return
         where = f"[{self.ctx.run_id}/{task.step}/{task.task_id}] " if task else ""
+        stream = sys.stderr if err else sys.stdout
         try:
-            sys.stdout.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
-            sys.stdout.flush()
+            stream.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
+            stream.flush()
         except (BrokenPipeError, ValueError):
-            self._lose_console()
+            if not err:
+                self._lose_console()
 
     def _lose_console(self) -> None:
         """Nobody reads the console any more: the run goes on, recorded and logged to files."""
@@ -159,7 +163,8 @@ class _Controller:
         if success:
             self.say("Done!", force=True)
         else:
-            self.say(f"Workflow failed: {self.failure}", force=True)
+            sys.stdout.flush()  # the summary on stderr comes after everything above it
+            self.say(f"Workflow failed: {self.failure}", force=True, err=True)
         result = RunResult(self.info, success, self.failure or "", tuple(self.failed_steps))
         self.kernel.run_finished(self.info, result)
         return result
