@@ -99,29 +99,32 @@ class Guardian:
     attempts still running if the controller dies without stopping them (``kill -9``).
 
     The controller tells it ``+pgid`` when an attempt starts and ``-pgid`` when it has been
-    reaped; the guardian acts when its end of the pipe closes (the controller exited).
+    reaped; the guardian acts when its end of the pipe closes (the controller exited). It is
+    double-forked, so it is not the controller's child: the controller's children are its tasks.
     """
 
-    def __init__(self, pid: int, fd: int | None):
-        self.pid = pid
+    def __init__(self, fd: int | None):
         self.fd = fd
 
     @classmethod
     def start(cls) -> Guardian:
         global _guardian_fd
         if not hasattr(os, "fork"):
-            return cls(0, None)
+            return cls(None)
         read_end, write_end = os.pipe()
         pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the guardian
+        if pid == 0:  # pragma: no cover - runs in the intermediate child, then the guardian
             try:
                 os.close(write_end)
-                _guard(read_end)
+                if os.fork() == 0:
+                    os.setsid()  # out of the controller's group: a Ctrl-C is not for it
+                    _guard(read_end)
             finally:
                 os._exit(0)
         os.close(read_end)
+        os.waitpid(pid, 0)
         _guardian_fd = write_end
-        return cls(pid, write_end)
+        return cls(write_end)
 
     def _send(self, line: bytes) -> None:
         if self.fd is not None:
@@ -137,24 +140,19 @@ class Guardian:
         self._send(b"-%d\n" % pgid)
 
     def close(self) -> None:
+        """The run is over: the guardian sees the pipe close and exits (nothing left to kill)."""
         global _guardian_fd
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
             _guardian_fd = None
-        if self.pid:
-            try:
-                os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                pass
-            self.pid = 0
 
 
 _guardian_fd: int | None = None
 
 
 def _guard(fd: int) -> None:  # pragma: no cover - runs in the guardian
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the controller's to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     null = os.open(os.devnull, os.O_RDWR)
     for target in (0, 1, 2):  # hold none of the controller's pipes open

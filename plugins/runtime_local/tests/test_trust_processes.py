@@ -96,7 +96,7 @@ def test_a_second_signal_during_shutdown_kills_at_once_and_skips_no_cleanup(worl
     assert code == 1, out + err
     assert time.monotonic() - started < 4.0  # the 5 s grace was cut short
     assert "Traceback" not in out + err and "Aborted" not in out + err
-    assert "Workflow failed: interrupted" in out
+    assert "Workflow failed: interrupted" in err
     assert _gone(task) and _gone(child)
     rh.assert_all_gone(tree, world.tag)
 
@@ -167,7 +167,7 @@ def test_runner_terminate_lets_the_controller_finish_its_own_shutdown(world, mon
 
     running, task, child, took = asyncio.run(go())
     assert 4.0 < took < 9.0  # the controller's 5 s grace, then its own SIGKILL of the task
-    assert "Workflow failed: interrupted" in running.stdout
+    assert "Workflow failed: interrupted" in running.stderr
     assert running.run["start"].task.exception is not None
     assert _gone(task) and _gone(child)
     rh.assert_all_gone([], world.tag)
