@@ -420,7 +420,7 @@ class _Controller:
         store, ctx = self.ctx.store, self.ctx
         ending = abnormal_end_line(worker.returncode, worker.killed)
         if ending is not None:  # the task's own stderr log says how it ended
-            self._lines(worker, "stderr", ending.encode() + b"\n")
+            self._emit(worker, "stderr", [ending.encode()], True)
         record = store.read_task_record(ctx.run_id, worker.step, worker.task_id, worker.attempt)
         ok = worker.returncode == 0 and record is not None and record.get("task_ok")
         if worker.gang is not None:
