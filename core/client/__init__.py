@@ -687,16 +687,19 @@ class Task(_ClientObject):
         self, stream: str, as_unicode: bool = True, meta_dict: dict | None = None
     ) -> Iterator[tuple[datetime, str | bytes]]:
         """``(timestamp, line)`` for each line the task wrote to ``stream`` ("stdout" or
-        "stderr"). The timestamp is a timezone-aware UTC datetime: the attempt's start time
-        (lines are not timestamped one by one)."""
+        "stderr"): when the runtime read the line, as a timezone-aware UTC datetime (the
+        attempt's start time where a runtime recorded no times)."""
         if stream not in ("stdout", "stderr"):
             raise ValueError(f"stream must be 'stdout' or 'stderr', not {stream!r}")
+        where = (*self.path_components[1:], self.current_attempt, stream)
+        data = self._store.read_log(*where)
+        times = self._store.read_log_times(*where)
         record = self._record_or_none() or {}
-        started = record.get("started_at") or 0.0
-        stamp = datetime.fromtimestamp(started, tz=timezone.utc)
-        data = self._store.read_log(*self.path_components[1:], self.current_attempt, stream)
-        for raw in data.splitlines():
-            yield stamp, raw.decode("utf-8", "replace") if as_unicode else raw
+        fallback = record.get("started_at") or 0.0
+        for i, raw in enumerate(data.splitlines()):
+            stamp = times[i] if i < len(times) else fallback
+            line = raw.decode("utf-8", "replace") if as_unicode else raw
+            yield datetime.fromtimestamp(stamp, tz=timezone.utc), line
 
     @property
     def stdout_size(self) -> int:
