@@ -399,7 +399,7 @@ class Step(_ClientObject):
 
     def _load(self) -> None:
         _, run_id, step = self.path_components
-        self._record = self._store.read_run_record(run_id) or {}
+        self._record = _run_record(self._store, run_id)
         self._store.flow_file = self._record.get("flow_file")
         if not os.path.isdir(os.path.join(self._store.run_dir(run_id), step)):
             raise NotFoundError(f"Step {self.pathspec} does not exist")
@@ -484,6 +484,24 @@ class Step(_ClientObject):
         return [self.parent[name] for name in sorted(names)]
 
 
+_RUN_RECORDS: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def _run_record(store: FlowStore, run_id: str) -> dict[str, Any]:
+    """The run's record, read once per process: it is written once (tag changes live in their
+    own files), and a step's 10,000 tasks would otherwise read it 10,000 times."""
+    key = (store.root, store.flow_name, run_id)
+    record = _RUN_RECORDS.get(key)
+    if record is None:
+        record = store.read_run_record(run_id)
+        if record is None:
+            return {}
+        if len(_RUN_RECORDS) >= 4096:
+            _RUN_RECORDS.clear()
+        _RUN_RECORDS[key] = record
+    return record
+
+
 def _graph_info(store: FlowStore, run_id: str) -> dict[str, Any] | None:
     """The run's ``_graph_info`` (stored with its parameters), or None."""
     record = store.latest_record(run_id, PARAMS_STEP, PARAMS_TASK)
@@ -513,7 +531,7 @@ class Task(_ClientObject):
 
     def _load(self) -> None:
         _, run_id, step, task_id = self.path_components
-        self._run = self._store.read_run_record(run_id) or {}
+        self._run = _run_record(self._store, run_id)
         self._store.flow_file = self._run.get("flow_file")
         latest = self._store.latest_attempt(run_id, step, task_id)
         if latest is None:
