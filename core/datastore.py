@@ -12,6 +12,8 @@ Keys under the root (``./.flowkernel`` by default, or any URL a storage backend 
     <Flow>/<run>/<step>/<task>/<k>.record.json attempt k's record (written once, atomically)
     <Flow>/<run>/<step>/<task>/<k>.stdout.log  attempt k's output, written live by the controller
     <Flow>/<run>/<step>/<task>/<k>.stderr.log
+    <Flow>/<run>/<step>/<task>/<k>.<stream>.times  when each line arrived (float64 per line)
+    <Flow>/<run>/<step>/<task>/<k>.<stream>.times  when each line arrived (float64 per line)
 
 :class:`FlowStore` is the only code that knows this layout. It reads and writes through a
 :class:`flowkernel.storage.StorageBackend` chosen by the root's URL scheme: every object except
@@ -27,6 +29,7 @@ import io
 import json
 import os
 import pickle
+import sys
 import time
 import uuid
 from collections import OrderedDict
@@ -542,6 +545,23 @@ class FlowStore:
 
     def log_key(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> str:
         return f"{self._task(run_id, step, task_id)}{attempt}.{stream}.log"
+
+    def read_log_times(
+        self, run_id: str, step: str, task_id: str, attempt: int, stream: str
+    ) -> list[float]:
+        """When each line of the log arrived (epoch seconds), as far as recorded (local roots
+        record them; remote ones do not yet)."""
+        import array
+
+        key = self.log_key(run_id, step, task_id, attempt, stream)[: -len("log")] + "times"
+        stamps = array.array("d")
+        data = self.backend.get(key)
+        if data is None:
+            return []
+        stamps.frombytes(data[: len(data) - len(data) % stamps.itemsize])
+        if sys.byteorder != "little":
+            stamps.byteswap()
+        return stamps.tolist()
 
     def read_log(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> bytes:
         return self.backend.get(self.log_key(run_id, step, task_id, attempt, stream)) or b""

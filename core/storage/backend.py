@@ -68,7 +68,8 @@ class StorageBackend(Protocol):
     def list(self, prefix: str) -> list[str]:
         """The immediate children of ``prefix`` (a key ending with ``/``, or ``""`` for the
         root), in no particular order: object names as they are, sub-prefixes with a trailing
-        ``/`` (``["latest_run", "data/", "1700000000/"]``). Empty if nothing is there."""
+        ``/`` (``["latest_run", "data/", "1700000000/"]``). Empty if nothing is there. Names
+        starting with ``.`` are the backend's own (never a key) and are not listed."""
 
     # Optional, for remote stores where a request costs a round trip (FlowStore uses them when
     # present, to list a step of N tasks in a few requests instead of 3N):

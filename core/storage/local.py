@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import uuid
 from typing import IO
 
@@ -135,7 +136,7 @@ class LocalBackend:
             return [
                 e.name + "/" if e.is_dir() else e.name
                 for e in entries
-                if not e.name.endswith(".tmp")
+                if not e.name.endswith(".tmp") and not e.name.startswith(".")
             ]
 
     def staging_dir(self) -> str:
@@ -155,19 +156,33 @@ def _unlink_quietly(path: str) -> None:
 
 
 def _create_empty(path: str) -> bool:
+    """Create an empty file exclusively. A missing directory appears with the file already in
+    it (built under a hidden temporary name, then renamed), so a crash never leaves a task
+    directory without its start marker."""
     flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY
     try:
         try:
-            fd = os.open(path, flags, 0o644)
+            os.close(os.open(path, flags, 0o644))
+            return True
         except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, flags, 0o644)
+            pass
+        folder = os.path.dirname(path)
+        parent = os.path.dirname(folder)
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".{os.path.basename(folder)}.{uuid.uuid4().hex}")
+        os.mkdir(tmp)
+        os.close(os.open(os.path.join(tmp, os.path.basename(path)), flags, 0o644))
+        try:
+            os.rename(tmp, folder)
+            return True
+        except OSError:  # the directory was created meanwhile: use it
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.close(os.open(path, flags, 0o644))
+            return True
     except FileExistsError:
         return False
     except OSError as exc:
         raise storage_error(exc, path) from None
-    os.close(fd)
-    return True
 
 
 def _link_once(tmp: str, path: str) -> bool:

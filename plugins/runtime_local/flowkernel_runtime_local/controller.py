@@ -8,6 +8,7 @@ kernel already imported) or, with ``--isolation spawn``, a fresh interpreter run
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkernel.engine.executor import TaskSpec, run_task
 from flowkernel.engine.logs import abnormal_end_line
+from flowkernel.engine.progress import Progress, progress_for
 from flowkernel.engine.runs import clone_record, resume_plan, step_command
 from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
 from flowkernel.flow.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
@@ -32,6 +34,10 @@ if TYPE_CHECKING:
 #: controller kills its process tree.
 TIMEOUT_GRACE = 5.0
 _READ_SIZE = 1 << 16
+#: Reads of one pipe per poll round (1 MiB): a chatty task cannot starve the loop.
+_READS_PER_ROUND = 16
+#: A line longer than this (bytes) reaches the sinks in pieces of this size.
+MAX_LINE = 1 << 20
 #: A task that exits with this code is never retried (as in Metaflow).
 NO_RETRY_EXIT_CODE = 202
 
@@ -75,7 +81,12 @@ class _Controller:
         self.next_task_id = 1
         self.failure: str | None = None
         self.failed_steps: list[str] = []
+        self.progress = Progress()  #: replaced by a live display on a terminal in execute()
         self.pid = os.getpid()
+        #: SIGINT/SIGTERM received so far; the handler only counts, the loop acts on it
+        self.signals = 0
+        #: the console (stdout) is gone (`| head`, a Runner caller that exited): stop writing
+        self.console_lost = False
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -83,20 +94,55 @@ class _Controller:
         self, text: str, task: Worker | None = None, force: bool = False, err: bool = False
     ) -> None:
         """An engine message on the console (never in a task's own logs); ``err``: on stderr."""
-        if self.quiet and not force:
+        if (self.quiet or self.progress.live) and not force:
+            return  # the live display shows task starts and ends as counts
+        if self.console_lost:
             return
         where = f"[{self.ctx.run_id}/{task.step}/{task.task_id}] " if task else ""
         stream = sys.stderr if err else sys.stdout
-        stream.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
-        stream.flush()
+        try:
+            stream.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            if not err:
+                self._lose_console()
+
+    def _lose_console(self) -> None:
+        """Nobody reads the console any more: the run goes on, recorded and logged to files."""
+        self.console_lost = True
+        workers.detach_stdout()
+        for sink in list(getattr(self, "sinks", ())):
+            if getattr(sink, "console", False):
+                self.sinks.remove(sink)
+
+    def _on_signal(self, _signum: int, _frame: Any) -> None:
+        # Only count: raising here could land anywhere (inside fork's at-fork handlers, where
+        # it is swallowed, or between a fork and the worker's registration). The loop stops
+        # the run; a further signal while it stops makes it SIGKILL at once.
+        self.signals += 1
 
     # -- main loop -----------------------------------------------------------------------------
 
     def execute(self) -> RunResult:
         workers.load_libc()
+        self.guardian = workers.Guardian.start()
         self.poller = self.kernel.make_poller()
+        # before the sinks: on a terminal, the console sink then writes above the live display
+        self.progress = progress_for(self.quiet, f"{self.info.flow_name}/{self.ctx.run_id}")
         self.sinks = list(self.kernel.log_sinks(self.info))
-        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+        old_handlers = {
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT)
+            if signal.getsignal(sig) is not signal.SIG_IGN
+        }
+        try:
+            return self._execute()
+        finally:
+            self.guardian.close()
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+
+    def _execute(self) -> RunResult:
         self.kernel.run_started(self.info)
         if self.ctx.origin_run_id:
             cloned, rerun = resume_plan(self.ctx)
@@ -105,20 +151,20 @@ class _Controller:
             self.say(f"Run again: {', '.join(rerun) or 'nothing'}", force=True)
         self.say(f"Workflow starting (run-id {self.ctx.run_id}):", force=True)
         try:
-            self.queue.extend(self.frontier.start(self.ctx.params_record))
+            self._enqueue(self.frontier.start(self.ctx.params_record))
             self._loop()
         except (KeyboardInterrupt, _Interrupted):
             self.failure = self.failure or "interrupted"
             self.say("Workflow interrupted: stopping every task.", force=True)
             self._stop_all()
         finally:
-            signal.signal(signal.SIGTERM, old_term)
             for sink in self.sinks:
                 try:
                     sink.close()
                 except Exception as exc:
                     self.say(f"log sink {type(sink).__name__} failed to close: {exc}", force=True)
             self.poller.close()
+            self.progress.stop()
         success = self.failure is None
         if success:
             self.say("Done!", force=True)
@@ -133,13 +179,20 @@ class _Controller:
         max_workers = max(1, self.ctx.options.max_workers)
         while (self.queue and self.failure is None) or self.workers:
             while self.queue and self.failure is None and len(self.workers) < max_workers:
+                self._check_signals()
                 self._start(self.queue.popleft())
+            self._check_signals()
             if not self.workers:
                 continue
             for worker in self.poller.poll(self._poll_timeout()):
                 self._read(worker)
             self._reap()
             self._enforce_timeouts()
+            self.progress.tick()
+
+    def _check_signals(self) -> None:
+        if self.signals and self.failure != "interrupted":
+            raise _Interrupted()
 
     def _poll_timeout(self) -> float:
         deadlines = [w.deadline for w in self.workers.values() if w.deadline is not None]
@@ -160,9 +213,7 @@ class _Controller:
         self.next_task_id += 1
         if clone is not None:
             record = clone_record(self.ctx, clone, task_id, ready.inputs)
-            self.kernel.task_finished(
-                TaskInfo(self.info, ready.step, task_id, 0, True, 0, cloned=True)
-            )
+            self._task_finished(TaskInfo(self.info, ready.step, task_id, 0, True, 0, cloned=True))
             self._succeeded(record)
             return
         self._launch(ready, task_id, 0)
@@ -177,7 +228,7 @@ class _Controller:
         if all(clones):  # resume: a gang is cloned whole or runs again whole
             for member, clone, task_id in zip(members, clones, task_ids, strict=True):
                 record = clone_record(self.ctx, clone, task_id, member.inputs)
-                self.kernel.task_finished(
+                self._task_finished(
                     TaskInfo(self.info, member.step, task_id, 0, True, 0, cloned=True)
                 )
                 self._succeeded(record)
@@ -241,6 +292,7 @@ class _Controller:
             max_num_splits=ctx.options.max_num_splits,
         )
         ctx.store.mark_started(ctx.run_id, ready.step, task_id, attempt)
+        self.progress.started(ready.step)
         popen = None
         if self.isolation == "fork":
             pid, out_fd, err_fd = workers.fork_worker(
@@ -269,6 +321,7 @@ class _Controller:
             self.poller.register(fd, worker)
             self.by_fd[fd] = worker
         self.workers[pid] = worker
+        self.guardian.watch(pid)
         self.say("Task is starting" + (f" (retry {attempt})." if attempt else "."), worker)
         return worker
 
@@ -278,9 +331,11 @@ class _Controller:
         for fd in list(worker.fds):
             self._drain(worker, fd)
 
-    def _drain(self, worker: Worker, fd: int) -> None:
+    def _drain(self, worker: Worker, fd: int, bounded: bool = True) -> None:
+        """Read what ``fd`` has; ``bounded``: at most a few reads, so that one task writing
+        without pause cannot starve the others or the timeouts (the poller calls again)."""
         stream = worker.fds[fd]
-        while True:
+        for _ in range(_READS_PER_ROUND) if bounded else itertools.count():
             try:
                 data = os.read(fd, _READ_SIZE)
             except BlockingIOError:
@@ -288,20 +343,28 @@ class _Controller:
             if not data:
                 self._close_fd(worker, fd)
                 return
-            self._lines(worker, stream, worker.partial[stream] + data)
+            self._feed(worker, stream, data)
 
-    def _lines(self, worker: Worker, stream: str, data: bytes, final: bool = False) -> None:
-        *lines, rest = data.split(b"\n")
-        unterminated = final and bool(rest)
-        if unterminated:
-            lines.append(rest)
-            rest = b""
-        worker.partial[stream] = rest
-        if not lines:
-            return
+    def _feed(self, worker: Worker, stream: str, data: bytes) -> None:
+        """Assemble lines in linear time: only new data is searched for a newline, and a line
+        longer than MAX_LINE is passed on in pieces of that size (``newline=False``)."""
+        pending = worker.partial[stream]
+        end = data.rfind(b"\n")
+        if end >= 0:
+            head = bytes(pending) + data[:end] if pending else data[:end]
+            pending.clear()
+            pending += memoryview(data)[end + 1 :]
+            self._emit(worker, stream, head.split(b"\n"), True)
+        else:
+            pending += data
+        while len(pending) >= MAX_LINE:
+            self._emit(worker, stream, [bytes(pending[:MAX_LINE])], False)
+            del pending[:MAX_LINE]
+
+    def _emit(self, worker: Worker, stream: str, lines: list[bytes], newline: bool) -> None:
+        """Hand ``lines`` to every sink (``newline``: each ended with a newline)."""
         stamp = time.time()
-        last = len(lines) - 1
-        for i, raw in enumerate(lines):
+        for raw in lines:
             line = LogLine(
                 self.info,
                 worker.step,
@@ -311,11 +374,13 @@ class _Controller:
                 raw.decode("utf-8", "surrogateescape"),
                 stamp,
                 worker.pid,
-                newline=not (unterminated and i == last),
+                newline=newline,
             )
             for sink in list(self.sinks):
                 try:
                     sink.emit(line)
+                except BrokenPipeError:
+                    self._lose_console()
                 except Exception as exc:
                     self.sinks.remove(sink)
                     name = type(sink).__name__
@@ -323,7 +388,10 @@ class _Controller:
 
     def _close_fd(self, worker: Worker, fd: int) -> None:
         stream = worker.fds.pop(fd)
-        self._lines(worker, stream, worker.partial[stream], final=True)
+        pending = worker.partial[stream]
+        if pending:  # the last line had no newline
+            self._emit(worker, stream, [bytes(pending)], False)
+            pending.clear()
         self.poller.unregister(fd)
         del self.by_fd[fd]
         if worker.popen is None:
@@ -339,11 +407,12 @@ class _Controller:
                 continue
             # never block: a task may close its pipes and run on (and a grandchild may hold
             # them open after the task exited)
-            done_pid, status = os.waitpid(pid, os.WNOHANG)
-            if done_pid == 0:
+            status = workers.reap_attempt(pid)
+            if status is None:
                 continue
+            self.guardian.release(pid)
             for fd in list(worker.fds):
-                self._drain(worker, fd)
+                self._drain(worker, fd, bounded=False)
                 if fd in worker.fds:
                     self._close_fd(worker, fd)
             worker.returncode = os.waitstatus_to_exitcode(status)
@@ -356,14 +425,14 @@ class _Controller:
         store, ctx = self.ctx.store, self.ctx
         ending = abnormal_end_line(worker.returncode, worker.killed)
         if ending is not None:  # the task's own stderr log says how it ended
-            self._lines(worker, "stderr", ending.encode() + b"\n")
+            self._emit(worker, "stderr", [ending.encode()], True)
         record = store.read_task_record(ctx.run_id, worker.step, worker.task_id, worker.attempt)
         ok = worker.returncode == 0 and record is not None and record.get("task_ok")
         if worker.gang is not None:
             status = "ok" if ok else workers.describe_status(worker.returncode)
             if not ok and record is None:
                 record = self._record_crash(worker, status)
-            self.kernel.task_finished(
+            self._task_finished(
                 TaskInfo(
                     self.info,
                     worker.step,
@@ -377,7 +446,7 @@ class _Controller:
             self._gang_member_done(worker, record if ok else None, status)
             return
         if ok:
-            self.kernel.task_finished(
+            self._task_finished(
                 TaskInfo(self.info, worker.step, worker.task_id, worker.attempt, True, 0)
             )
             caught = not record.get("success")
@@ -396,7 +465,7 @@ class _Controller:
             and self.failure is None
             and worker.attempt + 1 < attempts
         )
-        self.kernel.task_finished(
+        self._task_finished(
             TaskInfo(
                 self.info,
                 worker.step,
@@ -417,6 +486,15 @@ class _Controller:
         self.say(f"Task failed ({status}).", worker, force=True)
         self._fail(f"Step {worker.step} (task-id {worker.task_id}) failed.", worker.step)
 
+    def _enqueue(self, ready: list[ReadyTask]) -> None:
+        for task in ready:
+            self.progress.queued(task.step)
+        self.queue.extend(ready)
+
+    def _task_finished(self, task: TaskInfo) -> None:
+        self.progress.finished(task.step, task.success, task.will_retry, task.cloned)
+        self.kernel.task_finished(task)
+
     def _succeeded(self, record: dict[str, Any]) -> None:
         try:
             ready = self.frontier.task_finished(record)
@@ -427,7 +505,7 @@ class _Controller:
         if node.type == "foreach" and not self.quiet:
             what = "a gang of" if node.num_parallel is not None else "foreach yields"
             self.say(f"Step {node.name}: {what} {len(ready)} child tasks.")
-        self.queue.extend(ready)
+        self._enqueue(ready)
 
     def _record_crash(self, worker: Worker, status: str) -> dict[str, Any]:
         """The task died without writing its record: write a failed one for it."""
@@ -475,7 +553,8 @@ class _Controller:
         pids = [w.pid for w in running]
         procs = workers.signal_trees(pids)
         deadline = time.time() + grace
-        while self.workers and time.time() < deadline:
+        signals = self.signals  # one more signal while we wait: no more grace
+        while self.workers and time.time() < deadline and self.signals == signals:
             for worker in self.poller.poll(0.05):
                 self._read(worker)
             self._reap()
@@ -501,7 +580,3 @@ def _user_retries(decos: dict[str, Any]) -> int:
 def _max_attempts(decos: dict[str, Any]) -> int:
     error_retries = 3 if "catch" in decos else 0
     return min(MAX_ATTEMPTS, 1 + _user_retries(decos) + error_retries)
-
-
-def _raise_interrupt(_signum: int, _frame: Any) -> None:
-    raise _Interrupted()
