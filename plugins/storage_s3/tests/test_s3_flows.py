@@ -185,3 +185,14 @@ def test_a_task_runs_from_a_package_on_s3(s3_root, client_on, tmp_path):
     task = client.Task(f"PackagedFlow/{run_id}/start/91", _namespace_check=False)
     assert task.data.x == 42 and task.data.word == "packaged"
     assert not (tmp_path / "elsewhere" / ".flowkernel").exists()
+
+
+def test_runner_with_an_s3_root(s3_root, client_on, tmp_path):
+    from flowkernel import Runner
+
+    with Runner(str(SHAPES / "linear.py"), datastore_root=s3_root, cwd=str(tmp_path)) as runner:
+        result = runner.run()
+        assert result.status == "successful"
+        assert result.run.data.x == 2
+    assert not (tmp_path / ".flowkernel").exists()
+    forget_backends()
