@@ -20,7 +20,7 @@ from flowkernel.errors import (
     NamespaceMismatchError,
     NotFoundError,
 )
-from flowkernel.executor import PARAMS_STEP, PARAMS_TASK
+from flowkernel.records import PARAMS_STEP, PARAMS_TASK, TaskRecord
 
 _UNSET = object()
 _namespace: Any = _UNSET
@@ -286,7 +286,7 @@ class Run(_ClientObject):
         names = None
         if self._record.get("flow_file") and os.path.exists(self._record["flow_file"]):
             names = list(flow_parameters(load_flow(self._record["flow_file"])))
-        arts = task._record_or_raise()["artifacts"]
+        arts = task._record_or_raise().artifacts
         keep = names if names is not None else [n for n in arts if not n.startswith("_")]
         return {n: task[n].data for n in keep if n in arts}
 
@@ -367,15 +367,15 @@ class Task(_ClientObject):
         if latest is None:
             raise NotFoundError(f"Task {self.pathspec} does not exist")
         self.current_attempt = latest if self._attempt_arg is None else self._attempt_arg
-        self._record = self._store.read_task_record(run_id, step, task_id, self.current_attempt)
+        self._record = TaskRecord.read(self._store, run_id, step, task_id, self.current_attempt)
 
     def _run_record(self) -> dict[str, Any]:
         return self._run
 
-    def _record_or_raise(self) -> dict[str, Any]:
+    def _record_or_raise(self) -> TaskRecord:
         if self._record is None:
-            self._record = self._store.read_task_record(
-                *self.path_components[1:], self.current_attempt
+            self._record = TaskRecord.read(
+                self._store, *self.path_components[1:], self.current_attempt
             )
         if self._record is None:
             raise NotFoundError(f"Task {self.pathspec} has no completed attempt (still running?)")
@@ -385,14 +385,14 @@ class Task(_ClientObject):
     def finished(self) -> bool:
         """The task is done: it succeeded, or @catch handled its failure."""
         record = self._record_or_none()
-        return bool(record and record.get("task_ok"))
+        return bool(record and record.task_ok)
 
     @property
     def successful(self) -> bool:
         record = self._record_or_none()
-        return bool(record and record.get("success"))
+        return bool(record and record.success)
 
-    def _record_or_none(self) -> dict[str, Any] | None:
+    def _record_or_none(self) -> TaskRecord | None:
         try:
             return self._record_or_raise()
         except NotFoundError:
@@ -401,47 +401,47 @@ class Task(_ClientObject):
     @property
     def finished_at(self) -> float | None:
         record = self._record_or_none()
-        return record.get("finished_at") if record else None
+        return record.finished_at if record else None
 
     @property
     def created_at(self) -> float | None:
         record = self._record_or_none()
-        return record.get("started_at") if record else None
+        return record.started_at if record else None
 
     @property
     def exception(self) -> ExceptionWrapper | None:
         """What made the task fail (None if it succeeded or @catch handled it)."""
         record = self._record_or_none()
-        if not record or record.get("task_ok") or not record.get("exception"):
+        if not record or record.task_ok or record.exception is None:
             return None
-        if "_exception" in record["artifacts"]:
-            value = self._store.load(record["artifacts"]["_exception"])
+        if "_exception" in record.artifacts:
+            value = self._store.load(record.artifacts["_exception"])
             if value is not None:
                 return value
         wrapper = ExceptionWrapper()
-        wrapper.type = record["exception"]["type"]
-        wrapper.exception = record["exception"]["message"]
+        wrapper.type = record.exception.type
+        wrapper.exception = record.exception.message
         return wrapper
 
     @property
     def index(self) -> int | None:
-        stack = (self._record_or_none() or {}).get("foreach_stack") or []
-        return stack[-1][3] if stack else None
+        record = self._record_or_none()
+        return record.foreach_index if record else None
 
     @property
     def origin_pathspec(self) -> str | None:
-        record = self._record_or_none() or {}
-        if not record.get("cloned"):
+        record = self._record_or_none()
+        if record is None or not record.cloned:
             return None
         flow, _, step, _ = self.path_components
-        return f"{flow}/{record['origin_run_id']}/{step}/{record['origin_task_id']}"
+        return f"{flow}/{record.origin_run_id}/{step}/{record.origin_task_id}"
 
     @property
     def parent_tasks(self) -> list[Task]:
-        record = self._record_or_none() or {}
+        record = self._record_or_none()
         flow, run_id = self.path_components[:2]
         out = []
-        for path in record.get("input_paths", ()):
+        for path in record.input_paths if record else ():
             step, task_id, _ = path.split("/")
             if step != PARAMS_STEP:
                 pathspec = f"{flow}/{run_id}/{step}/{task_id}"
@@ -471,14 +471,14 @@ class Task(_ClientObject):
         return list(self)
 
     def _artifact_names(self) -> list[str]:
-        return [n for n in self._record_or_raise()["artifacts"] if not n.startswith("_")]
+        return [n for n in self._record_or_raise().artifacts if not n.startswith("_")]
 
     def __iter__(self) -> Iterator[DataArtifact]:
         for name in sorted(self._artifact_names()):
             yield self[name]
 
     def __getitem__(self, name: str) -> DataArtifact:
-        if name not in self._record_or_raise()["artifacts"]:
+        if name not in self._record_or_raise().artifacts:
             raise KeyError(name)
         return DataArtifact._of(self, name)
 
@@ -501,7 +501,7 @@ class ArtifactData:
         return self._cache[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._task._record_or_raise()["artifacts"]
+        return name in self._task._record_or_raise().artifacts
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._task._artifact_names())
@@ -531,7 +531,7 @@ class DataArtifact(_ClientObject):
         task = Task(
             "/".join(self.path_components[:4]), _namespace_check=self._check, _root=self._root
         )
-        if self.id not in task._record_or_raise()["artifacts"]:
+        if self.id not in task._record_or_raise().artifacts:
             raise NotFoundError(f"Artifact {self.pathspec} does not exist")
         self._task = task
 
@@ -540,7 +540,7 @@ class DataArtifact(_ClientObject):
 
     @property
     def sha(self) -> str:
-        return self._task._record_or_raise()["artifacts"][self.id]
+        return self._task._record_or_raise().artifacts[self.id]
 
     @property
     def data(self) -> Any:

@@ -46,28 +46,14 @@ class Worker:
     step: str
     task_id: str
     attempt: int
-    ready: Any
+    job: Any  #: the dispatcher's Attempt this process runs
     fds: dict[int, str]  #: open read ends -> "stdout" / "stderr"
     started_at: float
     deadline: float | None = None
     popen: subprocess.Popen | None = None
     partial: dict[str, bytes] = attrs.field(factory=lambda: {"stdout": b"", "stderr": b""})
     returncode: int | None = None
-    killed: bool = False
-    gang: Gang | None = None
-
-
-@attrs.define(eq=False)
-class Gang:
-    """The N nodes of one ``@parallel`` step: started together, retried and failed together."""
-
-    step: str
-    members: list[Any]  #: ReadyTask per node, in node order
-    task_ids: list[str]
-    attempt: int = 0
-    running: set[int] = attrs.field(factory=set)  #: pids of live members
-    records: dict[int, dict[str, Any]] = attrs.field(factory=dict)  #: node -> record (done)
-    failure: str | None = None  #: status of the first member that failed
+    killed: bool = False  #: stopped by the controller because the run is failing
 
 
 def fork_worker(body: Any, controller_pid: int) -> tuple[int, int, int]:
@@ -181,17 +167,6 @@ def kill_all(procs: list[psutil.Process], groups: Sequence[int] = ()) -> None:
         except psutil.NoSuchProcess:
             pass
     signal_groups(groups, signal.SIGKILL)
-
-
-def describe_status(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        extra = " (segmentation fault)" if returncode == -signal.SIGSEGV else ""
-        return f"killed by {name}{extra}"
-    return f"exited with status {returncode}"
 
 
 def now() -> float:
