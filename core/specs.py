@@ -10,16 +10,16 @@ import attrs
 if TYPE_CHECKING:
     import click
 
+    from flowkernel.engine.runtime import Runtime
     from flowkernel.kernel import Kernel
-    from flowkernel.runtime import Runtime
 
 
 @attrs.frozen
 class RuntimeSpec:
     """A runtime a plugin offers (``flowkernel_runtimes``); chosen by ``flow run --runtime=NAME``.
 
-    ``factory(kernel)`` returns a :class:`~flowkernel.runtime.Runtime`: its ``run(ctx)``
-    executes a prepared run (a :class:`flowkernel.runs.RunContext`, for ``flow run`` and
+    ``factory(kernel)`` returns a :class:`~flowkernel.engine.runtime.Runtime`: its ``run(ctx)``
+    executes a prepared run (a :class:`flowkernel.engine.runs.RunContext`, for ``flow run`` and
     ``flow resume`` alike: a resume context carries the tasks that may be cloned) and returns a
     :class:`RunResult`.
     """

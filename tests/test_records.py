@@ -9,10 +9,10 @@ import attrs
 import pytest
 
 from flowkernel.datastore import FlowStore
-from flowkernel.flowspec import ForeachFrame
+from flowkernel.engine.policy import NO_RETRY_EXIT_CODE, RetryPolicy, describe_exit
+from flowkernel.engine.records import PARAMS_STEP, RunRecord, TaskRecord, Transition
+from flowkernel.flow.flowspec import ForeachFrame
 from flowkernel.kernel import Kernel
-from flowkernel.policy import NO_RETRY_EXIT_CODE, RetryPolicy, describe_exit
-from flowkernel.records import PARAMS_STEP, RunRecord, TaskRecord, Transition
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 

@@ -17,16 +17,16 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from flowkernel.dispatch import Attempt, Dispatcher
-from flowkernel.executor import run_task
-from flowkernel.runs import resume_plan, step_command
+from flowkernel.engine.dispatch import Attempt, Dispatcher
+from flowkernel.engine.executor import run_task
+from flowkernel.engine.runs import resume_plan, step_command
 from flowkernel.specs import LogLine, RunResult
 from flowkernel_runtime_local import workers
 from flowkernel_runtime_local.workers import Worker
 
 if TYPE_CHECKING:
+    from flowkernel.engine.runs import RunContext
     from flowkernel.kernel import Kernel
-    from flowkernel.runs import RunContext
 
 #: Extra seconds a task gets past its @timeout (the in-task alarm fires first) before the
 #: controller kills its process tree.

@@ -1,0 +1,267 @@
+"""Starting a run or a resume: ids, the run record, the parameters task, the resume plan.
+
+Shared by every runtime, so a run looks the same in the datastore whichever engine ran it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import time
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from flowkernel.datastore import FlowStore
+from flowkernel.engine.executor import TaskSpec
+from flowkernel.engine.records import PARAMS_STEP, PARAMS_TASK, RunRecord, TaskKey, TaskRecord
+from flowkernel.errors import UsageError
+
+if TYPE_CHECKING:
+    from flowkernel.graph.model import FlowGraph
+
+
+def current_user() -> str:
+    """``FLOWKERNEL_USER``, else the login name from the environment."""
+    for var in ("FLOWKERNEL_USER", "SUDO_USER", "USERNAME", "USER"):
+        value = os.environ.get(var)
+        if value:
+            return value
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+@attrs.frozen
+class RunOptions:
+    """What ``flow run`` / ``flow resume`` / ``Runner`` pass to a runtime."""
+
+    datastore_root: str
+    max_workers: int = 16
+    max_num_splits: int = 100
+    tags: tuple[str, ...] = ()
+    run_id_file: str | None = None
+    quiet: bool = False
+    decospecs: tuple[str, ...] = ()  #: ``--with`` decorators (spawned tasks attach them too)
+    branch: str | None = None  #: ``@project`` flows: ``--branch`` (None: from the environment)
+    production: bool | None = None  #: ``@project`` flows: ``--production``
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class RunContext:
+    """A run whose id, record and parameters task exist; what a runtime executes."""
+
+    flow_cls: type
+    flow_file: str | None
+    graph: FlowGraph
+    store: FlowStore
+    run_id: str
+    user: str
+    options: RunOptions
+    params_record: TaskRecord = attrs.field(eq=False)
+    origin_run_id: str | None = None
+    #: resume only: origin task records by key, that may be cloned instead of run
+    clones: dict[TaskKey, TaskRecord] = attrs.field(factory=dict, eq=False)
+    #: resume only: steps of which some origin tasks failed or never finished
+    unfinished_steps: frozenset[str] = frozenset()
+
+
+def _validate_tags(tags: tuple[str, ...]) -> None:
+    for tag in tags:
+        if not isinstance(tag, str) or not tag or len(tag) > 500:
+            raise UsageError(f"invalid tag {tag!r}: tags are non-empty strings of <= 500 chars")
+    if len(tags) > 50:
+        raise UsageError("at most 50 tags per run")
+
+
+def allocate_run(store: FlowStore) -> str:
+    """A new run id (microseconds since the epoch), unique even for concurrent runs."""
+    run_id = time.time_ns() // 1000
+    while not store.create_run_dir(str(run_id)):
+        run_id += 1
+    return str(run_id)
+
+
+def _register_run(store, graph, flow_file, options, user, origin, flow_cls=None) -> str:
+    from flowkernel.flow.project import resolve_project
+
+    _validate_tags(options.tags)
+    project = resolve_project(flow_cls, user, options.branch, options.production)
+    run_id = allocate_run(store)
+    RunRecord(
+        flow=store.flow_name,
+        run_id=run_id,
+        user=user,
+        tags=options.tags,
+        system_tags=(
+            f"user:{user}",
+            "runtime:dev",
+            f"python_version:{platform.python_version()}",
+            *(project.system_tags if project else ()),
+        ),
+        project=project.to_dict() if project else None,
+        created_at=time.time(),
+        origin_run_id=origin,
+        flow_file=flow_file,
+        start_step=graph.start,
+        end_step=graph.end,
+    ).write(store)
+    if options.run_id_file:
+        with open(options.run_id_file, "w") as fh:
+            fh.write(run_id)
+    return run_id
+
+
+def start_run(
+    flow_cls: type,
+    graph: FlowGraph,
+    flow_file: str | None,
+    params: dict[str, Any],
+    options: RunOptions,
+) -> RunContext:
+    """Allocate the run, store its parameters and constants (the ``_parameters`` task)."""
+    store = FlowStore(options.datastore_root, flow_cls.__name__, flow_file)
+    user = current_user()
+    run_id = _register_run(store, graph, flow_file, options, user, None, flow_cls)
+    store.set_latest_run(run_id)
+    from flowkernel.flow.config import flow_configs, thaw
+
+    configs = {attr: thaw(cfg.value) for attr, cfg in flow_configs(flow_cls).items()}
+    values = {**flow_cls._fk_constants(), **configs, **params, "name": flow_cls.__name__}
+    values["_graph_info"] = graph.to_dict()
+    artifacts = {name: store.save(name, value)[0] for name, value in values.items()}
+    record = TaskRecord.parameters(store.flow_name, run_id, artifacts)
+    store.mark_started(run_id, PARAMS_STEP, PARAMS_TASK, 0)
+    record.write(store)
+    return RunContext(flow_cls, flow_file, graph, store, run_id, user, options, record)
+
+
+def start_resume(
+    flow_cls: type,
+    graph: FlowGraph,
+    flow_file: str | None,
+    options: RunOptions,
+    origin_run_id: str | None = None,
+    step: str | None = None,
+) -> RunContext:
+    """Start a resume of ``origin_run_id`` (default: the latest run) from ``step``.
+
+    Successful tasks of the origin whose step is not ``step`` or downstream of it are offered
+    for cloning (``RunContext.clones``); parameters come from the origin run.
+    """
+    store = FlowStore(options.datastore_root, flow_cls.__name__, flow_file)
+    origin = origin_run_id or store.latest_run()
+    if origin is None:
+        raise UsageError("A previous run id was not found. Specify --origin-run-id.")
+    if store.read_run_record(origin) is None:
+        raise UsageError(f"Resume could not find run id {origin} of {flow_cls.__name__}")
+    if step is not None and step not in graph:
+        steps = ", ".join(n.name for n in graph)
+        raise UsageError(f"Unknown step '{step}' to resume from; the flow's steps are: {steps}")
+    origin_params = TaskRecord.read_latest(store, origin, PARAMS_STEP, PARAMS_TASK)
+    if origin_params is None:
+        raise UsageError(f"run {origin} has no parameters record; it cannot be resumed")
+    rerun = graph.downstream_of(step) if step else set()
+    clones = {}
+    unfinished = set()
+    for step_name in store.step_names(origin):
+        if step_name == PARAMS_STEP or step_name in rerun or step_name not in graph:
+            continue
+        for task_id in store.task_ids(origin, step_name):
+            record = TaskRecord.read_latest(store, origin, step_name, task_id)
+            if record is not None and record.task_ok:
+                clones[record.key] = record
+            else:
+                unfinished.add(step_name)
+    user = current_user()
+    run_id = _register_run(store, graph, flow_file, options, user, origin, flow_cls)
+    record = TaskRecord.parameters(store.flow_name, run_id, origin_params.artifacts, origin)
+    store.mark_started(run_id, PARAMS_STEP, PARAMS_TASK, 0)
+    record.write(store)
+    return RunContext(
+        flow_cls,
+        flow_file,
+        graph,
+        store,
+        run_id,
+        user,
+        options,
+        record,
+        origin,
+        clones,
+        frozenset(unfinished),
+    )
+
+
+def clone_record(
+    ctx: RunContext, origin: TaskRecord, task_id: str, input_paths: tuple[str, ...]
+) -> TaskRecord:
+    """Record a cloned task in the new run: same artifacts (by reference), new identity."""
+    record = origin.cloned_as(ctx.run_id, task_id, input_paths, ctx.origin_run_id)
+    ctx.store.mark_started(ctx.run_id, record.step, task_id, 0)
+    record.write(store=ctx.store)
+    return record
+
+
+def resume_plan(ctx: RunContext) -> tuple[list[str], list[str]]:
+    """(steps that will be cloned, steps that will run again), in topological order.
+
+    A step with some tasks cloned and others to run (a foreach whose body failed for one item)
+    is in both lists, marked "(unfinished tasks)" in the second.
+    """
+    cloned = {key[0] for key in ctx.clones}
+    order = list(ctx.graph.sorted_nodes) or [n.name for n in ctx.graph]
+    rerun = []
+    for step in order:
+        if step not in cloned:
+            rerun.append(step)
+        elif step in ctx.unfinished_steps:
+            rerun.append(f"{step} (unfinished tasks)")
+    return [s for s in order if s in cloned], rerun
+
+
+def step_command(ctx: RunContext, spec: TaskSpec) -> list[str]:
+    """The ``flow step`` command line that runs ``spec`` in a fresh interpreter.
+
+    What ``--isolation spawn`` starts, and what a remote runtime or a deployer runs on another
+    machine: the run's configs and ``--with`` decorators travel with it.
+    """
+    import json
+    import sys
+
+    from flowkernel.flow.config import flow_configs, thaw
+
+    argv = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", ctx.store.root]
+    for cfg in flow_configs(ctx.flow_cls).values():
+        argv += ["--config-value", cfg.name, json.dumps(thaw(cfg.value))]
+    argv += [
+        "step",
+        ctx.flow_file or "",
+        spec.step,
+        "--run-id",
+        spec.run_id,
+        "--task-id",
+        spec.task_id,
+        "--attempt",
+        str(spec.attempt),
+        "--input-paths",
+        ",".join(spec.input_paths),
+        "--max-user-code-retries",
+        str(spec.max_user_code_retries),
+        "--user",
+        spec.user,
+    ]
+    if spec.split_index is not None:
+        argv += ["--split-index", str(spec.split_index)]
+    if spec.origin_run_id:
+        argv += ["--origin-run-id", spec.origin_run_id]
+    if spec.num_parallel:
+        argv += ["--num-parallel", str(spec.num_parallel)]
+    for tag in spec.tags:
+        argv += ["--tag", tag]
+    for decospec in ctx.options.decospecs:
+        argv += ["--with", decospec]
+    return argv
