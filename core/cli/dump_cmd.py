@@ -100,7 +100,7 @@ def _tasks(root: str, pathspec: str, flow_file: str | None) -> list[Any]:
 def _artifacts(task: Any, private: bool, names: list[str] | None) -> dict[str, str]:
     """The artifacts to show by name -> content hash."""
     try:
-        stored = task._record_or_raise()["artifacts"]
+        stored = task._record_or_raise().artifacts
     except NotFoundError:
         click.echo(f"{task.pathspec} has no completed attempt; nothing to dump", err=True)
         return {}
