@@ -190,6 +190,7 @@ class Dispatcher:
             user=ctx.user,
             tags=ctx.options.tags,
             num_parallel=ready.num_parallel,
+            max_num_splits=ctx.options.max_num_splits,
         )
         return Attempt(group, member, spec)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from flowkernel.engine.records import TaskKey, TaskRecord, TaskRef
-from flowkernel.errors import FlowkernelError
+from flowkernel.errors import TooManySplitsError
 
 if TYPE_CHECKING:
     from flowkernel.graph.model import FlowGraph
@@ -21,10 +21,6 @@ __all__ = ["Frontier", "ReadyTask", "TaskKey", "TooManySplitsError"]
 
 #: A finished input: the full record, or (a join's waiting inputs) only its identity.
 Input = TaskRecord | TaskRef
-
-
-class TooManySplitsError(FlowkernelError):
-    headline = "Too many splits"
 
 
 @attrs.frozen
