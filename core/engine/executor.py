@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from flowkernel.engine.records import TaskFailure, TaskRecord, TaskRef, Transition
+from flowkernel.engine.records import RunRecord, TaskFailure, TaskRecord, TaskRef, Transition
 from flowkernel.errors import (
     ExceptionWrapper,
     FailureHandledByCatch,
@@ -193,7 +193,7 @@ def _bind_inputs(
                 iter_stack.append(0)
         elif parent is not None and parent.is_recursive_switch and iter_stack:
             iter_stack.pop()
-    state["_fk_where"] = f"{spec.flow_name}/{first['run_id']}/{first['step']}/{first['task_id']}"
+    state["_fk_where"] = f"{spec.flow_name}/{first.run_id}/{first.step}/{first.task_id}"
     state["_current_step"] = spec.step
     state["_foreach_stack"] = tuple(parent_stack)
     state["_iteration_stack"] = tuple(iter_stack)
@@ -227,14 +227,15 @@ def _input_view(flow_cls: type, store: FlowStore, record: TaskRecord) -> FlowSpe
         _foreach_stack=record.foreach_stack,
         _task_pathspec=f"{record.run_id}/{record.step}/{record.task_id}",
     )
-    view.__dict__["_fk_where"] = f"{record.get('flow', '?')}/{view._task_pathspec}"
+    view.__dict__["_fk_where"] = f"{record.flow or '?'}/{view._task_pathspec}"
     return view
 
 
 def _set_current(flow_cls: type, graph: FlowGraph, spec: TaskSpec, store: FlowStore) -> None:
     project = None
     if getattr(flow_cls, "_fk_project", None) is not None:
-        project = (store.read_run_record(spec.run_id) or {}).get("project")
+        run = RunRecord.read(store, spec.run_id)
+        project = run.project if run else None
     parallel = None
     if spec.num_parallel:
         control = spec.task_id.split("_node_")[0]
