@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkernel.engine.dispatch import Attempt, Dispatcher
 from flowkernel.engine.executor import run_task
+from flowkernel.engine.logs import abnormal_end_line
 from flowkernel.engine.runs import resume_plan, step_command
 from flowkernel.specs import LogLine, RunResult
 from flowkernel_runtime_local import workers
@@ -66,13 +67,20 @@ class _Controller:
 
     # -- messages ------------------------------------------------------------------------------
 
-    def say(self, text: str, task: Attempt | Worker | None = None, force: bool = False) -> None:
-        """An engine message on the console (never in a task's own logs)."""
+    def say(
+        self,
+        text: str,
+        task: Attempt | Worker | None = None,
+        force: bool = False,
+        err: bool = False,
+    ) -> None:
+        """An engine message on the console (never in a task's own logs); ``err``: on stderr."""
         if self.quiet and not force:
             return
         where = f"[{self.ctx.run_id}/{task.step}/{task.task_id}] " if task else ""
-        sys.stdout.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
-        sys.stdout.flush()
+        stream = sys.stderr if err else sys.stdout
+        stream.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
+        stream.flush()
 
     # -- main loop -----------------------------------------------------------------------------
 
@@ -108,7 +116,8 @@ class _Controller:
         if success:
             self.say("Done!", force=True)
         else:
-            self.say(f"Workflow failed: {dispatcher.failure}", force=True)
+            sys.stdout.flush()  # the summary on stderr comes after everything above it
+            self.say(f"Workflow failed: {dispatcher.failure}", force=True, err=True)
         result = RunResult(
             run=self.info,
             success=success,
@@ -272,6 +281,9 @@ class _Controller:
             self._finished(worker)
 
     def _finished(self, worker: Worker) -> None:
+        ending = abnormal_end_line(worker.returncode, worker.killed)
+        if ending is not None:  # the task's own stderr log says how it ended
+            self._lines(worker, "stderr", ending.encode() + b"\n")
         self.dispatcher.finished(
             worker.job,
             worker.returncode,
