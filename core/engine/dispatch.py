@@ -27,6 +27,7 @@ import attrs
 
 from flowkernel.engine.executor import TaskSpec
 from flowkernel.engine.policy import RetryPolicy, describe_exit
+from flowkernel.engine.progress import Progress
 from flowkernel.engine.records import TaskRecord
 from flowkernel.engine.runs import clone_record
 from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
@@ -121,12 +122,15 @@ class Dispatcher:
         self.failed_steps: list[str] = []
         self._next_task_id = 1
         self._policies: dict[str, RetryPolicy] = {}
+        #: counts per step, fed here; a runtime may replace it with a live display
+        #: (:func:`~flowkernel.engine.progress.progress_for`) and calls its ``tick``/``stop``
+        self.progress = Progress()
 
     # -- scheduling ----------------------------------------------------------------------------
 
     def start(self) -> None:
         """Queue the start task."""
-        self.queue.extend(self.frontier.start(self.ctx.params_record))
+        self._enqueue(self.frontier.start(self.ctx.params_record))
 
     @property
     def has_ready(self) -> bool:
@@ -171,6 +175,7 @@ class Dispatcher:
                 self.ctx.run_id, attempt.step, attempt.task_id, attempt.attempt
             )
             group.running.add(attempt.member)
+            self.progress.started(attempt.step)
             self.backend.launch(attempt)
         return attempts
 
@@ -260,6 +265,7 @@ class Dispatcher:
 
     def _report(self, attempt: Attempt, ok: bool, returncode: int | None, will_retry: bool) -> None:
         """The one place a ``TaskInfo`` is built for an attempt that ran."""
+        self.progress.finished(attempt.step, ok, will_retry)
         self.kernel.task_finished(
             TaskInfo(
                 run=self.info,
@@ -311,6 +317,7 @@ class Dispatcher:
 
     def _clone(self, ready: ReadyTask, origin: TaskRecord, task_id: str) -> None:
         record = clone_record(self.ctx, origin, task_id, ready.input_paths)
+        self.progress.finished(ready.step, True, cloned=True)
         self.kernel.task_finished(
             TaskInfo(
                 run=self.info,
@@ -334,6 +341,11 @@ class Dispatcher:
         if node.type == "foreach":
             what = "a gang of" if node.num_parallel is not None else "foreach yields"
             self.backend.say(f"Step {node.name}: {what} {len(ready)} child tasks.")
+        self._enqueue(ready)
+
+    def _enqueue(self, ready: list[ReadyTask]) -> None:
+        for task in ready:
+            self.progress.queued(task.step)
         self.queue.extend(ready)
 
     # -- failure -------------------------------------------------------------------------------

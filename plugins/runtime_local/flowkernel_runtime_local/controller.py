@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from flowkernel.engine.dispatch import Attempt, Dispatcher
 from flowkernel.engine.executor import run_task
 from flowkernel.engine.logs import abnormal_end_line
+from flowkernel.engine.progress import Progress, progress_for
 from flowkernel.engine.runs import resume_plan, step_command
 from flowkernel.specs import LogLine, RunResult
 from flowkernel_runtime_local import workers
@@ -65,6 +66,11 @@ class _Controller:
         self.by_fd: dict[int, Worker] = {}
         self.pid = os.getpid()
 
+    @property
+    def progress(self) -> Progress:
+        """The dispatcher's counts (a live display on a terminal, set in :meth:`execute`)."""
+        return self.dispatcher.progress
+
     # -- messages ------------------------------------------------------------------------------
 
     def say(
@@ -75,8 +81,8 @@ class _Controller:
         err: bool = False,
     ) -> None:
         """An engine message on the console (never in a task's own logs); ``err``: on stderr."""
-        if self.quiet and not force:
-            return
+        if (self.quiet or self.progress.live) and not force:
+            return  # the live display shows task starts and ends as counts
         where = f"[{self.ctx.run_id}/{task.step}/{task.task_id}] " if task else ""
         stream = sys.stderr if err else sys.stdout
         stream.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
@@ -87,6 +93,10 @@ class _Controller:
     def execute(self) -> RunResult:
         workers.load_libc()
         self.poller = self.kernel.make_poller()
+        # before the sinks: on a terminal, the console sink then writes above the live display
+        self.dispatcher.progress = progress_for(
+            self.quiet, f"{self.info.flow_name}/{self.ctx.run_id}"
+        )
         self.sinks = list(self.kernel.log_sinks(self.info))
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
         self.kernel.run_started(self.info)
@@ -112,6 +122,7 @@ class _Controller:
                 except Exception as exc:
                     self.say(f"log sink {type(sink).__name__} failed to close: {exc}", force=True)
             self.poller.close()
+            self.progress.stop()
         success = dispatcher.failure is None
         if success:
             self.say("Done!", force=True)
@@ -142,6 +153,7 @@ class _Controller:
                 self._read(worker)
             self._reap()
             self._enforce_timeouts()
+            self.progress.tick()
 
     def _poll_timeout(self) -> float:
         deadlines = [w.deadline for w in self.workers.values() if w.deadline is not None]
