@@ -10,6 +10,7 @@ Layout under the root (``./.flowkernel`` by default)::
     <Flow>/<run>/<step>/<task>/<k>.record.json attempt k's record (written once, atomically)
     <Flow>/<run>/<step>/<task>/<k>.stdout.log  attempt k's output, appended live by the controller
     <Flow>/<run>/<step>/<task>/<k>.stderr.log
+    <Flow>/<run>/<step>/<task>/<k>.<stream>.times  when each line arrived (float64 per line)
 
 Every file other than logs is written to a temporary name and renamed into place, so a crash
 leaves a complete file or none. :class:`FlowStore` is the only code that knows this layout; an
@@ -24,6 +25,7 @@ import io
 import json
 import os
 import pickle
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -477,6 +479,24 @@ class FlowStore:
 
     def log_path(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> str:
         return os.path.join(self.task_dir(run_id, step, task_id), f"{attempt}.{stream}.log")
+
+    def read_log_times(
+        self, run_id: str, step: str, task_id: str, attempt: int, stream: str
+    ) -> list[float]:
+        """When each line of the log arrived (epoch seconds), as far as recorded."""
+        import array
+
+        path = self.log_path(run_id, step, task_id, attempt, stream)[: -len("log")] + "times"
+        stamps = array.array("d")
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        stamps.frombytes(data[: len(data) - len(data) % stamps.itemsize])
+        if sys.byteorder != "little":
+            stamps.byteswap()
+        return stamps.tolist()
 
     def read_log(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> bytes:
         try:
