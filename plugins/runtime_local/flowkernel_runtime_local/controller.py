@@ -10,6 +10,7 @@ fresh interpreter running ``flow step``. No threads are started, so forking is s
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 #: controller kills its process tree.
 TIMEOUT_GRACE = 5.0
 _READ_SIZE = 1 << 16
+#: Reads of one pipe per poll round (1 MiB): a chatty task cannot starve the loop.
+_READS_PER_ROUND = 16
+#: A line longer than this (bytes) reaches the sinks in pieces of this size.
+MAX_LINE = 1 << 20
 
 
 class _Interrupted(Exception):
@@ -65,6 +70,10 @@ class _Controller:
         self.workers: dict[int, Worker] = {}
         self.by_fd: dict[int, Worker] = {}
         self.pid = os.getpid()
+        #: SIGINT/SIGTERM received so far; the handler only counts, the loop acts on it
+        self.signals = 0
+        #: the console (stdout) is gone (`| head`, a Runner caller that exited): stop writing
+        self.console_lost = False
 
     @property
     def progress(self) -> Progress:
@@ -83,22 +92,55 @@ class _Controller:
         """An engine message on the console (never in a task's own logs); ``err``: on stderr."""
         if (self.quiet or self.progress.live) and not force:
             return  # the live display shows task starts and ends as counts
+        if self.console_lost:
+            return
         where = f"[{self.ctx.run_id}/{task.step}/{task.task_id}] " if task else ""
         stream = sys.stderr if err else sys.stdout
-        stream.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
-        stream.flush()
+        try:
+            stream.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            if not err:
+                self._lose_console()
+
+    def _lose_console(self) -> None:
+        """Nobody reads the console any more: the run goes on, recorded and logged to files."""
+        self.console_lost = True
+        workers.detach_stdout()
+        for sink in list(getattr(self, "sinks", ())):
+            if getattr(sink, "console", False):
+                self.sinks.remove(sink)
+
+    def _on_signal(self, _signum: int, _frame: Any) -> None:
+        # Only count: raising here could land anywhere (inside fork's at-fork handlers, where
+        # it is swallowed, or between a fork and the worker's registration). The loop stops
+        # the run; a further signal while it stops makes it SIGKILL at once.
+        self.signals += 1
 
     # -- main loop -----------------------------------------------------------------------------
 
     def execute(self) -> RunResult:
         workers.load_libc()
+        self.guardian = workers.Guardian.start()
         self.poller = self.kernel.make_poller()
         # before the sinks: on a terminal, the console sink then writes above the live display
         self.dispatcher.progress = progress_for(
             self.quiet, f"{self.info.flow_name}/{self.ctx.run_id}"
         )
         self.sinks = list(self.kernel.log_sinks(self.info))
-        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+        old_handlers = {
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT)
+            if signal.getsignal(sig) is not signal.SIG_IGN
+        }
+        try:
+            return self._execute()
+        finally:
+            self.guardian.close()
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+
+    def _execute(self) -> RunResult:
         self.kernel.run_started(self.info)
         if self.ctx.origin_run_id:
             cloned, rerun = resume_plan(self.ctx)
@@ -115,7 +157,6 @@ class _Controller:
             self.say("Workflow interrupted: stopping every task.", force=True)
             self._stop_all()
         finally:
-            signal.signal(signal.SIGTERM, old_term)
             for sink in self.sinks:
                 try:
                     sink.close()
@@ -144,9 +185,11 @@ class _Controller:
         while dispatcher.has_ready or self.workers:
             # a @parallel gang starts whole, past --max-workers
             while dispatcher.has_ready and len(self.workers) < max_workers:
+                self._check_signals()
                 group = dispatcher.next_group()
                 if group is not None:
                     dispatcher.launch(group)
+            self._check_signals()
             if not self.workers:
                 continue
             for worker in self.poller.poll(self._poll_timeout()):
@@ -154,6 +197,10 @@ class _Controller:
             self._reap()
             self._enforce_timeouts()
             self.progress.tick()
+
+    def _check_signals(self) -> None:
+        if self.signals and self.dispatcher.failure != "interrupted":
+            raise _Interrupted()
 
     def _poll_timeout(self) -> float:
         deadlines = [w.deadline for w in self.workers.values() if w.deadline is not None]
@@ -197,6 +244,7 @@ class _Controller:
             self.poller.register(fd, worker)
             self.by_fd[fd] = worker
         self.workers[pid] = worker
+        self.guardian.watch(pid)
         self.say(
             "Task is starting" + (f" (retry {spec.attempt})." if spec.attempt else "."), worker
         )
@@ -218,9 +266,11 @@ class _Controller:
         for fd in list(worker.fds):
             self._drain(worker, fd)
 
-    def _drain(self, worker: Worker, fd: int) -> None:
+    def _drain(self, worker: Worker, fd: int, bounded: bool = True) -> None:
+        """Read what ``fd`` has; ``bounded``: at most a few reads, so that one task writing
+        without pause cannot starve the others or the timeouts (the poller calls again)."""
         stream = worker.fds[fd]
-        while True:
+        for _ in range(_READS_PER_ROUND) if bounded else itertools.count():
             try:
                 data = os.read(fd, _READ_SIZE)
             except BlockingIOError:
@@ -228,20 +278,28 @@ class _Controller:
             if not data:
                 self._close_fd(worker, fd)
                 return
-            self._lines(worker, stream, worker.partial[stream] + data)
+            self._feed(worker, stream, data)
 
-    def _lines(self, worker: Worker, stream: str, data: bytes, final: bool = False) -> None:
-        *lines, rest = data.split(b"\n")
-        unterminated = final and bool(rest)
-        if unterminated:
-            lines.append(rest)
-            rest = b""
-        worker.partial[stream] = rest
-        if not lines:
-            return
+    def _feed(self, worker: Worker, stream: str, data: bytes) -> None:
+        """Assemble lines in linear time: only new data is searched for a newline, and a line
+        longer than MAX_LINE is passed on in pieces of that size (``newline=False``)."""
+        pending = worker.partial[stream]
+        end = data.rfind(b"\n")
+        if end >= 0:
+            head = bytes(pending) + data[:end] if pending else data[:end]
+            pending.clear()
+            pending += memoryview(data)[end + 1 :]
+            self._emit(worker, stream, head.split(b"\n"), True)
+        else:
+            pending += data
+        while len(pending) >= MAX_LINE:
+            self._emit(worker, stream, [bytes(pending[:MAX_LINE])], False)
+            del pending[:MAX_LINE]
+
+    def _emit(self, worker: Worker, stream: str, lines: list[bytes], newline: bool) -> None:
+        """Hand ``lines`` to every sink (``newline``: each ended with a newline)."""
         stamp = time.time()
-        last = len(lines) - 1
-        for i, raw in enumerate(lines):
+        for raw in lines:
             line = LogLine(
                 self.info,
                 worker.step,
@@ -251,11 +309,13 @@ class _Controller:
                 raw.decode("utf-8", "surrogateescape"),
                 stamp,
                 worker.pid,
-                newline=not (unterminated and i == last),
+                newline=newline,
             )
             for sink in list(self.sinks):
                 try:
                     sink.emit(line)
+                except BrokenPipeError:
+                    self._lose_console()
                 except Exception as exc:
                     self.sinks.remove(sink)
                     name = type(sink).__name__
@@ -263,7 +323,10 @@ class _Controller:
 
     def _close_fd(self, worker: Worker, fd: int) -> None:
         stream = worker.fds.pop(fd)
-        self._lines(worker, stream, worker.partial[stream], final=True)
+        pending = worker.partial[stream]
+        if pending:  # the last line had no newline
+            self._emit(worker, stream, [bytes(pending)], False)
+            pending.clear()
         self.poller.unregister(fd)
         del self.by_fd[fd]
         if worker.popen is None:
@@ -279,11 +342,12 @@ class _Controller:
                 continue
             # never block: a task may close its pipes and run on (and a grandchild may hold
             # them open after the task exited)
-            done_pid, status = os.waitpid(pid, os.WNOHANG)
-            if done_pid == 0:
+            status = workers.reap_attempt(pid)
+            if status is None:
                 continue
+            self.guardian.release(pid)
             for fd in list(worker.fds):
-                self._drain(worker, fd)
+                self._drain(worker, fd, bounded=False)
                 if fd in worker.fds:
                     self._close_fd(worker, fd)
             worker.returncode = os.waitstatus_to_exitcode(status)
@@ -295,7 +359,7 @@ class _Controller:
     def _finished(self, worker: Worker) -> None:
         ending = abnormal_end_line(worker.returncode, worker.killed)
         if ending is not None:  # the task's own stderr log says how it ended
-            self._lines(worker, "stderr", ending.encode() + b"\n")
+            self._emit(worker, "stderr", [ending.encode()], True)
         self.dispatcher.finished(
             worker.job,
             worker.returncode,
@@ -317,7 +381,8 @@ class _Controller:
         pids = [w.pid for w in running]
         procs = workers.signal_trees(pids)
         deadline = time.time() + grace
-        while self.workers and time.time() < deadline:
+        signals = self.signals  # one more signal while we wait: no more grace
+        while self.workers and time.time() < deadline and self.signals == signals:
             for worker in self.poller.poll(0.05):
                 self._read(worker)
             self._reap()
@@ -334,7 +399,3 @@ class _Controller:
                 worker.deadline = None
                 self.say("Task exceeded its @timeout: killing its process tree.", worker, True)
                 workers.signal_trees([worker.pid], signal.SIGKILL)
-
-
-def _raise_interrupt(_signum: int, _frame: Any) -> None:
-    raise _Interrupted()
