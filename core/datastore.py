@@ -25,6 +25,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import sys
 import time
@@ -35,6 +36,7 @@ from typing import Any
 from flowkernel.errors import (
     CorruptArtifactError,
     CorruptRecordError,
+    InvalidPathspecError,
     StorageError,
     UnpicklableArtifactError,
 )
@@ -49,6 +51,27 @@ DEFAULT_ROOT_NAME = ".flowkernel"
 def default_root() -> str:
     """``FLOWKERNEL_DATASTORE_ROOT``, else ``./.flowkernel`` (absolute)."""
     return os.path.abspath(os.environ.get("FLOWKERNEL_DATASTORE_ROOT") or DEFAULT_ROOT_NAME)
+
+
+#: What the engine creates as a flow, run, step or task name: no separators, no dot-names.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}")
+_SHA = re.compile(r"[0-9a-f]{40,128}")
+
+
+def check_name(kind: str, name: str) -> str:
+    """``name`` if it is a valid ``kind`` (flow, run id, step, task id) component of a path.
+
+    Letters, digits, ``_ . -``, not starting with a dot and without ``..``: a pathspec
+    component can never leave the datastore root (``..``, ``/``, an absolute path).
+
+    :raises InvalidPathspecError: naming the kind and the value.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise InvalidPathspecError(
+            f"invalid {kind} {name!r}: names are letters, digits, '_', '.' and '-' "
+            "(no path separators, no '..')"
+        )
+    return name
 
 
 def storage_error(exc: OSError, path: str) -> StorageError:
@@ -270,7 +293,7 @@ class FlowStore:
 
     def __init__(self, root: str, flow_name: str, flow_file: str | None = None):
         self.root = os.path.abspath(root)
-        self.flow_name = flow_name
+        self.flow_name = check_name("flow", flow_name)
         self.flow_dir = os.path.join(self.root, flow_name)
         self.data_dir = os.path.join(self.flow_dir, "data")
         self.flow_file = flow_file
@@ -278,6 +301,8 @@ class FlowStore:
     # -- artifacts -----------------------------------------------------------------------------
 
     def blob_path(self, sha: str) -> str:
+        if not isinstance(sha, str) or not _SHA.fullmatch(sha):
+            raise InvalidPathspecError(f"invalid artifact hash {sha!r}: expected hex digits")
         return os.path.join(self.data_dir, sha[:2], sha)
 
     def save(self, name: str, value: Any) -> tuple[str, int]:
@@ -356,7 +381,7 @@ class FlowStore:
     # -- runs ----------------------------------------------------------------------------------
 
     def run_dir(self, run_id: str) -> str:
-        return os.path.join(self.flow_dir, run_id)
+        return os.path.join(self.flow_dir, check_name("run id", run_id))
 
     def create_run_dir(self, run_id: str) -> bool:
         """Create the run's directory; False if it already exists (run ids never collide)."""
@@ -427,7 +452,8 @@ class FlowStore:
     # -- steps and tasks -----------------------------------------------------------------------
 
     def task_dir(self, run_id: str, step: str, task_id: str) -> str:
-        return os.path.join(self.flow_dir, run_id, step, task_id)
+        check_name("step", step)
+        return os.path.join(self.run_dir(run_id), step, check_name("task id", task_id))
 
     def step_names(self, run_id: str) -> list[str]:
         try:

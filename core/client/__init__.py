@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from flowkernel.datastore import FlowStore, default_root, iter_flow_names
+from flowkernel.datastore import FlowStore, check_name, default_root, iter_flow_names
 from flowkernel.engine.executor import PARAMS_STEP, PARAMS_TASK
 from flowkernel.errors import (
     ExceptionWrapper,
@@ -86,6 +86,9 @@ def _datetime(epoch: float | None) -> datetime | None:
 # -- objects --------------------------------------------------------------------------------------
 
 
+_KINDS = ("flow", "run id", "step", "task id", "artifact")
+
+
 class _ClientObject:
     _NAME = "object"
     _DEPTH = 0
@@ -97,6 +100,9 @@ class _ClientObject:
                 f"{type(self).__name__} needs a pathspec with {self._DEPTH} component(s), "
                 f"got {pathspec!r}"
             )
+        # nothing may lead outside the datastore root
+        for kind, part in zip(_KINDS, parts, strict=False):
+            check_name(kind, part)
         self.path_components = parts
         self.pathspec = "/".join(parts)
         self.id = parts[-1]
