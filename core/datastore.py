@@ -371,6 +371,22 @@ class FlowStore:
             raise error
         return value
 
+    def damaged_blob(self, shas: Any, checked: dict[str, bool]) -> str | None:
+        """The path of the first of ``shas`` whose blob is missing or fails its hash, or None.
+
+        ``checked`` caches verdicts by sha across calls (each blob is read once).
+        """
+        for sha in shas:
+            if sha not in checked:
+                path = self.blob_path(sha)
+                try:
+                    checked[sha] = file_sha1(path) == sha
+                except OSError:
+                    checked[sha] = False
+            if not checked[sha]:
+                return self.blob_path(sha)
+        return None
+
     def blob_size(self, sha: str) -> int:
         path = self.blob_path(sha)
         try:
@@ -384,13 +400,20 @@ class FlowStore:
         return os.path.join(self.flow_dir, check_name("run id", run_id))
 
     def create_run_dir(self, run_id: str) -> bool:
-        """Create the run's directory; False if it already exists (run ids never collide)."""
-        os.makedirs(self.flow_dir, exist_ok=True)
+        """Create the run's directory; False if it already exists (run ids never collide).
+
+        :raises StorageError: the root is not writable (one line naming the root and why).
+        """
+        path = self.run_dir(run_id)
         try:
-            os.mkdir(self.run_dir(run_id))
+            os.makedirs(self.flow_dir, exist_ok=True)
+            os.mkdir(path)
             return True
         except FileExistsError:
             return False
+        except OSError as exc:
+            why = storage_error(exc, path)
+            raise StorageError(f"the datastore root {self.root} is not writable: {why}") from None
 
     def write_run_record(self, run_id: str, record: dict[str, Any]) -> None:
         write_json_atomic(os.path.join(self.run_dir(run_id), "_run.json"), record)

@@ -17,6 +17,7 @@ from typing import Any
 from flowkernel.datastore import FlowStore, check_name, default_root, iter_flow_names
 from flowkernel.engine.executor import PARAMS_STEP, PARAMS_TASK
 from flowkernel.errors import (
+    CorruptRecordError,
     ExceptionWrapper,
     InvalidPathspecError,
     NamespaceMismatchError,
@@ -224,11 +225,20 @@ class Flow(_ClientObject):
             raise NamespaceMismatchError(f"Flow {self.id} has no run in namespace '{ns}'")
 
     def runs(self, *tags: str) -> Iterator[Run]:
-        """Runs in the namespace having every given tag, newest first."""
+        """Runs in the namespace having every given tag, newest first.
+
+        A run whose record is damaged (empty, truncated) is skipped; ``flow[run_id]`` on it
+        raises :class:`CorruptRecordError` naming the file.
+        """
         for run_id in self._store.run_ids():
             try:
                 run = self._child(Run, run_id)
-            except (NotFoundError, NamespaceMismatchError):
+            except (
+                NotFoundError,
+                NamespaceMismatchError,
+                CorruptRecordError,
+                InvalidPathspecError,
+            ):
                 continue
             if all(t in run.tags for t in tags):
                 yield run

@@ -24,6 +24,7 @@ from flowkernel.errors import (
     FailureHandledByCatch,
     FlowkernelError,
     InternalError,
+    StorageError,
     TimeoutException,
     UnpicklableArtifactError,
 )
@@ -126,7 +127,12 @@ def run_task(
     ok = exception is None or caught
     if exception is None and "catch" in decos and decos["catch"]["var"]:
         setattr(flow, decos["catch"]["var"], None)
-    record = _persist(flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs)
+    try:
+        record = _persist(flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs)
+    except StorageError as err:  # the record itself could not be written (disk full, ...)
+        _report_failure(spec, err, "")
+        current._clear()
+        return 1
     if record.get("persist_error"):
         exception = exception or RuntimeError(record["persist_error"])
         stacktrace = stacktrace or record["persist_error"] + "\n"
@@ -338,7 +344,8 @@ def _persist(flow, flow_cls, node, store, spec, started, ok, exception, caught, 
     artifacts = dict(state["_fk_shas"])
     loaded = state["_fk_loaded"]
     info: dict[str, Any] = {}
-    persist_error = None
+    persist_error: str | None = None
+    persist_type = "UnpicklableArtifactError"
     if exception is not None and not caught:
         state["_exception"] = ExceptionWrapper(exception)
     for name, value in list(state.items()):
@@ -350,8 +357,9 @@ def _persist(flow, flow_cls, node, store, spec, started, ok, exception, caught, 
             continue  # read but not reassigned: the inherited sha stands
         try:
             sha, size = store.save(name, value)
-        except UnpicklableArtifactError as err:
-            persist_error = persist_error or str(err)
+        except (UnpicklableArtifactError, StorageError) as err:
+            if persist_error is None:
+                persist_error, persist_type = str(err), type(err).__name__
             continue
         artifacts[name] = sha
         info[name] = {"size": size, "type": type(value).__qualname__}
@@ -382,7 +390,7 @@ def _persist(flow, flow_cls, node, store, spec, started, ok, exception, caught, 
     }
     if persist_error:
         record["persist_error"] = persist_error
-        record["exception"] = {"type": "UnpicklableArtifactError", "message": persist_error}
+        record["exception"] = {"type": persist_type, "message": persist_error}
     store.write_task_record(record)
     return record
 

@@ -16,7 +16,7 @@ import attrs
 from flowkernel.datastore import FlowStore
 from flowkernel.engine.executor import PARAMS_STEP, PARAMS_TASK, TaskSpec
 from flowkernel.engine.scheduling import TaskKey, record_key
-from flowkernel.errors import UsageError
+from flowkernel.errors import StorageError, UsageError
 
 if TYPE_CHECKING:
     from flowkernel.graph.model import FlowGraph
@@ -194,6 +194,13 @@ def start_resume(
     origin_params = store.latest_record(origin, PARAMS_STEP, PARAMS_TASK)
     if origin_params is None:
         raise UsageError(f"run {origin} has no parameters record; it cannot be resumed")
+    checked: dict[str, bool] = {}  # blob verdicts: each blob is verified once
+    damaged = store.damaged_blob(origin_params["artifacts"].values(), checked)
+    if damaged is not None:
+        raise StorageError(
+            f"run {origin} cannot be resumed: the data file {damaged} of its parameters is "
+            "missing or damaged"
+        )
     rerun = graph.downstream_of(step) if step else set()
     clones = {}
     unfinished = set()
@@ -202,7 +209,13 @@ def start_resume(
             continue
         for task_id in store.task_ids(origin, step_name):
             record = store.latest_record(origin, step_name, task_id)
-            if record is not None and record.get("task_ok"):
+            # a task is cloned only if every artifact it hands on is intact: one whose blob
+            # is missing or damaged runs again (and its save repairs the blob)
+            if (
+                record is not None
+                and record.get("task_ok")
+                and store.damaged_blob(record["artifacts"].values(), checked) is None
+            ):
                 clones[record_key(record)] = record
             else:
                 unfinished.add(step_name)

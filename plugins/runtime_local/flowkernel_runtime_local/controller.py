@@ -21,6 +21,7 @@ from flowkernel.engine.logs import abnormal_end_line
 from flowkernel.engine.progress import Progress, progress_for
 from flowkernel.engine.runs import clone_record, resume_plan, step_command
 from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
+from flowkernel.errors import StorageError
 from flowkernel.flow.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
 from flowkernel.specs import LogLine, RunInfo, RunResult, TaskInfo
 from flowkernel_runtime_local import workers
@@ -156,6 +157,10 @@ class _Controller:
         except (KeyboardInterrupt, _Interrupted):
             self.failure = self.failure or "interrupted"
             self.say("Workflow interrupted: stopping every task.", force=True)
+            self._stop_all()
+        except StorageError as exc:  # the datastore failed under us (disk full, read-only)
+            self.failure = self.failure or str(exc)
+            self.say(f"Storage error: {exc}; stopping every task.", force=True, err=True)
             self._stop_all()
         finally:
             for sink in self.sinks:
@@ -530,7 +535,10 @@ class _Controller:
             "finished_at": time.time(),
             "pid": worker.pid,
         }
-        self.ctx.store.write_task_record(record)
+        try:
+            self.ctx.store.write_task_record(record)
+        except StorageError as exc:  # disk full: the run still fails cleanly, hooks fire
+            self.say(f"Could not record how the task ended: {exc}", worker, force=True, err=True)
         return record
 
     # -- failure -------------------------------------------------------------------------------
