@@ -317,11 +317,14 @@ class FlowStore:
         value's own size.
 
         :raises UnpicklableArtifactError: naming the artifact ``name``.
+        :raises StorageError: the blob could not be written (disk full, ...), naming the path.
         """
         writer = _SpillWriter(self.backend, _STREAM_THRESHOLD)
         try:
             try:
                 pickle.dump(value, writer, protocol=PICKLE_PROTOCOL)
+            except StorageError:  # disk full while spilling: not the value's fault
+                raise
             except Exception as exc:
                 raise UnpicklableArtifactError(name, f"{type(exc).__name__}: {exc}") from None
             sha = writer.sha.hexdigest()
