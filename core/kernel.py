@@ -269,8 +269,7 @@ class Kernel:
     def storage_backends(self) -> dict[str, StorageBackendSpec]:
         """Every registered storage backend by URL scheme (sorted)."""
         if self._storage is None:
-            hook = self.pm.hook.flowkernel_storage_backends
-            self._storage = self._registry("storage backend", hook)
+            self._storage = self._registry("storage backend", "flowkernel_storage_backends")
         return self._storage
 
     # -- poll / log --------------------------------------------------------------------------
