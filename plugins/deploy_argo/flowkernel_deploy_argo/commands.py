@@ -122,6 +122,7 @@ def create(
 @click.option("--split-index", type=int, default=None)
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False))
 @click.option("--configs", default=None, help="Base64 JSON of the config values.")
+@click.option("--parameters-dir", default=None, help="Start step: the parameter value files.")
 @click.option("--package", default=None, help="Run the flow from this code package.")
 @click.option("--tag", "tags", multiple=True)
 @click.pass_context

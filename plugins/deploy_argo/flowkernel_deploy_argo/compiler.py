@@ -24,7 +24,7 @@ from flowkernel_deploy_argo.names import object_name, template_name
 
 API_VERSION = "argoproj.io/v1alpha1"
 OUT_DIR = "/mnt/out"
-PARAM_ENV = "FLOWKERNEL_ARGO_PARAM_{}"
+PARAMS_DIR = "/mnt/parameters"
 PARAM_NAME = re.compile(r"[-a-zA-Z0-9_]+")
 LABELS = {"app.kubernetes.io/part-of": "flowkernel"}
 
@@ -319,6 +319,9 @@ class _Compiler:
         if first_in_foreach:
             inputs.append({"name": "split-index"})
             command += ["--split-index", "{{inputs.parameters.split-index}}"]
+        artifacts = self._parameter_files() if node.name == self.graph.start else []
+        if artifacts:
+            command += ["--parameters-dir", PARAMS_DIR]
         if self.opts.package:
             command += ["--package", self.opts.package]
         configs = self._configs()
@@ -343,8 +346,12 @@ class _Compiler:
         if node.type == "split-switch":
             outputs.append(_file_output("branch"))
         template: dict[str, Any] = {"name": name}
+        if inputs or artifacts:
+            template["inputs"] = {}
         if inputs:
-            template["inputs"] = {"parameters": inputs}
+            template["inputs"]["parameters"] = inputs
+        if artifacts:
+            template["inputs"]["artifacts"] = artifacts
         template["outputs"] = {"parameters": outputs}
         template["container"] = container
         if retries:
@@ -356,8 +363,24 @@ class _Compiler:
         if "timeout" in decos:
             from flowkernel.flow.decorators import timeout_seconds
 
-            template["activeDeadlineSeconds"] = math.ceil(timeout_seconds(decos["timeout"]))
+            template["activeDeadlineSeconds"] = math.ceil(
+                timeout_seconds(decos["timeout"].attributes)
+            )
         return template
+
+    def _parameter_files(self) -> list[dict[str, Any]]:
+        """The run's parameter values, as files the start step reads: a raw input artifact has
+        no size limit of its own (an environment variable or an argument stops at 128 KiB)."""
+        from flowkernel.flow.parameters import flow_parameters
+
+        return [
+            {
+                "name": f"parameter-{i}",
+                "path": f"{PARAMS_DIR}/{i}",
+                "raw": {"data": f"{{{{workflow.parameters.{param.name}}}}}"},
+            }
+            for i, param in enumerate(flow_parameters(self.flow_cls).values())
+        ]
 
     def _configs(self) -> dict[str, Any]:
         from flowkernel.flow.config import flow_configs, thaw
@@ -365,13 +388,7 @@ class _Compiler:
         return {cfg.name: thaw(cfg.value) for cfg in flow_configs(self.flow_cls).values()}
 
     def _env(self, node: Any, decos: dict[str, Any]) -> list[dict[str, str]]:
-        from flowkernel.flow.parameters import flow_parameters
-
         env = []
-        if node.name == self.graph.start:
-            for i, param in enumerate(flow_parameters(self.flow_cls).values()):
-                value = f"{{{{workflow.parameters.{param.name}}}}}"
-                env.append({"name": PARAM_ENV.format(i), "value": value})
         for key, value in (decos["environment"]["vars"] if "environment" in decos else {}).items():
             text = str(value)
             if "{{" in text:

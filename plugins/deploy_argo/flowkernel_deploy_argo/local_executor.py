@@ -40,6 +40,8 @@ SUPPORTED = {
     "container": {"image", "command", "args", "env", "resources", "volumeMounts"},
     "retryStrategy": {"limit", "retryPolicy", "backoff"},
     "volume": {"name", "emptyDir"},
+    "inputs": {"parameters", "artifacts"},
+    "artifact": {"name", "path", "raw"},
 }  # fmt: skip
 TAG = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 KUBE_VAR = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
@@ -66,6 +68,11 @@ def check_supported(spec: dict[str, Any]) -> None:
         only("template", tmpl, where)
         if "container" in tmpl:
             only("container", tmpl["container"], f"{where}.container")
+        only("inputs", tmpl.get("inputs", {}), f"{where}.inputs")
+        for artifact in tmpl.get("inputs", {}).get("artifacts", []):
+            only("artifact", artifact, f"{where}.inputs.artifacts[{artifact.get('name')}]")
+            if "raw" not in artifact:
+                raise UnsupportedManifest(f"run-local supports raw input artifacts only: {where}")
         if "retryStrategy" in tmpl:
             only("retryStrategy", tmpl["retryStrategy"], f"{where}.retryStrategy")
             policy = tmpl["retryStrategy"].get("retryPolicy", "OnFailure")
@@ -390,6 +397,13 @@ class LocalWorkflow:
         mounts = {}
         for mount in container.get("volumeMounts", []):
             mounts[mount["mountPath"]] = tempfile.mkdtemp(prefix="vol-", dir=self.workdir)
+        for artifact in template.get("inputs", {}).get("artifacts", []):
+            folder = os.path.dirname(artifact["path"])
+            if folder not in mounts:
+                mounts[folder] = tempfile.mkdtemp(prefix="art-", dir=self.workdir)
+            data = substitute(artifact["raw"]["data"], scope, where)
+            with open(_remap(artifact["path"], mounts), "w", encoding="utf-8") as fh:
+                fh.write(data)
         env: dict[str, str] = {}
         for item in container.get("env", []):
             env[item["name"]] = expand_kube_vars(substitute(item["value"], scope, where), env)

@@ -1,11 +1,11 @@
 """One step of a deployed flow, as its Argo container runs it (``flow argo-workflows task``).
 
-It turns what Argo hands over (task paths as text, ``{{retries}}``, parameters in environment
-variables) into one attempt of the kernel's task executor, and writes what the next tasks need
-into ``--output-dir``: ``task-path`` (this attempt's ``step/task/attempt``), ``splits`` (a
-foreach: the JSON list of split indices ``withParam`` fans out over) and ``branch`` (a switch:
-the step it chose). The start step first creates the run (``argo-<workflow name>``) with its
-parameters, unless an earlier attempt did.
+It turns what Argo hands over (task paths as text, ``{{retries}}``, parameter values in files)
+into one attempt of ``flow step`` (its output stored as the task's logs through the kernel's log
+sinks), and writes what the next tasks need into ``--output-dir``: ``task-path`` (this attempt's
+``step/task/attempt``), ``splits`` (a foreach: the JSON list of split indices ``withParam`` fans
+out over) and ``branch`` (a switch: the step it chose). The start step first creates the run
+(``argo-<workflow name>``) with its parameters, unless an earlier attempt did.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ import base64
 import hashlib
 import json
 import os
+import subprocess
+import sys
+import threading
+import time
 from typing import Any
 
 from flowkernel.errors import UsageError
@@ -40,14 +44,16 @@ def task_id_for(step: str, paths: list[str], split_index: int | None) -> str:
     return "t" + hashlib.sha256(key.encode()).hexdigest()[:15]
 
 
-def _parameters_from_env(flow_cls: type) -> dict[str, Any]:
+def _parameters_from(directory: str | None, flow_cls: type) -> dict[str, Any]:
+    """The values the workflow was given: file ``<i>`` holds the i-th Parameter's JSON."""
     from flowkernel.flow.parameters import flow_parameters
-    from flowkernel_deploy_argo.compiler import PARAM_ENV
 
     given: dict[str, Any] = {}
     for i, (attr, param) in enumerate(flow_parameters(flow_cls).items()):
-        raw = os.environ.get(PARAM_ENV.format(i))
-        if raw is None:
+        try:
+            with open(os.path.join(directory or "", str(i)), encoding="utf-8") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
             continue
         try:
             value = json.loads(raw)
@@ -58,13 +64,13 @@ def _parameters_from_env(flow_cls: type) -> dict[str, Any]:
     return given
 
 
-def _start_run(flow_cls, graph, store, flow_file: str, run_id: str, tags) -> None:
+def _start_run(flow_cls, graph, store, flow_file: str, run_id: str, tags, params_dir) -> None:
     from flowkernel.engine.runs import RunOptions, current_user, start_run
     from flowkernel.flow.parameters import resolve_parameters
 
     if store.read_run_record(run_id) is not None:
         return  # a retry of the start step: the run exists
-    params = resolve_parameters(flow_cls, _parameters_from_env(flow_cls), current_user())
+    params = resolve_parameters(flow_cls, _parameters_from(params_dir, flow_cls), current_user())
     options = RunOptions(datastore_root=store.root, tags=tuple(tags))
     start_run(flow_cls, graph, flow_file, params, options, run_id=run_id)
 
@@ -92,17 +98,62 @@ def _write(output_dir: str, name: str, text: str) -> None:
         fh.write(text)
 
 
+def run_step(
+    argv: list[str], sinks: list[Any], run: Any, step: str, task_id: str, attempt: int
+) -> int:
+    """Run ``flow step`` as a child; every line it prints goes to the log sinks (the task's
+    stored logs, and this process's output, which is what Argo shows)."""
+    from flowkernel.specs import LogLine
+
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    lock = threading.Lock()
+
+    def pump(stream: str, pipe: Any) -> None:
+        for raw in iter(pipe.readline, b""):
+            text = raw.decode("utf-8", "replace")
+            line = LogLine(
+                run=run,
+                step=step,
+                task_id=task_id,
+                attempt=attempt,
+                stream=stream,
+                text=text.rstrip("\n"),
+                timestamp=time.time(),
+                pid=proc.pid,
+                newline=text.endswith("\n"),
+            )
+            with lock:
+                for sink in sinks:
+                    sink.emit(line)
+        pipe.close()
+
+    readers = [
+        threading.Thread(target=pump, args=(name, pipe), daemon=True)
+        for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr))
+    ]
+    for reader in readers:
+        reader.start()
+    code = proc.wait()
+    for reader in readers:
+        reader.join()
+    for sink in sinks:
+        sink.close()
+    return code
+
+
 def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int:
     """Run the task; returns its exit code (0: done, including a caught failure)."""
     from flowkernel.cli.context import get_kernel
     from flowkernel.datastore import FlowStore
-    from flowkernel.engine.executor import PARAMS_STEP, PARAMS_TASK, TaskSpec, run_task
-    from flowkernel.engine.runs import current_user
+    from flowkernel.engine.executor import PARAMS_STEP, PARAMS_TASK
     from flowkernel.flow.config import set_sources
     from flowkernel.flow.loader import load_flow
+    from flowkernel.specs import RunInfo
 
-    if opts.get("configs"):
-        set_sources(values=json.loads(base64.b64decode(opts["configs"])))
+    configs = json.loads(base64.b64decode(opts["configs"])) if opts.get("configs") else {}
+    set_sources(values=configs)
     flow_cls = load_flow(os.path.abspath(flow_file))
     graph = get_kernel().build_graph(flow_cls)
     if step_name not in graph:
@@ -111,7 +162,8 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
     run_id = opts["run_id"]
     store = FlowStore(root, flow_cls.__name__, os.path.abspath(flow_file))
     if step_name == graph.start:
-        _start_run(flow_cls, graph, store, os.path.abspath(flow_file), run_id, opts["tags"])
+        path = os.path.abspath(flow_file)
+        _start_run(flow_cls, graph, store, path, run_id, opts["tags"], opts["parameters_dir"])
         paths = [f"{PARAMS_STEP}/{PARAMS_TASK}/0"]
     else:
         paths = _ordered(graph, node, store, run_id, parse_paths(opts["input_paths"]))
@@ -119,21 +171,19 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
             raise UsageError(f"step '{step_name}' got no input task paths")
     attempt = int(opts["attempt"] or 0)
     task_id = task_id_for(step_name, paths, opts["split_index"])
-    spec = TaskSpec(
-        flow_name=flow_cls.__name__,
-        run_id=run_id,
-        step=step_name,
-        task_id=task_id,
-        attempt=attempt,
-        input_paths=tuple(paths),
-        datastore_root=store.root,
-        split_index=opts["split_index"],
-        max_user_code_retries=opts["max_user_code_retries"],
-        user=current_user(),
-        tags=tuple(opts["tags"]),
-    )
+    argv = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", store.root]
+    for name, value in configs.items():
+        argv += ["--config-value", name, json.dumps(value)]
+    argv += ["step", os.path.abspath(flow_file), step_name, "--run-id", run_id]
+    argv += ["--task-id", task_id, "--attempt", str(attempt), "--input-paths", ",".join(paths)]
+    argv += ["--max-user-code-retries", str(opts["max_user_code_retries"])]
+    if opts["split_index"] is not None:
+        argv += ["--split-index", str(opts["split_index"])]
+    for tag in opts["tags"]:
+        argv += ["--tag", tag]
     store.mark_started(run_id, step_name, task_id, attempt)
-    code = run_task(flow_cls, graph, store, spec)
+    run = RunInfo(flow_cls.__name__, run_id, store.root, runtime="argo-workflows")
+    code = run_step(argv, get_kernel().log_sinks(run), run, step_name, task_id, attempt)
     if code != 0:
         return code
     record = store.read_task_record(run_id, step_name, task_id, attempt) or {}

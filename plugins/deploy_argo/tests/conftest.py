@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-FLOWS = HERE / "flows"
-SHAPES = HERE.parents[2] / "tests" / "flows" / "shapes"
-ROOT = "s3://flowkernel-test/argo"
-IMAGE = "ghcr.io/example/flowkernel:1"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tests' shared argo_test_paths
+
+from argo_test_paths import HERE, IMAGE, ROOT
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +35,9 @@ def validate():
 def compile_only(tmp_path):
     """``compile_only(flow_file, *options)`` -> the object ``create --only-json`` prints."""
 
-    def run(flow_file, *options, root=ROOT):
+    def run(flow_file, *options, group=(), root=ROOT):
         cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", root]
-        cmd += ["argo-workflows", *options, "create", str(flow_file), "--only-json"]
+        cmd += ["argo-workflows", *group, "create", str(flow_file), "--only-json", *options]
         proc = subprocess.run(
             [*cmd, "--image", IMAGE], capture_output=True, text=True, cwd=tmp_path, timeout=120
         )
