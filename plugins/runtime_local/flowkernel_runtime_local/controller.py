@@ -78,13 +78,16 @@ class _Controller:
 
     # -- messages ------------------------------------------------------------------------------
 
-    def say(self, text: str, task: Worker | None = None, force: bool = False) -> None:
-        """An engine message on the console (never in a task's own logs)."""
+    def say(
+        self, text: str, task: Worker | None = None, force: bool = False, err: bool = False
+    ) -> None:
+        """An engine message on the console (never in a task's own logs); ``err``: on stderr."""
         if self.quiet and not force:
             return
         where = f"[{self.ctx.run_id}/{task.step}/{task.task_id}] " if task else ""
-        sys.stdout.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
-        sys.stdout.flush()
+        stream = sys.stderr if err else sys.stdout
+        stream.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
+        stream.flush()
 
     # -- main loop -----------------------------------------------------------------------------
 
@@ -119,7 +122,8 @@ class _Controller:
         if success:
             self.say("Done!", force=True)
         else:
-            self.say(f"Workflow failed: {self.failure}", force=True)
+            sys.stdout.flush()  # the summary on stderr comes after everything above it
+            self.say(f"Workflow failed: {self.failure}", force=True, err=True)
         result = RunResult(self.info, success, self.failure or "", tuple(self.failed_steps))
         self.kernel.run_finished(self.info, result)
         return result
@@ -233,6 +237,7 @@ class _Controller:
             user=ctx.user,
             tags=ctx.options.tags,
             num_parallel=ready.num_parallel,
+            max_num_splits=ctx.options.max_num_splits,
         )
         ctx.store.mark_started(ctx.run_id, ready.step, task_id, attempt)
         popen = None
