@@ -16,6 +16,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from flowkernel.engine.executor import TaskSpec, run_task
+from flowkernel.engine.logs import abnormal_end_line
 from flowkernel.engine.runs import clone_record, resume_plan, step_command
 from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
 from flowkernel.flow.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
@@ -353,6 +354,9 @@ class _Controller:
 
     def _finished(self, worker: Worker) -> None:
         store, ctx = self.ctx.store, self.ctx
+        ending = abnormal_end_line(worker.returncode, worker.killed)
+        if ending is not None:  # the task's own stderr log says how it ended
+            self._lines(worker, "stderr", ending.encode() + b"\n")
         record = store.read_task_record(ctx.run_id, worker.step, worker.task_id, worker.attempt)
         ok = worker.returncode == 0 and record is not None and record.get("task_ok")
         if worker.gang is not None:

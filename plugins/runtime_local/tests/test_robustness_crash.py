@@ -56,6 +56,9 @@ def test_a_dying_task_fails_with_its_exit_status(
         old = client.Task(task.pathspec, attempt=attempt)
         assert old.stdout == "output before the crash\n"
         assert old.stderr.startswith("stderr before the crash\n")
+        # ... and so is how the process ended (a signal only: exit 3 has nothing to add)
+        died = "The task process died of a segmentation fault (SIGSEGV).\n"
+        assert old.stderr.endswith(died) == (status == SEGV), old.stderr
     assert world.records("CrashFlow", run_id, "end") == []
 
 
