@@ -138,6 +138,7 @@ __all__ = [
 #: Names provided by plugins when they are installed: name -> (import package, distribution).
 _FROM_PLUGINS = {
     "NBRunner": ("flowkernel_notebook", "flowkernel-notebook"),
+    "NBDeployer": ("flowkernel_notebook", "flowkernel-notebook"),
 }
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowkernel_notebook.deployer import NBDeployer
 from flowkernel_notebook.display import register_formatter
 from flowkernel_notebook.runner import NBRunner
 from flowkernel_notebook.source import NotebookSourceError
 
-__all__ = ["NBRunner", "NotebookSourceError", "load_ipython_extension"]
+__all__ = ["NBDeployer", "NBRunner", "NotebookSourceError", "load_ipython_extension"]
 
 
 def load_ipython_extension(shell: Any) -> None:

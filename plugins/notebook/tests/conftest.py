@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import subprocess
 import sys
 import textwrap
 import time
@@ -27,6 +29,7 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 KERNEL = "flowkernel-nbtest"
+REPO = Path(__file__).resolve().parents[3]
 CELL_TIMEOUT = 120  # seconds per cell: generous for a loaded 2-core machine
 
 
@@ -181,3 +184,18 @@ def run_notebook(kernel_name, tmp_path) -> Callable[..., Executed]:
         return done
 
     return run
+
+
+@pytest.fixture(scope="session")
+def local_deployer_site(tmp_path_factory) -> Path:
+    """The tutorial deployer (examples/plugins/flowkernel-local-deployer), built and installed
+    into a fresh directory for PYTHONPATH; the test environment itself is not changed."""
+    work = tmp_path_factory.mktemp("deployer")
+    src = work / "flowkernel-local-deployer"
+    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests")
+    shutil.copytree(REPO / "examples" / "plugins" / "flowkernel-local-deployer", src, ignore=ignore)
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q"]
+    cmd += ["--disable-pip-version-check", "--no-index", "--target", str(work / "site"), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return work / "site"

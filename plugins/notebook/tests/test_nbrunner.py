@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
 
-from .conftest import Interrupt, processes_under
+from .conftest import REPO, Interrupt, processes_under
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "notebook.ipynb"
+EXAMPLE = REPO / "examples" / "notebook.ipynb"
 
 IMPORTS = """
 import json
@@ -40,6 +38,8 @@ def test_imports_class_and_run_in_three_cells(run_notebook, tmp_path):
             """
             run = NBRunner(CountFlow).nbrun(n=3)
             print("result:", run.successful, run.data.encoded)
+            import sys
+            print("kernel imported the flow file:", any("_nb_" in m for m in sys.modules))
             """,
             """
             try:
@@ -54,6 +54,7 @@ def test_imports_class_and_run_in_three_cells(run_notebook, tmp_path):
     assert 'result: True {"items": [0, 1, 2]}' in out
     assert "start sees 3" in out and 'encoded {"items": [0, 1, 2]}' in out  # the flow's output
     assert "start sees" not in done.text(0) + done.text(1)
+    assert "kernel imported the flow file: False" in out  # parameters checked on the class
     assert list(tmp_path.glob("CountFlow_nb_*.py")) == []  # nbrun removed its flow file
     assert (tmp_path / ".flowkernel" / "CountFlow").is_dir()  # the notebook's directory
 
@@ -375,3 +376,41 @@ def test_the_example_notebook_runs(run_notebook, kernel_name):
     assert "counted 3 words" in done.text(blocking)  # the flow's own output, in this cell
     assert done.text(streamed).endswith("successful\n")
     assert '"the": 3' in done.text(streamed)
+
+
+def test_nbdeployer_deploys_and_triggers_with_the_tutorial_deployer(
+    run_notebook, local_deployer_site, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("PYTHONPATH", str(local_deployer_site))  # the kernel and its children
+    done = run_notebook(
+        [
+            IMPORTS + "from flowkernel import NBDeployer",
+            COUNT_FLOW,
+            """
+            import time
+            with NBDeployer(CountFlow) as deployer:
+                deployed = deployer.local_deployer(name="nb-count").create()
+            print("deployed:", deployed.name, deployed.flow_name)
+            triggered = deployed.trigger(n=4)
+            run = triggered.wait_for_run(timeout=60)
+            deadline = time.monotonic() + 60
+            while triggered.status in ("pending", "running") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            print("triggered:", triggered.status, run.data.encoded)
+            import sys
+            print("kernel imported the flow file:", any("_nb_" in m for m in sys.modules))
+            """,
+            """
+            from flowkernel.deployer import DeployedFlow
+            found = DeployedFlow.from_deployment(
+                "nb-count", impl="local-deployer", metadata=deployed.metadata
+            )
+            print("found:", found.flow_name, found.delete())
+            """,
+        ]
+    )
+    assert "deployed: nb-count CountFlow" in done.text(2)
+    assert 'triggered: successful {"items": [0, 1, 2, 3]}' in done.text(2)
+    assert "found: CountFlow True" in done.text(3)
+    assert "kernel imported the flow file: False" in done.text(2)  # cell statements ran once
+    assert list(tmp_path.glob("CountFlow_nb_*.py")) == []  # the context manager cleaned up
