@@ -15,14 +15,20 @@ TYPE = "argo-workflows"
 
 
 class _GroupState:
-    def __init__(self, name: str | None):
+    def __init__(self, name: str | None, namespace: str | None):
         self.name = name
+        self.namespace = namespace
 
 
 def _root(ctx: click.Context) -> str:
     from flowkernel.datastore import default_root
 
     return (ctx.find_root().obj or {}).get("datastore_root") or default_root()
+
+
+def _group_namespace(ctx: click.Context) -> str | None:
+    state = ctx.find_object(_GroupState)
+    return state.namespace if state else None
 
 
 def _given_name(ctx: click.Context) -> str | None:
@@ -32,10 +38,13 @@ def _given_name(ctx: click.Context) -> str | None:
 
 @click.group(TYPE)
 @click.option("--name", default=None, help="WorkflowTemplate name [default: the flow's name].")
+@click.option(
+    "--namespace", default=None, help="Kubernetes namespace [default: the kubeconfig context's]."
+)
 @click.pass_context
-def argo_workflows(ctx: click.Context, name: str | None) -> None:
+def argo_workflows(ctx: click.Context, name: str | None, namespace: str | None) -> None:
     """Deploy flows to Argo Workflows; run a deployment's manifest locally (run-local)."""
-    ctx.obj = _GroupState(name)
+    ctx.obj = _GroupState(name, namespace)
 
 
 def _create_options(func: Any) -> Any:
@@ -43,7 +52,9 @@ def _create_options(func: Any) -> Any:
     options = [
         click.option("--image", envvar="FLOWKERNEL_ARGO_IMAGE", default=None,
                      help="Container image of every step [env FLOWKERNEL_ARGO_IMAGE]."),
-        click.option("--namespace", default=None, help="Kubernetes namespace."),
+        click.option("--namespace", default=None,
+                     help="Kubernetes namespace [default: the group's --namespace, else the "
+                          "kubeconfig context's]."),
         click.option("--max-workers", type=click.IntRange(min=1), default=100, show_default=True,
                      help="Most pods running at once (spec.parallelism)."),
         click.option("--workflow-timeout", type=click.IntRange(min=1), default=None,
@@ -81,7 +92,7 @@ def compile_file(
         image=image,
         datastore_root=root,
         flow_file=path,
-        namespace=options["namespace"],
+        namespace=options["namespace"] or _group_namespace(ctx),
         max_workers=options["max_workers"],
         workflow_timeout=options["workflow_timeout"],
         tags=tuple(options["tags"]),
@@ -104,12 +115,18 @@ def create(
     **options: Any,
 ) -> None:
     """Compile FLOW_FILE into a WorkflowTemplate and create it (or print it: --only-json)."""
-    _, template = compile_file(ctx, flow_file, image, remote=True, **options)
+    flow_cls, template = compile_file(ctx, flow_file, image, remote=True, **options)
     if only_json:
         click.echo(json.dumps(template, indent=2))
         return
-    raise UsageError("creating objects in a cluster is not available yet: use --only-json")
-    write_deployer_attributes(deployer_attribute_file, {})  # pragma: no cover
+    api = _api(ctx, options["namespace"])  # the group's --namespace when not given here
+    api.apply_template(template)
+    name = template["metadata"]["name"]
+    click.echo(
+        f"Deployed {flow_cls.__name__} as WorkflowTemplate {name} (namespace {api.namespace}).",
+        err=True,
+    )
+    write_deployer_attributes(deployer_attribute_file, _deployment(template, api.namespace))
 
 
 @argo_workflows.command(hidden=True)
@@ -170,6 +187,173 @@ def run_local(
         click.echo(f"[{where}] {line}", err=stream == "stderr")
 
     spec = resolved_spec(workflow, template)
-    phase = LocalWorkflow(spec, name, options["namespace"] or "default", echo=echo).run()
+    namespace = options["namespace"] or _group_namespace(ctx) or "default"
+    phase = LocalWorkflow(spec, name, namespace, echo=echo).run()
     click.echo(f"Workflow {name}: {phase}", err=True)
     ctx.exit(0 if phase == "Succeeded" else 1)
+
+
+# -- the cluster ---------------------------------------------------------------------------------
+
+
+def _api(ctx: click.Context, namespace: str | None = None) -> Any:
+    from flowkernel_deploy_argo.k8s import ArgoApi
+
+    state = ctx.find_object(_GroupState)
+    return ArgoApi(namespace or (state.namespace if state else None))
+
+
+def _deployment(template: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """What create / describe / list report for a WorkflowTemplate."""
+    annotations = template["metadata"].get("annotations", {})
+    root = annotations.get("flowkernel/datastore_root", "")
+    return {
+        "name": template["metadata"]["name"],
+        "flow_name": annotations.get("flowkernel/flow_name"),
+        "metadata": root if "://" in root else f"local@{root}",
+        "additional_info": {"namespace": namespace},
+        "parameters": json.loads(annotations.get("flowkernel/parameters", "[]")),
+    }
+
+
+def _template_name(ctx: click.Context, flow_file: str | None = None) -> str:
+    from flowkernel.flow.loader import load_flow
+    from flowkernel_deploy_argo.compiler import deployment_name
+
+    given = _given_name(ctx)
+    if flow_file is None:
+        if given is None:
+            raise UsageError(f"say which deployment: flow {TYPE} --name NAME ...")
+        return deployment_name(type("_", (), {"__name__": given}), given)
+    return deployment_name(load_flow(os.path.abspath(flow_file)), given)
+
+
+def _workflow_name(pathspec: str) -> str:
+    run_id = pathspec.rsplit("/", 1)[-1]
+    if not run_id.startswith("argo-"):
+        raise UsageError(f"{pathspec} is not a run of an Argo workflow (its id starts argo-)")
+    return run_id[len("argo-") :]
+
+
+@argo_workflows.command(context_settings={"ignore_unknown_options": True})
+@click.argument("flow_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--run-id-file", default=None, help="Write the run id (argo-<workflow>) here.")
+@click.argument("params", nargs=-1, type=click.UNPROCESSED)
+@deployer_attribute_file
+@click.pass_context
+def trigger(
+    ctx: click.Context,
+    flow_file: str,
+    run_id_file: str | None,
+    params: tuple[str, ...],
+    deployer_attribute_file: str | None,
+) -> None:
+    """Start a run of FLOW_FILE's WorkflowTemplate (--<parameter> VALUE ...)."""
+    from flowkernel.flow.loader import load_flow
+    from flowkernel_deploy_argo.workflow import parse_parameters, workflow_object
+
+    flow_cls = load_flow(os.path.abspath(flow_file))
+    arguments = parse_parameters(flow_cls, list(params))
+    name = _template_name(ctx, flow_file)
+    api = _api(ctx)
+    template = api.get_template(name)
+    if template is None:
+        raise UsageError(
+            f"no WorkflowTemplate '{name}' in namespace {api.namespace}: run "
+            f"`flow argo-workflows create {flow_file}` first"
+        )
+    created = api.create_workflow(workflow_object(template, arguments))
+    run_id = f"argo-{created['metadata']['name']}"
+    if run_id_file:
+        with open(run_id_file, "w") as fh:
+            fh.write(run_id)
+    pathspec = f"{flow_cls.__name__}/{run_id}"
+    click.echo(f"Workflow {created['metadata']['name']} started: run {pathspec}", err=True)
+    write_deployer_attributes(
+        deployer_attribute_file,
+        {"name": name, "pathspec": pathspec, "metadata": _deployment(template, "")["metadata"]},
+    )
+
+
+PHASES = {"Pending": "pending", "Running": "running", "Succeeded": "successful",
+          "Failed": "failed", "Error": "failed"}  # fmt: skip
+
+
+@argo_workflows.command()
+@click.argument("pathspec")
+@deployer_attribute_file
+@click.pass_context
+def status(ctx: click.Context, pathspec: str, deployer_attribute_file: str | None) -> None:
+    """Print the state of a run: pending, running, successful, failed or terminated."""
+    name = _workflow_name(pathspec)
+    workflow = _api(ctx).get_workflow(name)
+    if workflow is None:
+        raise UsageError(f"no workflow {name} (run {pathspec})")
+    phase = workflow.get("status", {}).get("phase") or "Pending"
+    state = PHASES.get(phase, phase.lower())
+    if state == "failed" and workflow["spec"].get("shutdown") == "Terminate":
+        state = "terminated"
+    click.echo(state)
+    write_deployer_attributes(deployer_attribute_file, {"status": state, "phase": phase})
+
+
+@argo_workflows.command()
+@click.argument("pathspec")
+@deployer_attribute_file
+@click.pass_context
+def terminate(ctx: click.Context, pathspec: str, deployer_attribute_file: str | None) -> None:
+    """Stop a run (Argo's terminate: its pods are stopped, no exit handler runs)."""
+    name = _workflow_name(pathspec)
+    api = _api(ctx)
+    workflow = api.get_workflow(name)
+    if workflow is None:
+        raise UsageError(f"no workflow {name} (run {pathspec})")
+    finished = workflow.get("status", {}).get("phase") in ("Succeeded", "Failed", "Error")
+    if not finished:
+        api.terminate_workflow(name)
+    click.echo(f"{pathspec}: {'already finished' if finished else 'terminating'}")
+    write_deployer_attributes(deployer_attribute_file, {"terminated": not finished})
+
+
+@argo_workflows.command()
+@deployer_attribute_file
+@click.pass_context
+def describe(ctx: click.Context, deployer_attribute_file: str | None) -> None:
+    """Print the deployment given with --name as JSON."""
+    name = _template_name(ctx)
+    api = _api(ctx)
+    template = api.get_template(name)
+    if template is None:
+        raise UsageError(f"no WorkflowTemplate '{name}' in namespace {api.namespace}")
+    attributes = _deployment(template, api.namespace)
+    click.echo(json.dumps(attributes, indent=2))
+    write_deployer_attributes(deployer_attribute_file, attributes)
+
+
+@argo_workflows.command("list")
+@click.option("--flow-name", default=None, help="Only deployments of this flow.")
+@deployer_attribute_file
+@click.pass_context
+def list_(ctx: click.Context, flow_name: str | None, deployer_attribute_file: str | None) -> None:
+    """List the flowkernel WorkflowTemplates of the namespace (NAME FLOW)."""
+    api = _api(ctx)
+    found = []
+    for template in api.list_templates():
+        attributes = _deployment(template, api.namespace)
+        if flow_name in (None, attributes["flow_name"]):
+            found.append(attributes)
+            click.echo(f"{attributes['name']}  {attributes['flow_name']}")
+    write_deployer_attributes(deployer_attribute_file, {"deployments": found})
+
+
+@argo_workflows.command()
+@deployer_attribute_file
+@click.pass_context
+def delete(ctx: click.Context, deployer_attribute_file: str | None) -> None:
+    """Delete the WorkflowTemplate given with --name (its runs are kept)."""
+    name = _template_name(ctx)
+    api = _api(ctx)
+    if not api.delete_template(name):
+        raise UsageError(f"no WorkflowTemplate '{name}' in namespace {api.namespace}")
+    click.echo(f"Deleted WorkflowTemplate {name}.", err=True)
+    write_deployer_attributes(deployer_attribute_file, {"deleted": True})
