@@ -68,11 +68,12 @@ def _create_options(func: Any) -> Any:
 
 def compile_file(
     ctx: click.Context, flow_file: str, image: str | None, remote: bool, **options: Any
-) -> tuple[type, dict[str, Any]]:
-    """Load, validate and compile ``flow_file``; returns the flow class and the template."""
+) -> tuple[type, list[dict[str, Any]]]:
+    """Load, validate and compile ``flow_file``; returns the flow class and the objects (the
+    WorkflowTemplate first, then a CronWorkflow for a flow with ``@schedule``)."""
     from flowkernel.cli.context import get_kernel
     from flowkernel.flow.loader import load_flow
-    from flowkernel_deploy_argo.compiler import ArgoOptions, compile_flow, deployment_name
+    from flowkernel_deploy_argo.compiler import ArgoOptions, compile_objects, deployment_name
 
     root = _root(ctx)
     if remote and "://" not in root:
@@ -97,7 +98,7 @@ def compile_file(
         workflow_timeout=options["workflow_timeout"],
         tags=tuple(options["tags"]),
     )
-    return flow_cls, compile_flow(flow_cls, graph, opts)
+    return flow_cls, compile_objects(flow_cls, graph, opts)
 
 
 @argo_workflows.command()
@@ -115,13 +116,18 @@ def create(
     **options: Any,
 ) -> None:
     """Compile FLOW_FILE into a WorkflowTemplate and create it (or print it: --only-json)."""
-    flow_cls, template = compile_file(ctx, flow_file, image, remote=True, **options)
+    flow_cls, objects = compile_file(ctx, flow_file, image, remote=True, **options)
+    template = objects[0]
     if only_json:
-        click.echo(json.dumps(template, indent=2))
+        click.echo(json.dumps(objects[0] if len(objects) == 1 else objects, indent=2))
         return
     api = _api(ctx, options["namespace"])  # the group's --namespace when not given here
-    api.apply_template(template)
+    api.apply("workflowtemplates", template)
     name = template["metadata"]["name"]
+    if len(objects) > 1:
+        api.apply("cronworkflows", objects[1])
+    elif api.delete("cronworkflows", name):
+        click.echo(f"Removed the schedule of {name} (the flow has no @schedule now).", err=True)
     click.echo(
         f"Deployed {flow_cls.__name__} as WorkflowTemplate {name} (namespace {api.namespace}).",
         err=True,
@@ -170,7 +176,8 @@ def run_local(
     from flowkernel_deploy_argo.local_executor import LocalWorkflow, workflow_name
     from flowkernel_deploy_argo.workflow import parse_parameters, resolved_spec, workflow_object
 
-    flow_cls, template = compile_file(ctx, flow_file, image or "local", remote=False, **options)
+    flow_cls, objects = compile_file(ctx, flow_file, image or "local", remote=False, **options)
+    template = objects[0]
     workflow = workflow_object(template, parse_parameters(flow_cls, list(params)))
     name = workflow_name(workflow["metadata"]["generateName"])
     run_id = f"argo-{name}"
@@ -256,13 +263,13 @@ def trigger(
     arguments = parse_parameters(flow_cls, list(params))
     name = _template_name(ctx, flow_file)
     api = _api(ctx)
-    template = api.get_template(name)
+    template = api.get("workflowtemplates", name)
     if template is None:
         raise UsageError(
             f"no WorkflowTemplate '{name}' in namespace {api.namespace}: run "
             f"`flow argo-workflows create {flow_file}` first"
         )
-    created = api.create_workflow(workflow_object(template, arguments))
+    created = api.create("workflows", workflow_object(template, arguments))
     run_id = f"argo-{created['metadata']['name']}"
     if run_id_file:
         with open(run_id_file, "w") as fh:
@@ -286,7 +293,7 @@ PHASES = {"Pending": "pending", "Running": "running", "Succeeded": "successful",
 def status(ctx: click.Context, pathspec: str, deployer_attribute_file: str | None) -> None:
     """Print the state of a run: pending, running, successful, failed or terminated."""
     name = _workflow_name(pathspec)
-    workflow = _api(ctx).get_workflow(name)
+    workflow = _api(ctx).get("workflows", name)
     if workflow is None:
         raise UsageError(f"no workflow {name} (run {pathspec})")
     phase = workflow.get("status", {}).get("phase") or "Pending"
@@ -305,7 +312,7 @@ def terminate(ctx: click.Context, pathspec: str, deployer_attribute_file: str | 
     """Stop a run (Argo's terminate: its pods are stopped, no exit handler runs)."""
     name = _workflow_name(pathspec)
     api = _api(ctx)
-    workflow = api.get_workflow(name)
+    workflow = api.get("workflows", name)
     if workflow is None:
         raise UsageError(f"no workflow {name} (run {pathspec})")
     finished = workflow.get("status", {}).get("phase") in ("Succeeded", "Failed", "Error")
@@ -322,7 +329,7 @@ def describe(ctx: click.Context, deployer_attribute_file: str | None) -> None:
     """Print the deployment given with --name as JSON."""
     name = _template_name(ctx)
     api = _api(ctx)
-    template = api.get_template(name)
+    template = api.get("workflowtemplates", name)
     if template is None:
         raise UsageError(f"no WorkflowTemplate '{name}' in namespace {api.namespace}")
     attributes = _deployment(template, api.namespace)
@@ -338,7 +345,7 @@ def list_(ctx: click.Context, flow_name: str | None, deployer_attribute_file: st
     """List the flowkernel WorkflowTemplates of the namespace (NAME FLOW)."""
     api = _api(ctx)
     found = []
-    for template in api.list_templates():
+    for template in api.list("workflowtemplates"):
         attributes = _deployment(template, api.namespace)
         if flow_name in (None, attributes["flow_name"]):
             found.append(attributes)
@@ -350,10 +357,11 @@ def list_(ctx: click.Context, flow_name: str | None, deployer_attribute_file: st
 @deployer_attribute_file
 @click.pass_context
 def delete(ctx: click.Context, deployer_attribute_file: str | None) -> None:
-    """Delete the WorkflowTemplate given with --name (its runs are kept)."""
+    """Delete the WorkflowTemplate given with --name, and its schedule (runs are kept)."""
     name = _template_name(ctx)
     api = _api(ctx)
-    if not api.delete_template(name):
+    api.delete("cronworkflows", name)
+    if not api.delete("workflowtemplates", name):
         raise UsageError(f"no WorkflowTemplate '{name}' in namespace {api.namespace}")
     click.echo(f"Deleted WorkflowTemplate {name}.", err=True)
     write_deployer_attributes(deployer_attribute_file, {"deleted": True})

@@ -133,6 +133,52 @@ def compile_flow(flow_cls: type, graph: Any, opts: ArgoOptions) -> dict[str, Any
     return _Compiler(flow_cls, graph, opts).workflow_template()
 
 
+def compile_objects(flow_cls: type, graph: Any, opts: ArgoOptions) -> list[dict[str, Any]]:
+    """Every object ``create`` makes: the WorkflowTemplate, and a CronWorkflow for a flow
+    with ``@schedule``."""
+    from flowkernel.flow.schedule import flow_schedule
+
+    template = compile_flow(flow_cls, graph, opts)
+    when = flow_schedule(flow_cls)
+    if when is None:
+        return [template]
+    _refuse_unschedulable(flow_cls)
+    return [template, cron_workflow(template, when.cron, when.timezone)]
+
+
+def _refuse_unschedulable(flow_cls: type) -> None:
+    from flowkernel.flow.parameters import flow_parameters
+
+    for param in flow_parameters(flow_cls).values():
+        if param.required and param.default is None:
+            raise CompileError(
+                f"parameter '{param.name}' is required and has no default: a scheduled run "
+                "cannot give it a value; give it a default or remove @schedule"
+            )
+
+
+def cron_workflow(template: dict[str, Any], cron: str, timezone: str | None) -> dict[str, Any]:
+    """A CronWorkflow that starts the WorkflowTemplate on ``cron`` (Argo v4: ``schedules``)."""
+    meta = template["metadata"]
+    metadata: dict[str, Any] = {
+        "name": meta["name"],
+        "labels": {**LABELS, "app.kubernetes.io/name": "flowkernel-schedule"},
+        "annotations": {"flowkernel/flow_name": meta["annotations"]["flowkernel/flow_name"]},
+    }
+    if "namespace" in meta:
+        metadata["namespace"] = meta["namespace"]
+    spec: dict[str, Any] = {
+        "schedules": [cron],
+        "concurrencyPolicy": "Allow",
+        "startingDeadlineSeconds": 3540,  # a tick missed by up to an hour still runs
+        "workflowMetadata": {"labels": {**LABELS, "app.kubernetes.io/name": "flowkernel-run"}},
+        "workflowSpec": {"workflowTemplateRef": {"name": meta["name"]}},
+    }
+    if timezone:
+        spec["timezone"] = timezone
+    return {"apiVersion": API_VERSION, "kind": "CronWorkflow", "metadata": metadata, "spec": spec}
+
+
 class _Compiler:
     def __init__(self, flow_cls: type, graph: Any, opts: ArgoOptions):
         self.flow_cls = flow_cls

@@ -56,90 +56,70 @@ class ArgoApi:
                 return None
             raise KubernetesError(f"{what}: {exc.status} {exc.reason}: {exc.body}") from None
 
-    # -- WorkflowTemplates ------------------------------------------------------------------------
+    # -- any Argo kind, by plural: workflowtemplates, cronworkflows, workflows -------------------
 
-    def get_template(self, name: str) -> dict[str, Any] | None:
-        api = self.api
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        """The object, or None if there is none."""
         return self._call(
-            f"reading workflowtemplate {name}",
-            api.get_namespaced_custom_object,
-            "workflowtemplates",
+            f"reading {plural} {name}",
+            self.api.get_namespaced_custom_object,
+            plural,
             name,
             missing_ok=True,
         )
 
-    def apply_template(self, template: dict[str, Any]) -> dict[str, Any]:
-        """Create the WorkflowTemplate, or replace the one of the same name."""
-        name = template["metadata"]["name"]
-        existing = self.get_template(name)
+    def apply(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create the object, or replace the one of the same name (its ``resourceVersion``)."""
+        name = obj["metadata"]["name"]
+        existing = self.get(plural, name)
         if existing is None:
-            return self._call(
-                f"creating workflowtemplate {name}",
-                self.api.create_namespaced_custom_object,
-                "workflowtemplates",
-                template,
-                field_validation="Strict",
-            )
-        body = {**template, "metadata": dict(template["metadata"])}
+            return self.create(plural, obj)
+        body = {**obj, "metadata": dict(obj["metadata"])}
         body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
         return self._call(
-            f"replacing workflowtemplate {name}",
+            f"replacing {plural} {name}",
             self.api.replace_namespaced_custom_object,
-            "workflowtemplates",
+            plural,
             name,
             body,
             field_validation="Strict",
         )
 
-    def list_templates(self) -> list[dict[str, Any]]:
-        """Every flowkernel WorkflowTemplate of the namespace (all pages)."""
+    def create(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+        return self._call(
+            f"creating {plural}",
+            self.api.create_namespaced_custom_object,
+            plural,
+            obj,
+            field_validation="Strict",
+        )
+
+    def list(self, plural: str) -> list[dict[str, Any]]:
+        """Every flowkernel object of that kind in the namespace (all pages)."""
         items: list[dict[str, Any]] = []
         token = None
         while True:
-            kw = {"label_selector": SELECTOR, "limit": 100}
+            kw: dict[str, Any] = {"label_selector": SELECTOR, "limit": 100}
             if token:
                 kw["_continue"] = token
             page = self._call(
-                "listing workflowtemplates",
-                self.api.list_namespaced_custom_object,
-                "workflowtemplates",
-                **kw,
+                f"listing {plural}", self.api.list_namespaced_custom_object, plural, **kw
             )
             items += page.get("items", [])
             token = page.get("metadata", {}).get("continue")
             if not token:
                 return items
 
-    def delete_template(self, name: str) -> bool:
+    def delete(self, plural: str, name: str) -> bool:
         """Delete it; False if there was none."""
         found = self._call(
-            f"deleting workflowtemplate {name}",
+            f"deleting {plural} {name}",
             self.api.delete_namespaced_custom_object,
-            "workflowtemplates",
+            plural,
             name,
             missing_ok=True,
         )
         return found is not None
-
-    # -- Workflows --------------------------------------------------------------------------------
-
-    def create_workflow(self, workflow: dict[str, Any]) -> dict[str, Any]:
-        return self._call(
-            "creating workflow",
-            self.api.create_namespaced_custom_object,
-            "workflows",
-            workflow,
-            field_validation="Strict",
-        )
-
-    def get_workflow(self, name: str) -> dict[str, Any] | None:
-        return self._call(
-            f"reading workflow {name}",
-            self.api.get_namespaced_custom_object,
-            "workflows",
-            name,
-            missing_ok=True,
-        )
 
     def terminate_workflow(self, name: str) -> None:
         """Argo's "terminate": stop every pod now, run no exit handler."""

@@ -15,6 +15,7 @@ from flowkernel.deployer import DeployedFlow, Deployer, DeployerError
 
 WT = "/apis/argoproj.io/v1alpha1/namespaces/team-a/workflowtemplates"
 WF = "/apis/argoproj.io/v1alpha1/namespaces/team-a/workflows"
+CW = "/apis/argoproj.io/v1alpha1/namespaces/team-a/cronworkflows"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,8 @@ def test_create_puts_exactly_the_compiled_template(kube, tmp_path, compile_only,
     assert (deployed.name, deployed.flow_name) == ("decorated", "DecoratedFlow")
     assert deployed.metadata == ROOT
     assert deployed.additional_info == {"namespace": "team-a"}
-    assert _calls(kube) == [("GET", f"{WT}/decorated"), ("POST", WT)]
+    # no @schedule: a CronWorkflow left by an earlier deployment would be removed
+    assert _calls(kube) == [("GET", f"{WT}/decorated"), ("POST", WT), ("DELETE", f"{CW}/decorated")]
     posted = kube.requests[1]
     assert posted["query"] == {"fieldValidation": "Strict"}
     expected = compile_only(flow, group=["--name", "decorated"])
@@ -57,8 +59,8 @@ def test_create_puts_exactly_the_compiled_template(kube, tmp_path, compile_only,
 
     # creating again replaces it, with the stored object's resourceVersion
     _deployer(flow, tmp_path).argo_workflows(name="decorated").create(image=IMAGE, max_workers=3)
-    assert _calls(kube)[2:] == [("GET", f"{WT}/decorated"), ("PUT", f"{WT}/decorated")]
-    replaced = kube.requests[3]["body"]
+    assert _calls(kube)[3:5] == [("GET", f"{WT}/decorated"), ("PUT", f"{WT}/decorated")]
+    replaced = kube.requests[4]["body"]
     assert replaced["metadata"]["resourceVersion"] == "1"
     assert replaced["spec"]["parallelism"] == 3
 
@@ -116,8 +118,7 @@ def test_list_describe_and_delete(kube, tmp_path):
     found = DeployedFlow.from_deployment("one", impl="argo_workflows")
     assert (found.name, found.flow_name) == ("one", "LinearFlow")
     assert found.delete() is True
-    assert kube.requests[-1]["method"] == "DELETE"
-    assert kube.requests[-1]["path"] == f"{WT}/one"
+    assert _calls(kube)[-2:] == [("DELETE", f"{CW}/one"), ("DELETE", f"{WT}/one")]
     assert ("workflowtemplates", "team-a", "one") not in kube.objects
     with pytest.raises(DeployerError, match="no WorkflowTemplate 'one' in namespace team-a"):
         DeployedFlow.from_deployment("one", impl="argo-workflows")
@@ -157,3 +158,34 @@ def test_no_kubeconfig_is_a_clear_error(tmp_path, monkeypatch):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 1
     assert "Kubernetes error: no Kubernetes configuration: set KUBECONFIG" in proc.stderr
+
+
+def test_a_scheduled_flow_gets_a_cron_workflow(kube, tmp_path, validate, compile_only):
+    flow = FLOWS / "scheduled_flow.py"
+    printed = compile_only(flow)
+    assert [o["kind"] for o in printed] == ["WorkflowTemplate", "CronWorkflow"]
+    cron = printed[1]
+    assert all(validate(o) == [] for o in printed)
+    assert cron["spec"]["schedules"] == ["*/15 * * * ?"]
+    assert cron["spec"]["timezone"] == "Europe/Paris"
+    assert cron["spec"]["workflowSpec"] == {"workflowTemplateRef": {"name": "scheduledflow"}}
+    _deployer(flow, tmp_path).argo_workflows().create(image=IMAGE)
+    assert ("POST", CW) in _calls(kube)
+    assert kube.objects[("cronworkflows", "team-a", "scheduledflow")]["spec"] == cron["spec"]
+    # deployed again without @schedule (same name): the schedule goes
+    plain = tmp_path / "scheduled_flow.py"
+    plain.write_text(
+        flow.read_text().replace('@schedule(cron="*/15 * * * ? *", timezone="Europe/Paris")\n', "")
+    )
+    _deployer(plain, tmp_path).argo_workflows().create(image=IMAGE)
+    assert ("cronworkflows", "team-a", "scheduledflow") not in kube.objects
+    assert ("workflowtemplates", "team-a", "scheduledflow") in kube.objects
+
+
+def test_a_required_parameter_without_default_cannot_be_scheduled(tmp_path):
+    flow = str(FLOWS / "unschedulable_flow.py")
+    cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", ROOT, "argo-workflows",
+           "create", flow, "--only-json", "--image", IMAGE]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1
+    assert "parameter 'needed' is required and has no default: a scheduled run" in proc.stderr
