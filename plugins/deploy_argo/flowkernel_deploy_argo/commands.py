@@ -67,11 +67,21 @@ def _create_options(func: Any) -> Any:
 
 
 def compile_file(
-    ctx: click.Context, flow_file: str, image: str | None, remote: bool, **options: Any
+    ctx: click.Context,
+    flow_file: str,
+    image: str | None,
+    remote: bool,
+    store_code: bool = True,
+    **options: Any,
 ) -> tuple[type, list[dict[str, Any]]]:
     """Load, validate and compile ``flow_file``; returns the flow class and the objects (the
-    WorkflowTemplate first, then a CronWorkflow for a flow with ``@schedule``)."""
+    WorkflowTemplate first, then a CronWorkflow for a flow with ``@schedule``).
+
+    Every task runs from the flow's code package: ``store_code`` puts it in the datastore
+    (``--only-json`` only computes its key, which is all the manifest holds).
+    """
     from flowkernel.cli.context import get_kernel
+    from flowkernel.engine.packages import build_package, store_package
     from flowkernel.flow.loader import load_flow
     from flowkernel_deploy_argo.compiler import ArgoOptions, compile_objects, deployment_name
 
@@ -88,11 +98,14 @@ def compile_file(
     path = os.path.abspath(flow_file)
     flow_cls = load_flow(path)
     graph = get_kernel().validated_graph(flow_cls)
+    package = build_package(path, flow_cls.__name__)
+    key = store_package(root, package) if store_code else package.key
     opts = ArgoOptions(
         name=deployment_name(flow_cls, _given_name(ctx)),
         image=image,
         datastore_root=root,
-        flow_file=path,
+        flow_file="-",  # the package's own flow file
+        package=key,
         namespace=options["namespace"] or _group_namespace(ctx),
         max_workers=options["max_workers"],
         workflow_timeout=options["workflow_timeout"],
@@ -116,12 +129,14 @@ def create(
     **options: Any,
 ) -> None:
     """Compile FLOW_FILE into a WorkflowTemplate and create it (or print it: --only-json)."""
-    flow_cls, objects = compile_file(ctx, flow_file, image, remote=True, **options)
+    api = None if only_json else _api(ctx, options["namespace"])  # no cluster: fail first
+    flow_cls, objects = compile_file(
+        ctx, flow_file, image, remote=True, store_code=not only_json, **options
+    )
     template = objects[0]
-    if only_json:
+    if api is None:
         click.echo(json.dumps(objects[0] if len(objects) == 1 else objects, indent=2))
         return
-    api = _api(ctx, options["namespace"])  # the group's --namespace when not given here
     api.apply("workflowtemplates", template)
     name = template["metadata"]["name"]
     if len(objects) > 1:

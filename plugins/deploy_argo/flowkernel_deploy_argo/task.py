@@ -154,6 +154,14 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
 
     configs = json.loads(base64.b64decode(opts["configs"])) if opts.get("configs") else {}
     set_sources(values=configs)
+    package = opts.get("package")
+    if package:  # as `flow step --package` does: FILE is inside the package, "-" its own
+        from flowkernel.engine.packages import fetch_package
+
+        packaged = fetch_package(root, package)
+        if flow_file != "-":
+            packaged = os.path.join(os.path.dirname(packaged), flow_file)
+        flow_file = packaged
     flow_cls = load_flow(os.path.abspath(flow_file))
     graph = get_kernel().build_graph(flow_cls)
     if step_name not in graph:
@@ -174,7 +182,10 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
     argv = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", store.root]
     for name, value in configs.items():
         argv += ["--config-value", name, json.dumps(value)]
-    argv += ["step", os.path.abspath(flow_file), step_name, "--run-id", run_id]
+    code = "-" if package else os.path.abspath(flow_file)  # "-": the package's own flow file
+    argv += ["step", code, step_name, "--run-id", run_id]
+    if package:
+        argv += ["--package", package]
     argv += ["--task-id", task_id, "--attempt", str(attempt), "--input-paths", ",".join(paths)]
     argv += ["--max-user-code-retries", str(opts["max_user_code_retries"])]
     if opts["split_index"] is not None:

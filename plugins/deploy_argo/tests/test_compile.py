@@ -101,6 +101,9 @@ def test_decorators_parameters_and_configs(compile_only):
     # $ is escaped for Kubernetes; a value Argo would template is left to the task itself
     assert work["container"]["env"] == [{"name": "GREETING", "value": "hello $$(HOME)"}]
     command = work["container"]["command"]
+    # every task runs the package's own flow file from the code package in the datastore
+    assert command[command.index("task") + 1] == "-"
+    assert command[command.index("--package") + 1].startswith("DecoratedFlow/")
     configs = json.loads(base64.b64decode(command[command.index("--configs") + 1]))
     assert configs == {"settings": {"mode": "fast", "depth": 2}}
     files = steps["start"]["inputs"]["artifacts"]

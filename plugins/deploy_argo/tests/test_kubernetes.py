@@ -35,38 +35,46 @@ def kube(server, tmp_path, monkeypatch):
     return server
 
 
-def _deployer(flow_file, tmp_path, **kw):
-    return Deployer(str(flow_file), show_output=False, cwd=str(tmp_path), datastore_root=ROOT, **kw)
+def _deployer(flow_file, tmp_path, root):
+    return Deployer(str(flow_file), show_output=False, cwd=str(tmp_path), datastore_root=root)
 
 
 def _calls(kube):
     return [(r["method"], r["path"]) for r in kube.requests]
 
 
-def test_create_puts_exactly_the_compiled_template(kube, tmp_path, compile_only, validate):
+def test_create_puts_exactly_the_compiled_template(kube, s3_root, tmp_path, compile_only, validate):
     flow = FLOWS / "decorated_flow.py"
-    deployed = _deployer(flow, tmp_path).argo_workflows(name="decorated").create(image=IMAGE)
+    deployed = (
+        _deployer(flow, tmp_path, s3_root).argo_workflows(name="decorated").create(image=IMAGE)
+    )
     assert (deployed.name, deployed.flow_name) == ("decorated", "DecoratedFlow")
-    assert deployed.metadata == ROOT
+    assert deployed.metadata == s3_root
     assert deployed.additional_info == {"namespace": "team-a"}
     # no @schedule: a CronWorkflow left by an earlier deployment would be removed
     assert _calls(kube) == [("GET", f"{WT}/decorated"), ("POST", WT), ("DELETE", f"{CW}/decorated")]
     posted = kube.requests[1]
     assert posted["query"] == {"fieldValidation": "Strict"}
-    expected = compile_only(flow, group=["--name", "decorated"])
+    expected = compile_only(flow, group=["--name", "decorated"], root=s3_root)
     assert posted["body"] == expected
     assert validate(posted["body"]) == []
 
     # creating again replaces it, with the stored object's resourceVersion
-    _deployer(flow, tmp_path).argo_workflows(name="decorated").create(image=IMAGE, max_workers=3)
+    _deployer(flow, tmp_path, s3_root).argo_workflows(name="decorated").create(
+        image=IMAGE, max_workers=3
+    )
     assert _calls(kube)[3:5] == [("GET", f"{WT}/decorated"), ("PUT", f"{WT}/decorated")]
     replaced = kube.requests[4]["body"]
     assert replaced["metadata"]["resourceVersion"] == "1"
     assert replaced["spec"]["parallelism"] == 3
 
 
-def test_trigger_creates_a_workflow_with_the_arguments(kube, tmp_path, validate):
-    deployed = _deployer(FLOWS / "decorated_flow.py", tmp_path).argo_workflows().create(image=IMAGE)
+def test_trigger_creates_a_workflow_with_the_arguments(kube, s3_root, tmp_path, validate):
+    deployed = (
+        _deployer(FLOWS / "decorated_flow.py", tmp_path, s3_root)
+        .argo_workflows()
+        .create(image=IMAGE)
+    )
     assert deployed.name == "decoratedflow"
     kube.requests.clear()
     triggered = deployed.trigger(alpha=3, label="it's {{x}} $(y)")
@@ -102,9 +110,9 @@ def test_trigger_creates_a_workflow_with_the_arguments(kube, tmp_path, validate)
     assert kube.requests[-1]["method"] == "GET"
 
 
-def test_list_describe_and_delete(kube, tmp_path):
+def test_list_describe_and_delete(kube, s3_root, tmp_path):
     for flow, name in ((SHAPES / "linear.py", "one"), (SHAPES / "branch.py", "two")):
-        _deployer(flow, tmp_path).argo_workflows(name=name).create(image=IMAGE)
+        _deployer(flow, tmp_path, s3_root).argo_workflows(name=name).create(image=IMAGE)
     listed = DeployedFlow.list_deployed_flows(impl="argo-workflows")
     assert sorted((d.name, d.flow_name) for d in listed) == [
         ("one", "LinearFlow"),
@@ -124,10 +132,12 @@ def test_list_describe_and_delete(kube, tmp_path):
         DeployedFlow.from_deployment("one", impl="argo-workflows")
 
 
-def test_a_deployment_found_by_name_triggers_with_its_parameters(kube, tmp_path):
+def test_a_deployment_found_by_name_triggers_with_its_parameters(kube, s3_root, tmp_path):
     """from_deployment has no flow file: a stand-in built from the template's annotation
     checks the parameters and the trigger goes through."""
-    _deployer(FLOWS / "echo_flow.py", tmp_path).argo_workflows(name="echo").create(image=IMAGE)
+    _deployer(FLOWS / "echo_flow.py", tmp_path, s3_root).argo_workflows(name="echo").create(
+        image=IMAGE
+    )
     found = DeployedFlow.from_deployment("echo", impl="argo-workflows")
     with pytest.raises(ValueError, match="unknown parameter 'nope'"):
         found.trigger(nope=1)
@@ -137,8 +147,8 @@ def test_a_deployment_found_by_name_triggers_with_its_parameters(kube, tmp_path)
     assert posted == [{"name": "value", "value": '"hi"'}]
 
 
-def test_trigger_of_a_missing_template_and_a_local_root_fail_clearly(kube, tmp_path):
-    deployer = _deployer(SHAPES / "linear.py", tmp_path).argo_workflows(name="ghost")
+def test_trigger_of_a_missing_template_and_a_local_root_fail_clearly(kube, s3_root, tmp_path):
+    deployer = _deployer(SHAPES / "linear.py", tmp_path, s3_root).argo_workflows(name="ghost")
     deployed = DeployedFlow(deployer, {"name": "ghost", "flow_name": "LinearFlow"})
     with pytest.raises(DeployerError, match="no WorkflowTemplate 'ghost' in namespace team-a"):
         deployed.trigger()
@@ -160,16 +170,16 @@ def test_no_kubeconfig_is_a_clear_error(tmp_path, monkeypatch):
     assert "Kubernetes error: no Kubernetes configuration: set KUBECONFIG" in proc.stderr
 
 
-def test_a_scheduled_flow_gets_a_cron_workflow(kube, tmp_path, validate, compile_only):
+def test_a_scheduled_flow_gets_a_cron_workflow(kube, s3_root, tmp_path, validate, compile_only):
     flow = FLOWS / "scheduled_flow.py"
-    printed = compile_only(flow)
+    printed = compile_only(flow, root=s3_root)
     assert [o["kind"] for o in printed] == ["WorkflowTemplate", "CronWorkflow"]
     cron = printed[1]
     assert all(validate(o) == [] for o in printed)
     assert cron["spec"]["schedules"] == ["*/15 * * * ?"]
     assert cron["spec"]["timezone"] == "Europe/Paris"
     assert cron["spec"]["workflowSpec"] == {"workflowTemplateRef": {"name": "scheduledflow"}}
-    _deployer(flow, tmp_path).argo_workflows().create(image=IMAGE)
+    _deployer(flow, tmp_path, s3_root).argo_workflows().create(image=IMAGE)
     assert ("POST", CW) in _calls(kube)
     assert kube.objects[("cronworkflows", "team-a", "scheduledflow")]["spec"] == cron["spec"]
     # deployed again without @schedule (same name): the schedule goes
@@ -177,7 +187,7 @@ def test_a_scheduled_flow_gets_a_cron_workflow(kube, tmp_path, validate, compile
     plain.write_text(
         flow.read_text().replace('@schedule(cron="*/15 * * * ? *", timezone="Europe/Paris")\n', "")
     )
-    _deployer(plain, tmp_path).argo_workflows().create(image=IMAGE)
+    _deployer(plain, tmp_path, s3_root).argo_workflows().create(image=IMAGE)
     assert ("cronworkflows", "team-a", "scheduledflow") not in kube.objects
     assert ("workflowtemplates", "team-a", "scheduledflow") in kube.objects
 

@@ -146,3 +146,15 @@ def test_bad_parameters_are_refused_before_anything_runs(tmp_path):
     assert proc.returncode == 2
     assert "No such option '--beta'" in proc.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_run_local_against_an_s3_root_runs_from_the_code_package(s3_root, tmp_path):
+    """The tasks run `flow step` from the code package stored in the s3:// root, as pods would."""
+    flow = SHAPES / "nested_foreach.py"
+    local = _flow(tmp_path, tmp_path / "a", "run", str(flow), "--run-id-file", "a.id", "--quiet")
+    argo = _flow(tmp_path, s3_root, "argo-workflows", "run-local", str(flow),
+                 "--run-id-file", "b.id")  # fmt: skip
+    assert (local.returncode, argo.returncode) == (0, 0), argo.stdout + argo.stderr
+    argo_run = _run(tmp_path, s3_root, "b.id", "NestedForeachFlow")
+    local_run = _run(tmp_path, tmp_path / "a", "a.id", "NestedForeachFlow")
+    assert _view(argo_run) == _view(local_run)
