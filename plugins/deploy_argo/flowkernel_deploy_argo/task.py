@@ -147,7 +147,7 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
     """Run the task; returns its exit code (0: done, including a caught failure)."""
     from flowkernel.cli.context import get_kernel
     from flowkernel.datastore import FlowStore
-    from flowkernel.engine.executor import PARAMS_STEP, PARAMS_TASK
+    from flowkernel.engine.records import PARAMS_STEP, PARAMS_TASK
     from flowkernel.flow.config import set_sources
     from flowkernel.flow.loader import load_flow
     from flowkernel.specs import RunInfo
