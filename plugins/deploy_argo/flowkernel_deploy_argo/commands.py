@@ -188,12 +188,15 @@ def run_local(
     **options: Any,
 ) -> None:
     """Compile FLOW_FILE as create would and run the Workflow on this machine (--param value)."""
+    from flowkernel.flow.loader import load_flow
     from flowkernel_deploy_argo.local_executor import LocalWorkflow, workflow_name
     from flowkernel_deploy_argo.workflow import parse_parameters, resolved_spec, workflow_object
 
+    # parameters are checked before anything is stored or run
+    arguments = parse_parameters(load_flow(os.path.abspath(flow_file)), list(params))
     flow_cls, objects = compile_file(ctx, flow_file, image or "local", remote=False, **options)
     template = objects[0]
-    workflow = workflow_object(template, parse_parameters(flow_cls, list(params)))
+    workflow = workflow_object(template, arguments)
     name = workflow_name(workflow["metadata"]["generateName"])
     run_id = f"argo-{name}"
     if run_id_file:
