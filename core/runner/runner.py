@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from flowkernel.errors import FlowkernelError
+from flowkernel.errors import FlowStartError
 from flowkernel.runner.procs import CommandProcess
 
 #: Options of ``flow run`` / ``flow resume`` by keyword -> (option, expected type); lists become
@@ -44,16 +44,6 @@ TOP_LEVEL = {"datastore_root": ("--datastore-root", str), **RUN_OPTIONS}
 #: (``metadata="local"``...), options with no effect here are accepted and ignored.
 METAFLOW_LOCAL_ONLY = {"metadata": "local", "datastore": "local", "environment": "local"}
 METAFLOW_IGNORED = ("pylint", "event_logger", "monitor", "package_suffixes")
-
-
-class FlowStartError(FlowkernelError, RuntimeError):
-    """The flow did not start (validation or usage error); the message is the child's error."""
-
-    def __init__(self, message: str, returncode: int | None, stdout: str, stderr: str):
-        super().__init__(message)
-        self.returncode = returncode
-        self.stdout = stdout
-        self.stderr = stderr
 
 
 def _check_type(kind: str, name: str, value: Any, expected: Any) -> None:
