@@ -112,12 +112,17 @@ def allocate_run(store: FlowStore) -> str:
     return str(run_id)
 
 
-def _register_run(store, graph, flow_file, options, user, origin, flow_cls=None) -> str:
+def _register_run(
+    store, graph, flow_file, options, user, origin, flow_cls=None, run_id=None
+) -> str:
     from flowkernel.flow.project import resolve_project
 
     _validate_tags(options.tags)
     project = resolve_project(flow_cls, user, options.branch, options.production)
-    run_id = allocate_run(store)
+    if run_id is None:
+        run_id = allocate_run(store)
+    elif not store.create_run_dir(run_id):
+        raise UsageError(f"run {run_id} of {store.flow_name} exists already")
     RunRecord(
         flow=store.flow_name,
         run_id=run_id,
@@ -148,11 +153,16 @@ def start_run(
     flow_file: str | None,
     params: dict[str, Any],
     options: RunOptions,
+    run_id: str | None = None,
 ) -> RunContext:
-    """Allocate the run, store its parameters and constants (the ``_parameters`` task)."""
+    """Allocate the run, store its parameters and constants (the ``_parameters`` task).
+
+    :param run_id: the run's id when a scheduler names runs (``argo-<workflow>``); else a new
+        one is allocated. A given id that exists already is a :class:`UsageError`.
+    """
     store = FlowStore(options.datastore_root, flow_cls.__name__, flow_file)
     user = current_user()
-    run_id = _register_run(store, graph, flow_file, options, user, None, flow_cls)
+    run_id = _register_run(store, graph, flow_file, options, user, None, flow_cls, run_id)
     store.set_latest_run(run_id)
     from flowkernel.flow.config import flow_configs, thaw
 
