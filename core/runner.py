@@ -33,6 +33,8 @@ TOP_LEVEL = {
     "quiet": ("--quiet", bool),
     "run_id_file": ("--run-id-file", str),
     "isolation": ("--isolation", str),
+    "dask_scheduler": ("--dask-scheduler", str),
+    "dask_scheduler_file": ("--dask-scheduler-file", str),
     "decospecs": ("--with", list),
 }
 
@@ -220,7 +222,7 @@ class Runner:
     :param cwd: working directory of the child (and where ``./.flowkernel`` is, by default).
     :param file_read_timeout: seconds to wait for the run to start (its id to come back).
     :param top_level: ``flow`` options: runtime, max_workers, max_num_splits, datastore_root,
-        tags, quiet, run_id_file, isolation.
+        tags, quiet, run_id_file, isolation, dask_scheduler, dask_scheduler_file.
     """
 
     def __init__(
