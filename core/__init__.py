@@ -9,10 +9,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Eager: the submodule `flowkernel.current` shares the name, and importing it later would
-# otherwise leave the module, not the object, as `flowkernel.current`.
-from flowkernel.current import current
-
 if TYPE_CHECKING:
     from flowkernel.client import (
         DataArtifact,
@@ -27,8 +23,9 @@ if TYPE_CHECKING:
         metadata,
         namespace,
     )
-    from flowkernel.config import Config, config_expr
-    from flowkernel.decorators import (
+    from flowkernel.flow.config import Config, config_expr
+    from flowkernel.flow.current import current
+    from flowkernel.flow.decorators import (
         catch,
         environment,
         parallel,
@@ -37,26 +34,48 @@ if TYPE_CHECKING:
         step,
         timeout,
     )
-    from flowkernel.flowspec import FlowSpec
+    from flowkernel.flow.flowspec import FlowSpec
+    from flowkernel.flow.parameters import IncludeFile, JSONType, Parameter
     from flowkernel.hookspecs import hookimpl
     from flowkernel.kernel import Kernel
-    from flowkernel.parameters import IncludeFile, JSONType, Parameter
     from flowkernel.runner import Runner
 
+#: Metaflow's exception names (flowkernel.exception.METAFLOW_NAMES), importable from here too.
+_EXCEPTIONS = (
+    "MetaflowException",
+    "MetaflowInternalError",
+    "MetaflowNotFound",
+    "MetaflowInvalidPathspec",
+    "MetaflowNamespaceMismatch",
+    "MetaflowTaggingError",
+    "MetaflowExceptionWrapper",
+    "InvalidNextException",
+    "UnhandledInMergeArtifactsException",
+    "MissingInMergeArtifactsException",
+    "BadStepDecoratorException",
+    "UnknownStepDecoratorException",
+    "InvalidDecoratorAttribute",
+    "ParameterFieldFailed",
+    "ParameterFieldTypeMismatch",
+    "TimeoutException",
+    "FailureHandledByCatch",
+)
+
 _LAZY = {
-    "FlowSpec": "flowkernel.flowspec",
-    "Parameter": "flowkernel.parameters",
-    "JSONType": "flowkernel.parameters",
-    "IncludeFile": "flowkernel.parameters",
-    "Config": "flowkernel.config",
-    "config_expr": "flowkernel.config",
-    "step": "flowkernel.decorators",
-    "retry": "flowkernel.decorators",
-    "catch": "flowkernel.decorators",
-    "timeout": "flowkernel.decorators",
-    "resources": "flowkernel.decorators",
-    "environment": "flowkernel.decorators",
-    "parallel": "flowkernel.decorators",
+    "FlowSpec": "flowkernel.flow.flowspec",
+    "current": "flowkernel.flow.current",
+    "Parameter": "flowkernel.flow.parameters",
+    "JSONType": "flowkernel.flow.parameters",
+    "IncludeFile": "flowkernel.flow.parameters",
+    "Config": "flowkernel.flow.config",
+    "config_expr": "flowkernel.flow.config",
+    "step": "flowkernel.flow.decorators",
+    "retry": "flowkernel.flow.decorators",
+    "catch": "flowkernel.flow.decorators",
+    "timeout": "flowkernel.flow.decorators",
+    "resources": "flowkernel.flow.decorators",
+    "environment": "flowkernel.flow.decorators",
+    "parallel": "flowkernel.flow.decorators",
     "hookimpl": "flowkernel.hookspecs",
     "Kernel": "flowkernel.kernel",
     "Flow": "flowkernel.client",
@@ -71,9 +90,11 @@ _LAZY = {
     "get_namespace": "flowkernel.client",
     "default_namespace": "flowkernel.client",
     "Runner": "flowkernel.runner",
+    **{name: "flowkernel.exception" for name in _EXCEPTIONS},
 }
 
 __all__ = [
+    *_EXCEPTIONS,
     "Config",
     "DataArtifact",
     "Flow",

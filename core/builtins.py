@@ -10,7 +10,7 @@ from flowkernel.hookspecs import hookimpl
 @hookimpl(trylast=True)
 def flowkernel_make_poller() -> Any:
     """The portable ``selectors`` poller, used when no platform plugin offers one."""
-    from flowkernel.poller import SelectorsPoller
+    from flowkernel.engine.poller import SelectorsPoller
 
     return SelectorsPoller()
 
@@ -18,6 +18,6 @@ def flowkernel_make_poller() -> Any:
 @hookimpl
 def flowkernel_log_sinks(run: Any) -> list[Any]:
     """The console echo and the per-attempt log files."""
-    from flowkernel.logs import ConsoleSink, TaskLogFiles
+    from flowkernel.engine.logs import ConsoleSink, TaskLogFiles
 
     return [ConsoleSink(), TaskLogFiles(run)]

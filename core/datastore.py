@@ -124,7 +124,7 @@ class _FlowUnpickler(pickle.Unpickler):
         except (AttributeError, ModuleNotFoundError):
             if not self.flow_file:
                 raise
-            from flowkernel.loader import load_module
+            from flowkernel.flow.loader import load_module
 
             return getattr(load_module(self.flow_file), name)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from flowkernel.graph import GraphProblem
+    from flowkernel.graph.model import GraphProblem
 
 
 class FlowkernelError(Exception):
@@ -116,6 +116,20 @@ class InvalidPathspecError(FlowkernelError):
 
 class NamespaceMismatchError(FlowkernelError):
     """The object exists but is not in the current namespace."""
+
+
+class InternalError(FlowkernelError):
+    """The engine found a state that should not happen (a task's transition that does not match
+    the graph, a join with the wrong number of inputs, ...)."""
+
+    headline = "Internal error"
+
+
+class TaggingError(FlowkernelError):
+    """A tag change that is not allowed (a system tag removed, an empty or too long tag, ...);
+    nothing was changed."""
+
+    headline = "Tagging error"
 
 
 class TimeoutException(FlowkernelError):

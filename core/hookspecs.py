@@ -22,7 +22,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from flowkernel.graph import FlowGraph
+    from flowkernel.graph.model import FlowGraph
     from flowkernel.kernel import Kernel
     from flowkernel.specs import DeployerSpec, RunInfo, RunResult, RuntimeSpec, TaskInfo
 
@@ -80,11 +80,11 @@ def flowkernel_build_graph(flow_cls: type) -> FlowGraph | None:
     Called whenever the kernel needs a flow's graph (``flow show``, ``check``, ``run``, the
     task executor), at most once per flow class per kernel (the kernel caches the result).
     The graph need not be valid: record parse problems on the nodes and in
-    ``FlowGraph.problems``; the kernel validates it with :func:`flowkernel.lint.check_flow`.
+    ``FlowGraph.problems``; the kernel validates it with :func:`flowkernel.graph.lint.check_flow`.
 
     :param flow_cls: the :class:`~flowkernel.FlowSpec` subclass.
-    :returns: a :class:`~flowkernel.graph.FlowGraph`, or ``None`` to decline (this builder does
-        not recognise the flow).
+    :returns: a :class:`~flowkernel.graph.model.FlowGraph`, or ``None`` to decline (this builder
+        does not recognise the flow).
 
     Stops at first non-None result.
 
@@ -122,8 +122,8 @@ def flowkernel_make_poller() -> Any | None:
     Called once per run by a runtime that reads task output in its own process. The kernel
     ships a portable fallback (``selectors``) registered with ``trylast=True``.
 
-    :returns: an object implementing :class:`flowkernel.poller.Poller`, or ``None`` to decline
-        (for example on a platform the plugin does not support).
+    :returns: an object implementing :class:`~flowkernel.engine.poller.Poller`, or ``None`` to
+        decline (for example on a platform the plugin does not support).
 
     Stops at first non-None result.
 
@@ -143,8 +143,8 @@ def flowkernel_log_sinks(run: RunInfo) -> list[Any]:
     Called once per run in the controller, before the first task starts. Every line of every
     task (stdout and stderr, every attempt) is passed to each sink as it is read, as a
     :class:`~flowkernel.specs.LogLine`. A sink is an object with ``emit(line)`` and ``close()``
-    (see :class:`flowkernel.logs.LogSink`). A sink that raises is disabled for the rest of the
-    run and reported once; other sinks keep receiving lines.
+    (see :class:`flowkernel.engine.logs.LogSink`). A sink that raises is disabled for the rest of
+    the run and reported once; other sinks keep receiving lines.
 
     :param run: the run the sinks will receive lines of.
     :returns: a list of sinks (may be empty).

@@ -31,7 +31,7 @@ from flowkernel.specs import PluginRecord
 if TYPE_CHECKING:
     import click
 
-    from flowkernel.graph import FlowGraph, GraphProblem
+    from flowkernel.graph.model import FlowGraph, GraphProblem
     from flowkernel.specs import DeployerSpec, RunInfo, RunResult, RuntimeSpec, TaskInfo
 
 ENTRY_POINT_GROUP = "flowkernel.plugins"
@@ -210,7 +210,7 @@ class Kernel:
         """The graph of ``flow_cls`` (cached per class), not yet validated."""
         graph = self._graphs.get(flow_cls)
         if graph is None:
-            from flowkernel.decorators import finalize_decorators
+            from flowkernel.flow.decorators import finalize_decorators
 
             finalize_decorators(flow_cls)
             graph = self.pm.hook.flowkernel_build_graph(flow_cls=flow_cls)
@@ -220,11 +220,12 @@ class Kernel:
                     f"install {_INSTALL_HINTS['graph']}" + self._disabled_hint()
                 )
             self._graphs[flow_cls] = graph
+            flow_cls._fk_graph = graph  # what `flow._graph` returns
         return graph
 
     def check_flow(self, flow_cls: type) -> list[GraphProblem]:
         """Every validation problem of the flow (empty when it is valid)."""
-        from flowkernel.lint import check_flow
+        from flowkernel.graph.lint import check_flow
 
         return check_flow(flow_cls, self.build_graph(flow_cls))
 
@@ -307,10 +308,10 @@ class Kernel:
     def run(self, flow: type | str, **kwargs: Any) -> Any:
         """Run a flow class or file in this process; returns the client Run.
 
-        See :func:`flowkernel.api.run_flow` for the keyword arguments (runtime,
+        See :func:`flowkernel.runner.inprocess.run_flow` for the keyword arguments (runtime,
         datastore_root, max_workers, tags, ... and the flow's parameters).
         """
-        from flowkernel.api import run_flow
+        from flowkernel.runner.inprocess import run_flow
 
         return run_flow(self, flow, **kwargs)
 

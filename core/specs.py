@@ -13,7 +13,7 @@ class RuntimeSpec:
     """A runtime a plugin offers (``flowkernel_runtimes``); chosen by ``flow run --runtime=NAME``.
 
     ``factory(kernel)`` returns an object whose ``run(ctx)`` executes a prepared run (a
-    :class:`flowkernel.runs.RunContext`, for ``flow run`` and ``flow resume`` alike: a resume
+    :class:`flowkernel.engine.runs.RunContext`, for ``flow run`` and ``flow resume`` alike: a resume
     context carries the tasks that may be cloned) and returns a :class:`RunResult`.
     ``options`` are extra click options the runtime adds to ``flow run`` / ``flow resume``;
     their values reach the runtime in ``ctx.options.extra``.

@@ -233,7 +233,7 @@ def run_cli(
 ) -> Result:
     """Run ``flow ARGS`` in-process with click's ``CliRunner`` and return its ``Result``.
 
-    The root ``flow`` group uses ``kernel`` (through :func:`flowkernel.cli.main.set_kernel`);
+    The root ``flow`` group uses ``kernel`` (through :func:`flowkernel.cli.context.set_kernel`);
     with ``kernel=None`` it discovers one from the environment, as the real ``flow`` does.
     Everything the call changes is put back afterwards: the process kernel, the commands
     plugins added to the root group, and ``FLOWKERNEL_PLUGINS`` (which ``--no-plugins`` sets).
@@ -247,22 +247,22 @@ def run_cli(
     """
     from click.testing import CliRunner
 
-    from flowkernel.cli import main
+    from flowkernel.cli import context, main
 
     argv = args.split() if isinstance(args, str) else list(args)
     root = main.cli
     saved_commands = dict(root.commands)
     saved_extended = root.__dict__.get("_extended")
-    saved_kernel = main._KERNEL
+    saved_kernel = context._KERNEL
     saved_allow = os.environ.get("FLOWKERNEL_PLUGINS")
     root._extended = False
-    main.set_kernel(kernel)
+    context.set_kernel(kernel)
     try:
         return CliRunner().invoke(
             root, argv, input=input, env=env, catch_exceptions=catch_exceptions, prog_name="flow"
         )
     finally:
-        main.set_kernel(saved_kernel)
+        context.set_kernel(saved_kernel)
         root.commands.clear()
         root.commands.update(saved_commands)
         if saved_extended is None:

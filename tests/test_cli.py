@@ -105,11 +105,11 @@ def test_version_lists_plugins(installed, cli_runner):
 
 
 def test_cli_runner_restores_the_process_kernel(kernel_factory, cli_runner):
-    from flowkernel.cli import main
+    from flowkernel.cli import context
 
-    before = main._KERNEL
+    before = context._KERNEL
     cli_runner(["plugins"], kernel_factory())
-    assert main._KERNEL is before
+    assert context._KERNEL is before
 
 
 def test_missing_runtime_is_a_clean_error(kernel_factory, cli_runner, tmp_path):

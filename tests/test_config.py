@@ -124,7 +124,7 @@ def test_spawn_isolation_sees_the_same_configs(tmp_path, config_flow):
 
 
 def test_config_value_object():
-    from flowkernel.config import ConfigValue
+    from flowkernel.flow.config import ConfigValue
 
     value = ConfigValue({"a": {"b": [1, {"c": 2}]}})
     assert value.a.b[1].c == 2 and value["a"]["b"][0] == 1

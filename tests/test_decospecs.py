@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flowkernel.decorators import parse_decospec
 from flowkernel.errors import DecoratorError
+from flowkernel.flow.decorators import parse_decospec
 
 FLAKY = Path(__file__).parent / "flows" / "decospecs" / "flaky_flow.py"
 

@@ -83,12 +83,12 @@ def test_failed_run_is_a_failed_executing_run(flow_copy, tmp_path):
 def test_parameter_errors_name_the_parameter_before_anything_starts(
     flow_copy, tmp_path, monkeypatch
 ):
-    import flowkernel.procs
+    import flowkernel.runner.procs
 
     def no_process(self):
         raise AssertionError("a process was started")
 
-    monkeypatch.setattr(flowkernel.procs.CommandProcess, "start", no_process)
+    monkeypatch.setattr(flowkernel.runner.procs.CommandProcess, "start", no_process)
     runner = Runner(flow_copy("params_flow.py"), show_output=False, cwd=str(tmp_path))
     with pytest.raises(ValueError, match=r"unknown parameter 'alpah'.*alpha"):
         runner.run(alpah=3)

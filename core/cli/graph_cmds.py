@@ -21,9 +21,9 @@ FLOW_FILE = click.argument("flow_file", type=click.Path(dir_okay=False), metavar
 )
 def show(flow_file: str, fmt: str) -> None:
     """Show the steps of the flow in FILE and how they connect."""
-    from flowkernel.cli.main import get_kernel
-    from flowkernel.loader import load_flow
-    from flowkernel.render import render_graph
+    from flowkernel.cli.context import get_kernel
+    from flowkernel.flow.loader import load_flow
+    from flowkernel.graph.render import render_graph
 
     kernel = get_kernel()
     flow_cls = load_flow(flow_file)
@@ -35,8 +35,8 @@ def show(flow_file: str, fmt: str) -> None:
 @FLOW_FILE
 def check(flow_file: str) -> None:
     """Validate the flow in FILE, reporting every problem found (exit 1 if any)."""
-    from flowkernel.cli.main import get_kernel
-    from flowkernel.loader import load_flow
+    from flowkernel.cli.context import get_kernel
+    from flowkernel.flow.loader import load_flow
 
     kernel = get_kernel()
     flow_cls = load_flow(flow_file)

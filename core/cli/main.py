@@ -7,32 +7,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from flowkernel.cli.context import get_kernel
 from flowkernel.errors import FlowkernelError, GraphValidationError, UsageError
-
-if TYPE_CHECKING:
-    from flowkernel.kernel import Kernel
-
-_KERNEL: Kernel | None = None
-
-
-def get_kernel() -> Kernel:
-    """The kernel of this ``flow`` process (built once, on first use)."""
-    global _KERNEL
-    if _KERNEL is None:
-        from flowkernel.kernel import Kernel
-
-        _KERNEL = Kernel.discover()
-    return _KERNEL
-
-
-def set_kernel(kernel: Kernel | None) -> None:
-    """Use ``kernel`` for the next commands of this process (tests, embedding)."""
-    global _KERNEL
-    _KERNEL = kernel
 
 
 def _version_callback(ctx: click.Context, _param: Any, value: bool) -> None:
@@ -148,7 +128,7 @@ def cli(
     config_values: tuple[tuple[str, str], ...],
 ) -> None:
     """flowkernel: run workflows written as Python classes."""
-    from flowkernel.config import set_sources
+    from flowkernel.flow.config import set_sources
 
     ctx.obj = {
         "datastore_root": datastore_root,
@@ -177,8 +157,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def main_for_flow(flow_cls: type) -> None:
     """``python myflow.py COMMAND ...``: run ``flow COMMAND myflow.py ...``."""
-    from flowkernel.config import flow_configs
-    from flowkernel.loader import flow_file_of, preload
+    from flowkernel.flow.config import flow_configs
+    from flowkernel.flow.loader import flow_file_of, preload
 
     args = sys.argv[1:]
     if flow_configs(flow_cls) and any(a in ("--config", "--config-value") for a in args):

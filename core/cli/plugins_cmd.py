@@ -29,7 +29,7 @@ def version_lines(kernel: Kernel) -> list[str]:
 @click.option("--hook", "hook", default=None, help="Only plugins implementing this hook.")
 def plugins(as_json: bool, show_all: bool, hook: str | None) -> None:
     """List plugins: name, distribution, version, hooks and status (loaded/blocked/failed)."""
-    from flowkernel.cli.main import get_kernel
+    from flowkernel.cli.context import get_kernel
 
     records = [
         r

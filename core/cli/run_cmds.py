@@ -14,8 +14,8 @@ import click
 from flowkernel.errors import DecoratorError, UsageError
 
 if TYPE_CHECKING:
+    from flowkernel.engine.runs import RunOptions
     from flowkernel.kernel import Kernel
-    from flowkernel.runs import RunOptions
 
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
@@ -45,7 +45,7 @@ def _common_run_options() -> list[click.Option]:
 
 
 def _parameter_options(flow_cls: type) -> list[click.Option]:
-    from flowkernel.parameters import flow_parameters
+    from flowkernel.flow.parameters import flow_parameters
 
     options = []
     for attr, param in flow_parameters(flow_cls).items():
@@ -64,8 +64,8 @@ def _parameter_options(flow_cls: type) -> list[click.Option]:
 
 
 def _load(flow_file: str, kernel: Kernel, decospecs: list[str]) -> tuple[type, Any]:
-    from flowkernel.decorators import attach_decospecs
-    from flowkernel.loader import load_flow
+    from flowkernel.flow.decorators import attach_decospecs
+    from flowkernel.flow.loader import load_flow
 
     flow_cls = load_flow(flow_file)
     try:
@@ -101,7 +101,7 @@ def _parse(name: str, params: list[click.Parameter], args: list[str]) -> dict[st
 
 
 def _options(ctx: click.Context, values: dict[str, Any], runtime_params) -> RunOptions:
-    from flowkernel.runs import RunOptions
+    from flowkernel.engine.runs import RunOptions
 
     return RunOptions(
         datastore_root=_datastore_root(ctx),
@@ -141,14 +141,14 @@ def _finish(result: Any) -> None:
 @click.pass_context
 def run(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> None:
     """Run the flow in FILE. Its Parameters are options: flow run FILE --help lists them."""
-    from flowkernel.cli.main import get_kernel
-    from flowkernel.parameters import flow_parameters, resolve_parameters
-    from flowkernel.runs import current_user, start_run
+    from flowkernel.cli.context import get_kernel
+    from flowkernel.engine.runs import current_user, start_run
+    from flowkernel.flow.parameters import flow_parameters, resolve_parameters
 
     if flow_file is None or flow_file in ("--help", "-h"):
         click.echo(ctx.get_help())
         return
-    from flowkernel.config import add_sources, take_config_options
+    from flowkernel.flow.config import add_sources, take_config_options
 
     rest, files, values = take_config_options(list(args))
     add_sources(files, values)
@@ -179,13 +179,13 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
 
     flow resume FILE [STEP] [--origin-run-id ID]: STEP and everything after it run again.
     """
-    from flowkernel.cli.main import get_kernel
-    from flowkernel.runs import start_resume
+    from flowkernel.cli.context import get_kernel
+    from flowkernel.engine.runs import start_resume
 
     if flow_file is None or flow_file in ("--help", "-h"):
         click.echo(ctx.get_help())
         return
-    from flowkernel.config import take_config_options
+    from flowkernel.flow.config import take_config_options
 
     _, files, config_values = take_config_options(list(args))
     if files or config_values or (ctx.find_root().obj or {}).get("configs_given"):
@@ -207,7 +207,7 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
     root = _datastore_root(ctx)
     fresh = _with_origin_configs(flow_cls, flow_file, root, values["origin_run_id"])
     if fresh is not flow_cls:
-        from flowkernel.decorators import attach_decospecs
+        from flowkernel.flow.decorators import attach_decospecs
 
         attach_decospecs(fresh, decospecs)
     flow_cls = fresh
@@ -225,7 +225,7 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
 
 
 def _reject_parameters(flow_cls: type, args: list[str]) -> None:
-    from flowkernel.parameters import flow_parameters
+    from flowkernel.flow.parameters import flow_parameters
 
     for param in flow_parameters(flow_cls).values():
         option = f"--{param.name}"
@@ -238,10 +238,10 @@ def _reject_parameters(flow_cls: type, args: list[str]) -> None:
 
 def _with_origin_configs(flow_cls: type, flow_file: str, root: str, origin: str | None) -> type:
     """Re-import the flow with the configs its origin run used (if it has configs)."""
-    from flowkernel.config import flow_configs, set_sources
     from flowkernel.datastore import FlowStore
-    from flowkernel.executor import PARAMS_STEP, PARAMS_TASK
-    from flowkernel.loader import load_flow
+    from flowkernel.engine.executor import PARAMS_STEP, PARAMS_TASK
+    from flowkernel.flow.config import flow_configs, set_sources
+    from flowkernel.flow.loader import load_flow
 
     configs = flow_configs(flow_cls)
     if not configs:
@@ -277,12 +277,12 @@ def _with_origin_configs(flow_cls: type, flow_file: str, root: str, origin: str 
 @click.pass_context
 def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> None:
     """Internal: run one attempt of one task (what every runtime and deployer executes)."""
-    from flowkernel.cli.main import get_kernel
+    from flowkernel.cli.context import get_kernel
     from flowkernel.datastore import FlowStore
-    from flowkernel.decorators import attach_decospecs
-    from flowkernel.executor import TaskSpec, run_task
-    from flowkernel.loader import load_flow
-    from flowkernel.runs import current_user
+    from flowkernel.engine.executor import TaskSpec, run_task
+    from flowkernel.engine.runs import current_user
+    from flowkernel.flow.decorators import attach_decospecs
+    from flowkernel.flow.loader import load_flow
 
     flow_cls = load_flow(flow_file)
     attach_decospecs(flow_cls, opts.pop("decospecs"))
@@ -317,7 +317,7 @@ def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> Non
 @click.pass_context
 def logs(ctx: click.Context, target: tuple[str, ...], stream: str, attempt: int | None) -> None:
     """Print the stored output of a step's tasks, or of one task."""
-    from flowkernel.logs_view import print_logs
+    from flowkernel.cli.logs_view import print_logs
 
     if len(target) > 2:
         raise UsageError("give at most a flow file and a RUN/STEP[/TASK] pathspec")

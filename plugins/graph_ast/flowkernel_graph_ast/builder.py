@@ -1,8 +1,8 @@
-"""Assemble a :class:`~flowkernel.graph.FlowGraph` from the parsed steps of a flow class.
+"""Assemble a :class:`~flowkernel.graph.model.FlowGraph` from the parsed steps of a flow class.
 
 Resolves the start and end steps, types every node, then walks the graph from the start to
 compute the split stacks, the joins that close each split and a topological order. A graph
-that is not valid still builds: :mod:`flowkernel.lint` reports what is wrong with it.
+that is not valid still builds: :mod:`flowkernel.graph.lint` reports what is wrong with it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from flowkernel.graph import FlowGraph, GraphProblem, Node
+from flowkernel.graph.model import FlowGraph, GraphProblem, Node
 from flowkernel_graph_ast.parser import ParsedStep, parse_step
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from flowkernel import hookimpl
 
 if TYPE_CHECKING:
-    from flowkernel.graph import FlowGraph
+    from flowkernel.graph.model import FlowGraph
 
 
 @hookimpl

@@ -18,7 +18,7 @@ def graph_kernel(kernel_factory):
 @pytest.fixture
 def load(graph_kernel):
     """``load(path) -> (flow_cls, graph, problems)`` for a flow file."""
-    from flowkernel.loader import load_flow
+    from flowkernel.flow.loader import load_flow
 
     def load_file(path: Path):
         flow_cls = load_flow(str(path))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flowkernel.lint import RULES
+from flowkernel.graph.lint import RULES
 
 BAD_FLOWS = Path(__file__).resolve().parent / "bad_flows"
 _EXPECT = re.compile(r"# expect: ([a-z0-9, -]+)")

@@ -54,7 +54,7 @@ def test_show_refuses_an_invalid_flow(flow):
 @pytest.mark.parametrize("name", SHAPE_FILES)
 @pytest.mark.parametrize("fmt", ["text", "mermaid", "dot"])
 def test_show_mentions_every_step(flow, graph_kernel, name, fmt):
-    from flowkernel.loader import load_flow
+    from flowkernel.flow.loader import load_flow
 
     graph = graph_kernel.build_graph(load_flow(str(SHAPES / name)))
     result = flow("show", str(SHAPES / name), "--format", fmt)
@@ -70,7 +70,7 @@ def test_show_mentions_every_step(flow, graph_kernel, name, fmt):
 
 @pytest.mark.parametrize("name", SHAPE_FILES)
 def test_show_json_round_trips(flow, graph_kernel, name):
-    from flowkernel.loader import load_flow
+    from flowkernel.flow.loader import load_flow
 
     graph = graph_kernel.build_graph(load_flow(str(SHAPES / name)))
     result = flow("show", str(SHAPES / name), "--format", "json")

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from flowkernel.lint import check_flow
+from flowkernel.graph.lint import check_flow
 
 CELL = textwrap.dedent(
     """

@@ -205,7 +205,7 @@ def test_hook_declines_what_is_not_a_class():
 
 
 def test_plugin_is_found_through_its_entry_point(kernel_factory, tmp_path):
-    from flowkernel.loader import load_flow
+    from flowkernel.flow.loader import load_flow
 
     path = tmp_path / "fk_ep_flow.py"
     path.write_text(

@@ -7,7 +7,7 @@ from typing import Any
 
 
 class KqueuePoller:
-    """Implements :class:`flowkernel.poller.Poller` with ``select.kqueue``."""
+    """Implements :class:`flowkernel.engine.poller.Poller` with ``select.kqueue``."""
 
     name = "kqueue"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 
 class EpollPoller:
-    """Implements :class:`flowkernel.poller.Poller` with ``select.epoll`` (level-triggered)."""
+    """A :class:`~flowkernel.engine.poller.Poller` on ``select.epoll`` (level-triggered)."""
 
     name = "epoll"
     _MASK = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR

@@ -15,17 +15,17 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from flowkernel.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
-from flowkernel.executor import TaskSpec, run_task
-from flowkernel.runs import clone_record, resume_plan, step_command
-from flowkernel.scheduling import Frontier, ReadyTask, TooManySplitsError
+from flowkernel.engine.executor import TaskSpec, run_task
+from flowkernel.engine.runs import clone_record, resume_plan, step_command
+from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
+from flowkernel.flow.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
 from flowkernel.specs import LogLine, RunInfo, RunResult, TaskInfo
 from flowkernel_runtime_local import workers
 from flowkernel_runtime_local.workers import Gang, Worker
 
 if TYPE_CHECKING:
+    from flowkernel.engine.runs import RunContext
     from flowkernel.kernel import Kernel
-    from flowkernel.runs import RunContext
 
 #: Extra seconds a task gets past its @timeout (the in-task alarm fires first) before the
 #: controller kills its process tree.

@@ -15,7 +15,7 @@ def arts(run_flow):
 def test_underscore_artifacts_are_stored_but_hidden(arts):
     task = arts.task("start")
     assert task["_hidden"].data == "underscore"
-    assert "_hidden" in task.data
+    assert "_hidden" not in task.data  # hidden, as in Metaflow
     assert "_hidden" not in list(task.data)
     assert all(not a.id.startswith("_") for a in task)
     assert "visible" in list(task.data)

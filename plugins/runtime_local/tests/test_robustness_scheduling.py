@@ -51,8 +51,8 @@ def test_two_runs_started_together_in_one_directory(world: rh.Env) -> None:
 def test_run_ids_never_collide_even_in_the_same_microsecond(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flowkernel import runs
     from flowkernel.datastore import FlowStore
+    from flowkernel.engine import runs
 
     monkeypatch.setattr(runs.time, "time_ns", lambda: 1_700_000_000_000_000_000)
     store = FlowStore(str(tmp_path), "SomeFlow")

@@ -3,7 +3,7 @@
 A graph builder (``flowkernel_build_graph``) turns a FlowSpec subclass into a :class:`FlowGraph`.
 Parse-level trouble (a step without a tail ``self.next``, a malformed call) is recorded on the node
 (``transition_error``) rather than raised, so that ``flow check`` can report every problem at once;
-:func:`flowkernel.lint.check_flow` turns the graph into a list of :class:`GraphProblem`.
+:func:`flowkernel.graph.lint.check_flow` turns the graph into a list of :class:`GraphProblem`.
 """
 
 from __future__ import annotations
@@ -80,6 +80,19 @@ class Node:
     def is_parallel_split(self) -> bool:
         return self.type == "foreach" and self.num_parallel is not None
 
+    # Metaflow's names for the same facts (flow._graph[name].<attr>)
+    @property
+    def parallel_foreach(self) -> bool:
+        return self.is_parallel_split
+
+    @property
+    def tail_next_lineno(self) -> int | None:
+        return self.next_lineno
+
+    @property
+    def invalid_tail_next(self) -> bool:
+        return self.transition_error is not None
+
 
 @attrs.frozen
 class FlowGraph:
@@ -95,6 +108,11 @@ class FlowGraph:
     class_lineno: int | None = None
     #: problems the builder found that do not belong to one node's transition
     problems: tuple[GraphProblem, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The flow's name (Metaflow's ``graph.name``)."""
+        return self.flow_name
 
     def __getitem__(self, name: str) -> Node:
         return self.nodes[name]

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from flowkernel.datastore import FlowStore
+from flowkernel.engine.executor import PARAMS_STEP, PARAMS_TASK, TaskSpec
+from flowkernel.engine.scheduling import TaskKey, record_key
 from flowkernel.errors import UsageError
-from flowkernel.executor import PARAMS_STEP, PARAMS_TASK, TaskSpec
-from flowkernel.scheduling import TaskKey, record_key
 
 if TYPE_CHECKING:
-    from flowkernel.graph import FlowGraph
+    from flowkernel.graph.model import FlowGraph
 
 
 def current_user() -> str:
@@ -123,7 +123,7 @@ def start_run(
     user = current_user()
     run_id = _register_run(store, graph, flow_file, options, user, None)
     store.set_latest_run(run_id)
-    from flowkernel.config import flow_configs, thaw
+    from flowkernel.flow.config import flow_configs, thaw
 
     configs = {attr: thaw(cfg.value) for attr, cfg in flow_configs(flow_cls).items()}
     values = {**flow_cls._fk_constants(), **configs, **params, "name": flow_cls.__name__}
@@ -257,7 +257,7 @@ def step_command(ctx: RunContext, spec: TaskSpec) -> list[str]:
     import json
     import sys
 
-    from flowkernel.config import flow_configs, thaw
+    from flowkernel.flow.config import flow_configs, thaw
 
     argv = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", ctx.store.root]
     for cfg in flow_configs(ctx.flow_cls).values():

@@ -1,4 +1,4 @@
-"""The rules of :mod:`flowkernel.lint` that look at the shape of the whole graph: loops,
+"""The rules of :mod:`flowkernel.graph.lint` that look at the shape of the whole graph: loops,
 reachability from the start step, and the balance of splits and joins (a walk that carries the
 stack of open splits along every path)."""
 
@@ -8,8 +8,8 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from flowkernel.graph import GraphProblem, Node
-    from flowkernel.lint import Linter
+    from flowkernel.graph.lint import Linter
+    from flowkernel.graph.model import GraphProblem, Node
 
 _SPLITS = ("split", "foreach")
 

@@ -83,7 +83,7 @@ def load_flow(path: str, fresh: bool = False) -> type:
     path = os.path.abspath(path)
     if path in _PRELOADED and not fresh:
         return _PRELOADED[path]
-    from flowkernel.flowspec import FlowSpec
+    from flowkernel.flow.flowspec import FlowSpec
 
     module = load_module(path, fresh)
     flows = [

@@ -19,21 +19,22 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from flowkernel.current import ParallelInfo, current
-from flowkernel.decorators import step_decorators, timeout_seconds
 from flowkernel.errors import (
     ExceptionWrapper,
     FailureHandledByCatch,
     FlowkernelError,
+    InternalError,
     TimeoutException,
     UnpicklableArtifactError,
 )
-from flowkernel.flowspec import EPHEMERAL, FlowSpec, ForeachFrame, Inputs
-from flowkernel.parameters import flow_parameters
+from flowkernel.flow.current import ParallelInfo, current
+from flowkernel.flow.decorators import step_decorators, timeout_seconds
+from flowkernel.flow.flowspec import EPHEMERAL, FlowSpec, ForeachFrame, Inputs
+from flowkernel.flow.parameters import flow_parameters
 
 if TYPE_CHECKING:
     from flowkernel.datastore import FlowStore
-    from flowkernel.graph import FlowGraph, Node
+    from flowkernel.graph.model import FlowGraph, Node
 
 #: Bookkeeping kept in the task record, not stored as artifacts.
 INTERNAL = frozenset(
@@ -195,13 +196,13 @@ def _bind_inputs(flow, flow_cls, graph, node, store, spec, records) -> Inputs | 
 
 def _check_foreach_join(spec: TaskSpec, records, top: ForeachFrame) -> None:
     if len(records) != top.num_splits:
-        raise FlowkernelError(
+        raise InternalError(
             f"join step '{spec.step}' expected {top.num_splits} inputs from the foreach "
             f"but received {len(records)}"
         )
     lineages = {tuple(tuple(f) for f in r["foreach_stack"][:-1]) for r in records}
     if len(lineages) > 1:
-        raise FlowkernelError(f"join step '{spec.step}' joins branches whose lineages differ")
+        raise InternalError(f"join step '{spec.step}' joins branches whose lineages differ")
 
 
 def _passdown(flow_cls: type, artifacts: dict[str, str]) -> dict[str, str]:
@@ -279,19 +280,19 @@ def _arm_timeout(step: str, seconds: float) -> None:
 def _check_transition(node: Node, transition: Any) -> None:
     if node.type == "end":
         if transition is not None:
-            raise FlowkernelError(f"the end step '{node.name}' must not call self.next()")
+            raise InternalError(f"the end step '{node.name}' must not call self.next()")
         return
     if transition is None:
-        raise FlowkernelError(
+        raise InternalError(
             f"step '{node.name}' finished without calling self.next(); it must be the last "
             f"statement of the step (expected a transition to {', '.join(node.out_funcs)})"
         )
     targets = list(transition[0])
     if node.type == "split-switch":
         if len(targets) != 1 or targets[0] not in node.out_funcs:
-            raise FlowkernelError(f"switch step '{node.name}' chose an unknown step {targets}")
+            raise InternalError(f"switch step '{node.name}' chose an unknown step {targets}")
     elif targets != list(node.out_funcs):
-        raise FlowkernelError(
+        raise InternalError(
             f"step '{node.name}' called self.next() with {targets} but the flow's graph "
             f"expects {list(node.out_funcs)}; make sure there is one unconditional "
             "self.next() at the end of the step"

@@ -14,7 +14,7 @@ import attrs
 from flowkernel.errors import FlowkernelError
 
 if TYPE_CHECKING:
-    from flowkernel.graph import FlowGraph
+    from flowkernel.graph.model import FlowGraph
 
 TaskKey = tuple[str, tuple[int, ...], tuple[int, ...]]
 

@@ -17,8 +17,13 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from flowkernel.graph import FlowGraph, GraphProblem, Node
-from flowkernel.lint_structure import check_balance, check_cycles, check_unreachable, quote_names
+from flowkernel.graph.lint_structure import (
+    check_balance,
+    check_cycles,
+    check_unreachable,
+    quote_names,
+)
+from flowkernel.graph.model import FlowGraph, GraphProblem, Node
 
 #: Every rule id, in the order the rules run, with what it checks.
 RULES: dict[str, str] = {
@@ -378,7 +383,7 @@ def _switch_to_join(lint: Linter) -> Iterator[GraphProblem]:
 
 
 def _parameters(flow_cls: type, graph: FlowGraph) -> list[GraphProblem]:
-    from flowkernel.parameters import flow_parameters, parameter_problems
+    from flowkernel.flow.parameters import flow_parameters, parameter_problems
 
     params = flow_parameters(flow_cls)
     problems = []

@@ -2,7 +2,7 @@
 
 Artifact reads are lazy: a task's instance knows the content hashes of the artifacts it may
 read (``_fk_shas``: inherited from its parent, passed down to a join, or merged) and loads one
-only when user code touches it. The task executor (:mod:`flowkernel.executor`) sets up the
+only when user code touches it. The task executor (:mod:`flowkernel.engine.executor`) sets up the
 instance before the step runs and persists it afterwards.
 """
 
@@ -13,14 +13,14 @@ import reprlib
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from flowkernel.config import Config
 from flowkernel.errors import (
     InvalidNextError,
     MergeArtifactsError,
     MissingInMergeArtifactsError,
     UnhandledInMergeArtifactsError,
 )
-from flowkernel.parameters import Parameter
+from flowkernel.flow.config import Config
+from flowkernel.flow.parameters import Parameter
 
 #: Internal artifacts merge_artifacts never merges (unless named in ``include``).
 MERGE_SKIP = frozenset(
@@ -60,6 +60,26 @@ def _element(obj: Any, index: int) -> Any:
         return next(itertools.islice(iter(obj), index, None))
 
 
+class _GraphOfFlow:
+    """``flow._graph`` / ``MyFlow._graph``: the flow's :class:`~flowkernel.graph.model.FlowGraph`.
+
+    The graph a kernel built for the class (``Kernel.build_graph`` caches it there); read from an
+    instance before any was built, the installed graph builder builds it. Read from the class
+    before that, it is this descriptor: code that walks ``dir(flow_cls)`` while the graph is
+    being built must not build it early (``--with`` decorators are not attached yet).
+    """
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        graph = owner.__dict__.get("_fk_graph")
+        if graph is None and instance is None:
+            return self
+        if graph is None:
+            from flowkernel.kernel import Kernel
+
+            graph = Kernel.discover().build_graph(owner)  # caches it as owner._fk_graph
+        return graph
+
+
 class FlowSpec:
     """Subclass this and decorate methods with ``@step``.
 
@@ -72,12 +92,20 @@ class FlowSpec:
     _foreach_stack: tuple[ForeachFrame, ...] = ()
     _iteration_stack: tuple[int, ...] = ()
     _transition: Any = None
+    _graph = _GraphOfFlow()
 
     def __init__(self, use_cli: bool = True):
         if use_cli:
             from flowkernel.cli.main import main_for_flow
 
             main_for_flow(type(self))
+
+    def __iter__(self) -> Iterator[Any]:
+        """The flow's steps (bound step methods, each with ``.name``) in graph order: ``for step
+        in flow``; ``flow._graph[step.name]`` is the step's node."""
+        graph = self._graph
+        order = graph.sorted_nodes or tuple(graph.nodes)
+        return iter([getattr(self, name) for name in order])
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -109,8 +137,8 @@ class FlowSpec:
     def _fk_readonly(cls) -> frozenset[str]:
         cached = cls.__dict__.get("_fk_readonly_cache")
         if cached is None:
-            from flowkernel.config import flow_configs
-            from flowkernel.parameters import flow_parameters
+            from flowkernel.flow.config import flow_configs
+            from flowkernel.flow.parameters import flow_parameters
 
             names = set(flow_parameters(cls)) | set(cls._fk_constants()) | set(flow_configs(cls))
             cached = frozenset(names | {"name"})

@@ -96,7 +96,7 @@ def make_decorator(name: str, attributes: dict[str, Any], static: bool = True) -
 
 
 def _deferred(values: dict[str, Any]) -> bool:
-    from flowkernel.config import ConfigExpr
+    from flowkernel.flow.config import ConfigExpr
 
     return any(isinstance(v, ConfigExpr) for v in values.values())
 
@@ -106,7 +106,7 @@ def finalize_decorators(flow_cls: type) -> None:
 
     Called before the flow's graph is built, once its configs can be resolved.
     """
-    from flowkernel.config import resolve_deferred
+    from flowkernel.flow.config import resolve_deferred
 
     for attr in dir(flow_cls):
         func = getattr(flow_cls, attr, None)

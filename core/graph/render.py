@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from flowkernel.graph import FlowGraph, Node
+from flowkernel.graph.model import FlowGraph, Node
 
 FORMATS = ("text", "mermaid", "dot", "json")
 

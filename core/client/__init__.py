@@ -9,18 +9,23 @@ task the run's own root). Children iterate newest first. Objects outside the cur
 from __future__ import annotations
 
 import os
+from collections import namedtuple
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
-from flowkernel.current import current
 from flowkernel.datastore import FlowStore, default_root, iter_flow_names
+from flowkernel.engine.executor import PARAMS_STEP, PARAMS_TASK
 from flowkernel.errors import (
     ExceptionWrapper,
     InvalidPathspecError,
     NamespaceMismatchError,
     NotFoundError,
 )
-from flowkernel.executor import PARAMS_STEP, PARAMS_TASK
+from flowkernel.flow.current import current
+
+#: One metadata entry of a task (Metaflow's shape): ``created_at`` is in epoch milliseconds.
+Metadata = namedtuple("Metadata", ["name", "value", "created_at", "type", "task"])
 
 _UNSET = object()
 _namespace: Any = _UNSET
@@ -32,7 +37,7 @@ _root: str | None = None
 
 def default_namespace() -> str:
     """``user:<name>`` for the current user (resets the namespace to it)."""
-    from flowkernel.runs import current_user
+    from flowkernel.engine.runs import current_user
 
     global _namespace
     _namespace = f"user:{current_user()}"
@@ -71,6 +76,11 @@ def _datastore_root() -> str:
     if current.is_running_flow and current.datastore_root:
         return current.datastore_root
     return default_root()
+
+
+def _datetime(epoch: float | None) -> datetime | None:
+    """A naive local datetime, as Metaflow's client returns them (None stays None)."""
+    return None if epoch is None else datetime.fromtimestamp(epoch)
 
 
 # -- objects --------------------------------------------------------------------------------------
@@ -114,6 +124,21 @@ class _ClientObject:
     @property
     def tags(self) -> frozenset[str]:
         return self.user_tags | self.system_tags
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        """The pathspec of the same object in the run this one resumed; None if not resumed."""
+        return None
+
+    @property
+    def parent(self) -> Any:
+        """The object one level up (a Task's Step, a Step's Run, ...); None for a Flow."""
+        classes = {2: Flow, 3: Run, 4: Step, 5: Task}
+        cls = classes.get(self._DEPTH)
+        if cls is None:
+            return None
+        path = "/".join(self.path_components[:-1])
+        return cls(path, _namespace_check=False, _root=self._root)
 
     def _check_namespace(self) -> None:
         ns = get_namespace()
@@ -197,6 +222,13 @@ class Flow(_ClientObject):
             raise KeyError(run_id) from None
 
     @property
+    def created_at(self) -> datetime | None:
+        """When the flow's first run was created."""
+        ids = self._store.run_ids()
+        record = self._store.read_run_record(ids[-1]) if ids else None
+        return _datetime(record.get("created_at")) if record else None
+
+    @property
     def latest_run(self) -> Run | None:
         """The newest run in the namespace (the latest ``flow run``, resumes included)."""
         return next(iter(self.runs()), None)
@@ -222,8 +254,24 @@ class Run(_ClientObject):
         return self._record
 
     @property
-    def created_at(self) -> float:
-        return self._record["created_at"]
+    def created_at(self) -> datetime:
+        return _datetime(self._record["created_at"])
+
+    @property
+    def code(self) -> Any:
+        """The run's code package; None for a run started from local files (as in Metaflow's
+        local runs: the flow file is at ``run.flow_file``)."""
+        return None
+
+    @property
+    def flow_file(self) -> str | None:
+        """Absolute path of the flow file the run was started from."""
+        return self._record.get("flow_file")
+
+    @property
+    def trigger(self) -> Any:
+        """What triggered the run: None for a run started by hand (deployed runs only)."""
+        return None
 
     @property
     def origin_pathspec(self) -> str | None:
@@ -270,15 +318,15 @@ class Run(_ClientObject):
         return bool(task is not None and task.finished)
 
     @property
-    def finished_at(self) -> float | None:
+    def finished_at(self) -> datetime | None:
         task = self.end_task
         return task.finished_at if task is not None else None
 
     @property
     def parameters(self) -> dict[str, Any]:
         """The run's parameter values by attribute name."""
-        from flowkernel.loader import load_flow
-        from flowkernel.parameters import flow_parameters
+        from flowkernel.flow.loader import load_flow
+        from flowkernel.flow.parameters import flow_parameters
 
         task = Task(
             f"{self.pathspec}/{PARAMS_STEP}/{PARAMS_TASK}", _namespace_check=False, _root=self._root
@@ -334,9 +382,60 @@ class Step(_ClientObject):
         return next(self.tasks(), None)
 
     @property
-    def finished_at(self) -> float | None:
+    def finished_at(self) -> datetime | None:
         times = [t.finished_at for t in self.tasks()]
         return max((t for t in times if t), default=None)
+
+    @property
+    def created_at(self) -> datetime | None:
+        """When the step's first task started."""
+        times = [t.created_at for t in self.tasks()]
+        return min((t for t in times if t), default=None)
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        """The same step in the run this one resumed (None for a fresh run)."""
+        origin = self._record.get("origin_run_id")
+        return f"{self.path_components[0]}/{origin}/{self.id}" if origin else None
+
+    def control_tasks(self, *tags: str) -> Iterator[Task]:
+        """The control tasks of an ``@parallel`` step (the gang's first task); none otherwise."""
+        ids = self._store.task_ids(self.path_components[1], self.id)
+        if not any("_node_" in i for i in ids) and not self._is_parallel_step():
+            return
+        for task_id in sorted(ids, key=_task_order, reverse=True):
+            if "_node_" not in task_id:
+                task = self._child(Task, task_id)
+                if all(t in task.tags for t in tags):
+                    yield task
+
+    @property
+    def control_task(self) -> Task | None:
+        return next(self.control_tasks(), None)
+
+    def _is_parallel_step(self) -> bool:
+        info = _graph_info(self._store, self.path_components[1])
+        step = (info or {}).get("steps", {}).get(self.id, {})
+        return "parallel" in step.get("decorators", ())
+
+    @property
+    def parent_steps(self) -> list[Step]:
+        """The steps whose tasks fed this step's tasks."""
+        names = {t.parent.id for task in self.tasks() for t in task.parent_tasks}
+        return [self.parent[name] for name in sorted(names)]
+
+    @property
+    def child_steps(self) -> list[Step]:
+        """The steps that ran after this one."""
+        names = {t.parent.id for task in self.tasks() for t in task.child_tasks}
+        return [self.parent[name] for name in sorted(names)]
+
+
+def _graph_info(store: FlowStore, run_id: str) -> dict[str, Any] | None:
+    """The run's ``_graph_info`` (stored with its parameters), or None."""
+    record = store.latest_record(run_id, PARAMS_STEP, PARAMS_TASK)
+    sha = (record or {}).get("artifacts", {}).get("_graph_info")
+    return store.load(sha) if sha else None
 
 
 def _task_order(task_id: str) -> tuple[int, int, str]:
@@ -399,14 +498,14 @@ class Task(_ClientObject):
             return None
 
     @property
-    def finished_at(self) -> float | None:
+    def finished_at(self) -> datetime | None:
         record = self._record_or_none()
-        return record.get("finished_at") if record else None
+        return _datetime(record.get("finished_at")) if record else None
 
     @property
-    def created_at(self) -> float | None:
+    def created_at(self) -> datetime | None:
         record = self._record_or_none()
-        return record.get("started_at") if record else None
+        return _datetime(record.get("started_at")) if record else None
 
     @property
     def exception(self) -> ExceptionWrapper | None:
@@ -448,6 +547,112 @@ class Task(_ClientObject):
                 out.append(Task(pathspec, _namespace_check=False, _root=self._root))
         return out
 
+    @property
+    def child_tasks(self) -> list[Task]:
+        """The tasks that took this task as an input (the next step's tasks)."""
+        flow, run_id, step, task_id = self.path_components
+        info = _graph_info(self._store, run_id) or {}
+        successors = info.get("steps", {}).get(step, {}).get("next")
+        if successors is None:
+            successors = [s for s in self._store.step_names(run_id) if s != PARAMS_STEP]
+        prefix = f"{step}/{task_id}/"
+        out = []
+        for child_step in dict.fromkeys(successors):
+            for child_id in sorted(self._store.task_ids(run_id, child_step), key=_task_order):
+                record = self._store.latest_record(run_id, child_step, child_id) or {}
+                if any(p.startswith(prefix) for p in record.get("input_paths", ())):
+                    pathspec = f"{flow}/{run_id}/{child_step}/{child_id}"
+                    out.append(Task(pathspec, _namespace_check=False, _root=self._root))
+        return out
+
+    @property
+    def metadata(self) -> list[Metadata]:
+        """What was recorded about each attempt (newest first), as Metaflow's metadata entries:
+        ``attempt``, ``attempt_ok``, ``origin-run-id``, ``origin-task-id`` (clones), ``runtime``,
+        ``user``, ``python_version``, ``ds-type``, ``ds-root``, ``script-name``, ``pid``."""
+        _, run_id, step, task_id = self.path_components
+        latest = self._store.latest_attempt(run_id, step, task_id) or 0
+        system = dict(t.split(":", 1) for t in self.system_tags if ":" in t)
+        entries: list[Metadata] = []
+        for attempt in range(latest, -1, -1):
+            record = self._store.read_task_record(run_id, step, task_id, attempt)
+            if record is None:
+                continue
+            started = int(1000 * (record.get("started_at") or 0))
+            finished = int(1000 * (record.get("finished_at") or 0))
+            fields = {
+                "attempt": str(attempt),
+                "origin-run-id": str(record.get("origin_run_id")),
+                "ds-type": "local",
+                "ds-root": self._root,
+                "runtime": system.get("runtime", "dev"),
+                "user": system.get("user", ""),
+                "python_version": system.get("python_version", ""),
+                "script-name": os.path.basename(self._run.get("flow_file") or ""),
+            }
+            if record.get("pid") is not None:
+                fields["pid"] = str(record["pid"])
+            if record.get("cloned"):
+                fields["origin-task-id"] = str(record.get("origin_task_id"))
+            entries += [Metadata(k, v, started, k, self) for k, v in fields.items()]
+            ok = "True" if record.get("task_ok") else "False"
+            entries.append(Metadata("attempt_ok", ok, finished, "internal_attempt_status", self))
+            entries.append(Metadata("attempt-done", str(attempt), finished, "attempt-done", self))
+        return entries
+
+    @property
+    def metadata_dict(self) -> dict[str, str]:
+        """The latest value of every metadata field."""
+        out: dict[str, str] = {}
+        for entry in sorted(self.metadata, key=lambda m: m.created_at):
+            out[entry.name] = entry.value
+        return out
+
+    @property
+    def runtime_name(self) -> str:
+        """``dev`` for a run started by hand (Metaflow's name), else the scheduler's name."""
+        for tag in self.system_tags:
+            if tag.startswith("runtime:"):
+                return tag.split(":", 1)[1]
+        return "dev"
+
+    @property
+    def environment_info(self) -> dict[str, Any]:
+        """The environment the task ran in: ``type`` ("local"), ``python_version``."""
+        version = next(
+            (t.split(":", 1)[1] for t in self.system_tags if t.startswith("python_version:")),
+            None,
+        )
+        return {"type": "local", "python_version": version, "python_version_code": version}
+
+    @property
+    def code(self) -> Any:
+        """The task's code package (None for local runs, see :attr:`Run.code`)."""
+        return None
+
+    def loglines(
+        self, stream: str, as_unicode: bool = True, meta_dict: dict | None = None
+    ) -> Iterator[tuple[datetime, str | bytes]]:
+        """``(timestamp, line)`` for each line the task wrote to ``stream`` ("stdout" or
+        "stderr"). The timestamp is a timezone-aware UTC datetime: the attempt's start time
+        (lines are not timestamped one by one)."""
+        if stream not in ("stdout", "stderr"):
+            raise ValueError(f"stream must be 'stdout' or 'stderr', not {stream!r}")
+        record = self._record_or_none() or {}
+        started = record.get("started_at") or 0.0
+        stamp = datetime.fromtimestamp(started, tz=timezone.utc)
+        data = self._store.read_log(*self.path_components[1:], self.current_attempt, stream)
+        for raw in data.splitlines():
+            yield stamp, raw.decode("utf-8", "replace") if as_unicode else raw
+
+    @property
+    def stdout_size(self) -> int:
+        return len(self._store.read_log(*self.path_components[1:], self.current_attempt, "stdout"))
+
+    @property
+    def stderr_size(self) -> int:
+        return len(self._store.read_log(*self.path_components[1:], self.current_attempt, "stderr"))
+
     def _log(self, stream: str) -> str:
         data = self._store.read_log(*self.path_components[1:], self.current_attempt, stream)
         return data.decode("utf-8", "replace")
@@ -467,8 +672,11 @@ class Task(_ClientObject):
         return ArtifactData(self)
 
     @property
-    def artifacts(self) -> list[DataArtifact]:
-        return list(self)
+    def artifacts(self) -> tuple[DataArtifact, ...]:
+        """Every (non-underscore) artifact as a named tuple: ``task.artifacts.x.data``."""
+        found = list(self)
+        fields = namedtuple("MetaflowArtifacts", [a.id for a in found])  # type: ignore[misc]
+        return fields(*found)
 
     def _artifact_names(self) -> list[str]:
         return [n for n in self._record_or_raise()["artifacts"] if not n.startswith("_")]
@@ -484,15 +692,19 @@ class Task(_ClientObject):
 
 
 class ArtifactData:
-    """Attribute access to a task's artifacts (loaded on first access)."""
+    """Attribute access to a task's artifacts (loaded on first access).
+
+    Artifacts named with a leading underscore are stored and passed on like any other but are
+    hidden here, as in Metaflow: ``task["_name"]`` reads one, ``flow dump --private`` shows them.
+    """
 
     def __init__(self, task: Task):
         self._task = task
         self._cache: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
+        if name.startswith("_"):
+            raise AttributeError(f"{self._task.pathspec}: '{name}' is private; use task['{name}']")
         if name not in self._cache:
             try:
                 self._cache[name] = self._task[name].data
@@ -501,7 +713,8 @@ class ArtifactData:
         return self._cache[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._task._record_or_raise()["artifacts"]
+        hidden = isinstance(name, str) and name.startswith("_")
+        return not hidden and name in self._task._record_or_raise()["artifacts"]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._task._artifact_names())
@@ -552,5 +765,15 @@ class DataArtifact(_ClientObject):
         return self._store.blob_size(self.sha)
 
     @property
-    def finished_at(self) -> float | None:
+    def finished_at(self) -> datetime | None:
         return self._task.finished_at
+
+    @property
+    def created_at(self) -> datetime | None:
+        return self._task.finished_at
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        """The same artifact in the task this one was cloned from (resume), else None."""
+        origin = self._task.origin_pathspec
+        return f"{origin}/{self.id}" if origin else None

@@ -118,7 +118,7 @@ class Parameter:
         return self._type
 
     def _config_default(self) -> Any:
-        from flowkernel.config import resolve_deferred
+        from flowkernel.flow.config import resolve_deferred
 
         if self._owner is None:
             raise ParameterError(f"Parameter '{self.name}': config_expr default outside a flow")
@@ -218,7 +218,7 @@ builtins_type = type
 
 
 def _is_config_expr(value: Any) -> bool:
-    from flowkernel.config import ConfigExpr
+    from flowkernel.flow.config import ConfigExpr
 
     return isinstance(value, ConfigExpr)
 
@@ -300,7 +300,7 @@ def resolve_parameters(
         converted); missing ones fall back to defaults.
     :raises UsageError: a required parameter has no value.
     """
-    from flowkernel.config import config_values
+    from flowkernel.flow.config import config_values
 
     log = logger or logging.getLogger("flowkernel").info
     configs = config_values(flow_cls)

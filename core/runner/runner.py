@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from flowkernel.errors import FlowkernelError
-from flowkernel.procs import CommandProcess
+from flowkernel.runner.procs import CommandProcess
 
 #: Runner(**top_level) keyword -> (option, expected type); lists become repeated options.
 TOP_LEVEL = {
@@ -65,8 +65,8 @@ def parameter_args(flow_file: str, params: dict[str, Any]) -> list[str]:
     :raises ValueError: an unknown parameter (the message lists the flow's parameters).
     :raises TypeError: a value of the wrong type (the message names the parameter).
     """
-    from flowkernel.loader import load_flow
-    from flowkernel.parameters import JSONType, flow_parameters
+    from flowkernel.flow.loader import load_flow
+    from flowkernel.flow.parameters import JSONType, flow_parameters
 
     declared = flow_parameters(load_flow(flow_file))
     by_name = {**{p.name.replace("-", "_"): (a, p) for a, p in declared.items()}}

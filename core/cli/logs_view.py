@@ -14,7 +14,7 @@ def resolve_pathspec(root: str, pathspec: str, flow_file: str | None) -> tuple[s
     """``(flow name, [run, step, task?])`` from ``[FLOW/]RUN/STEP[/TASK]``."""
     parts = [p for p in pathspec.split("/") if p]
     if flow_file is not None:
-        from flowkernel.loader import load_flow
+        from flowkernel.flow.loader import load_flow
 
         return load_flow(flow_file).__name__, parts
     if len(parts) == 4 or (len(parts) == 3 and FlowStore(root, parts[0]).read_run_record(parts[1])):

@@ -38,9 +38,9 @@ def run_flow(
     """
     from flowkernel.client import Run
     from flowkernel.datastore import default_root
-    from flowkernel.loader import flow_file_of, load_flow
-    from flowkernel.parameters import flow_parameters, resolve_parameters
-    from flowkernel.runs import RunOptions, current_user, start_run
+    from flowkernel.engine.runs import RunOptions, current_user, start_run
+    from flowkernel.flow.loader import flow_file_of, load_flow
+    from flowkernel.flow.parameters import flow_parameters, resolve_parameters
 
     flow_cls = load_flow(flow) if isinstance(flow, str) else flow
     flow_file = os.path.abspath(flow) if isinstance(flow, str) else flow_file_of(flow_cls)
