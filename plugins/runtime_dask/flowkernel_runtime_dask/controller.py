@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from flowkernel.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
-from flowkernel.executor import TaskSpec
-from flowkernel.runs import clone_record, resume_plan, step_command
-from flowkernel.scheduling import Frontier, ReadyTask, TooManySplitsError
+from flowkernel.engine.executor import TaskSpec
+from flowkernel.engine.runs import clone_record, resume_plan, step_command
+from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
+from flowkernel.flow.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
 from flowkernel.specs import LogLine, RunInfo, RunResult, TaskInfo
 from flowkernel_runtime_dask.placement import Placement
 from flowkernel_runtime_dask.worker import KILL_GRACE, Job, run_job
 
 if TYPE_CHECKING:
+    from flowkernel.engine.runs import RunContext
     from flowkernel.kernel import Kernel
-    from flowkernel.runs import RunContext
 
 #: Extra seconds a task gets past its @timeout (the in-task alarm fires first) before its
 #: process group is killed on the worker.

@@ -9,11 +9,11 @@ from urllib.parse import urlparse
 
 import attrs
 
-from flowkernel.decorators import step_decorators
 from flowkernel.errors import FlowkernelError
+from flowkernel.flow.decorators import step_decorators
 
 if TYPE_CHECKING:
-    from flowkernel.runs import RunContext
+    from flowkernel.engine.runs import RunContext
 
 
 class UnplaceableStep(FlowkernelError):
