@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     )
     from flowkernel.flow.flowspec import FlowSpec
     from flowkernel.flow.parameters import IncludeFile, JSONType, Parameter
+    from flowkernel.flow.project import project
     from flowkernel.hookspecs import hookimpl
     from flowkernel.kernel import Kernel
     from flowkernel.runner import Runner
@@ -76,6 +77,7 @@ _LAZY = {
     "resources": "flowkernel.flow.decorators",
     "environment": "flowkernel.flow.decorators",
     "parallel": "flowkernel.flow.decorators",
+    "project": "flowkernel.flow.project",
     "hookimpl": "flowkernel.hookspecs",
     "Kernel": "flowkernel.kernel",
     "Flow": "flowkernel.client",
@@ -120,6 +122,7 @@ __all__ = [
     "metadata",
     "namespace",
     "parallel",
+    "project",
     "resources",
     "retry",
     "step",

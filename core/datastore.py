@@ -5,6 +5,7 @@ Layout under the root (``./.flowkernel`` by default)::
     <Flow>/latest_run                          run id of the newest `flow run`
     <Flow>/data/<sha[:2]>/<sha>                one pickled artifact (content-addressed)
     <Flow>/<run>/_run.json                     the run record (user, tags, created, origin)
+    <Flow>/<run>/_tags.<ns>.<uuid>.json        one change of the run's user tags (write-once)
     <Flow>/<run>/<step>/<task>/<k>.started     attempt k was launched (written by the controller)
     <Flow>/<run>/<step>/<task>/<k>.record.json attempt k's record (written once, atomically)
     <Flow>/<run>/<step>/<task>/<k>.stdout.log  attempt k's output, appended live by the controller
@@ -22,6 +23,7 @@ import io
 import json
 import os
 import pickle
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -197,6 +199,36 @@ class FlowStore:
             return read_json(os.path.join(self.run_dir(run_id), "_run.json"))
         except FileNotFoundError:
             return None
+
+    def write_tag_change(self, run_id: str, remove: list[str], add: list[str]) -> None:
+        """Record one change of the run's user tags: ``remove`` then ``add``, as one step.
+
+        Each change is its own write-once file named by time, so concurrent changes never
+        overwrite each other: readers apply them all, oldest first.
+        """
+        name = f"_tags.{time.time_ns():020d}.{uuid.uuid4().hex}.json"
+        write_json_atomic(os.path.join(self.run_dir(run_id), name), {"remove": remove, "add": add})
+
+    def user_tags(self, run_id: str, initial: list[str]) -> list[str]:
+        """The run's user tags now: ``initial`` (its ``--tag`` values) with every change applied."""
+        try:
+            names = sorted(
+                n
+                for n in os.listdir(self.run_dir(run_id))
+                if n.startswith("_tags.") and n.endswith(".json")
+            )
+        except FileNotFoundError:
+            names = []
+        tags = dict.fromkeys(initial)
+        for name in names:
+            try:
+                change = read_json(os.path.join(self.run_dir(run_id), name))
+            except FileNotFoundError:
+                continue
+            for tag in change.get("remove", ()):
+                tags.pop(tag, None)
+            tags.update(dict.fromkeys(change.get("add", ())))
+        return list(tags)
 
     def run_ids(self) -> list[str]:
         """Every run id of the flow, newest first."""

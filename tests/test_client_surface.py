@@ -34,6 +34,7 @@ SURFACE = {
     Flow: ["latest_run", "latest_successful_run", "runs"],
     Run: [
         "steps", "data", "successful", "finished", "finished_at", "end_task", "code", "trigger",
+        "add_tag", "add_tags", "remove_tag", "remove_tags", "replace_tag", "replace_tags",
     ],
     Step: ["task", "tasks", "control_task", "control_tasks", "finished_at", "parent_steps",
            "child_steps"],

@@ -138,8 +138,10 @@ def cli(
 
 
 def _register_builtin_commands() -> None:
-    from flowkernel.cli import graph_cmds, plugins_cmd, run_cmds
+    from flowkernel.cli import dump_cmd, graph_cmds, plugins_cmd, run_cmds, tag_cmds
 
+    cli.add_command(dump_cmd.dump)
+    cli.add_command(tag_cmds.tag)
     cli.add_command(graph_cmds.show)
     cli.add_command(graph_cmds.check)
     cli.add_command(plugins_cmd.plugins)
@@ -168,7 +170,11 @@ def main_for_flow(flow_cls: type) -> None:
         path = preload(flow_cls)
     for i, arg in enumerate(args):
         if not arg.startswith("-") and arg in cli.commands:
-            args = [*args[: i + 1], path, *args[i + 1 :]]
+            at = i + 1
+            command = cli.commands[arg]
+            if getattr(command, "flow_file_after_subcommand", False) and at < len(args):
+                at += 1  # `tag add FILE ...`: the group's subcommand comes first
+            args = [*args[:at], path, *args[at:]]
             break
     else:
         if not args or args[0] not in ("--help", "-h", "--version"):

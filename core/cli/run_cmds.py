@@ -63,6 +63,20 @@ def _parameter_options(flow_cls: type) -> list[click.Option]:
     return options
 
 
+def _project_options(flow_cls: type) -> list[click.Option]:
+    """``--branch`` / ``--production``, for flows with ``@project`` only."""
+    if getattr(flow_cls, "_fk_project", None) is None:
+        return []
+    from flowkernel.flow.project import ENV_BRANCH
+
+    return [
+        click.Option(["--branch"], default=None, envvar=ENV_BRANCH,
+                     help="Run in the branch test.BRANCH (prod.BRANCH with --production)."),
+        click.Option(["--production"], is_flag=True, default=None,
+                     help="Run in the production branch (also FLOWKERNEL_PRODUCTION=1)."),
+    ]  # fmt: skip
+
+
 def _load(flow_file: str, kernel: Kernel, decospecs: list[str]) -> tuple[type, Any]:
     from flowkernel.flow.decorators import attach_decospecs
     from flowkernel.flow.loader import load_flow
@@ -111,6 +125,8 @@ def _options(ctx: click.Context, values: dict[str, Any], runtime_params) -> RunO
         run_id_file=values["run_id_file"],
         quiet=values["quiet"],
         decospecs=tuple(values["decospecs"]),
+        branch=values.get("branch"),
+        production=values.get("production") or None,
         extra={p.name: values.get(p.name) for p in runtime_params},
     )
 
@@ -157,7 +173,8 @@ def run(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> Non
     runtime = kernel.runtime(_runtime_name(rest))
     runtime_params = list(runtime.options)
     params = _parameter_options(flow_cls)
-    values = _parse("run", _common_run_options() + runtime_params + params, rest)
+    own = _common_run_options() + _project_options(flow_cls) + runtime_params
+    values = _parse("run", own + params, rest)
     given = {attr: values.get(attr) for attr in flow_parameters(flow_cls)}
     converted = {
         attr: flow_parameters(flow_cls)[attr].split(v) if v is not None else None
@@ -203,7 +220,8 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
         click.Argument(["step"], required=False),
         click.Option(["--origin-run-id"], default=None, help="Run to resume (default: latest)."),
     ]
-    values = _parse("resume", _common_run_options() + runtime_params + extra, list(args))
+    own = _common_run_options() + _project_options(flow_cls) + runtime_params
+    values = _parse("resume", own + extra, list(args))
     root = _datastore_root(ctx)
     fresh = _with_origin_configs(flow_cls, flow_file, root, values["origin_run_id"])
     if fresh is not flow_cls:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import namedtuple
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -115,7 +115,15 @@ class _ClientObject:
 
     @property
     def user_tags(self) -> frozenset[str]:
-        return frozenset(self._run_record().get("tags", ()))
+        """The run's user tags (``--tag`` values and every change made since)."""
+        cached = self.__dict__.get("_user_tags")
+        if cached is None:
+            if self._DEPTH < 2:
+                return frozenset()
+            initial = self._run_record().get("tags", [])
+            cached = frozenset(self._store.user_tags(self.path_components[1], initial))
+            self._user_tags = cached
+        return cached
 
     @property
     def system_tags(self) -> frozenset[str]:
@@ -148,7 +156,14 @@ class _ClientObject:
             )
 
     def _child(self, cls: type, child_id: str) -> Any:
-        return cls(f"{self.pathspec}/{child_id}", _namespace_check=self._check, _root=self._root)
+        path = f"{self.pathspec}/{child_id}"
+        if self._DEPTH < 2:
+            return cls(path, _namespace_check=self._check, _root=self._root)
+        # below a run: same run, same tags; this object already passed the namespace check
+        child = cls(path, _namespace_check=False, _root=self._root)
+        child._check = self._check
+        child._user_tags = self.user_tags
+        return child
 
     def __getitem__(self, child_id: str) -> Any:
         raise KeyError(child_id)
@@ -256,6 +271,44 @@ class Run(_ClientObject):
     @property
     def created_at(self) -> datetime:
         return _datetime(self._record["created_at"])
+
+    # -- tags ----------------------------------------------------------------------------------
+
+    def add_tag(self, tag: str) -> None:
+        """Add a user tag (a system tag given here is ignored)."""
+        self.replace_tags([], [tag])
+
+    def add_tags(self, tags: Iterable[str]) -> None:
+        """Add user tags (an empty list changes nothing)."""
+        tags = tags if isinstance(tags, (str, bytes)) else list(tags)
+        if tags:
+            self.replace_tags([], tags)
+
+    def remove_tag(self, tag: str) -> None:
+        """Remove a user tag; removing a system tag is an error and changes nothing."""
+        self.replace_tags([tag], [])
+
+    def remove_tags(self, tags: Iterable[str]) -> None:
+        """Remove user tags (an empty list changes nothing)."""
+        tags = tags if isinstance(tags, (str, bytes)) else list(tags)
+        if tags:
+            self.replace_tags(tags, [])
+
+    def replace_tag(self, tag_to_remove: str, tag_to_add: str) -> None:
+        self.replace_tags([tag_to_remove], [tag_to_add])
+
+    def replace_tags(self, tags_to_remove: Iterable[str], tags_to_add: Iterable[str]) -> None:
+        """Remove then add user tags, as one change (concurrent changes never lose each other).
+
+        :raises TaggingError: a tag that is not a non-empty string of at most 500 characters,
+            a system tag to remove, more than 50 user tags, or nothing to do; nothing changes.
+        """
+        from flowkernel.client.tags import checked_change
+
+        remove, add = checked_change(self, tags_to_remove, tags_to_add)
+        if remove or add:
+            self._store.write_tag_change(self.id, remove, add)
+        self._user_tags = None
 
     @property
     def code(self) -> Any:

@@ -110,7 +110,7 @@ def run_task(
     inputs: Inputs | None = None
     try:
         inputs = _bind_inputs(flow, flow_cls, graph, node, store, spec, input_records)
-        _set_current(flow_cls, graph, spec)
+        _set_current(flow_cls, graph, spec, store)
         if "environment" in decos:
             os.environ.update({k: str(v) for k, v in decos["environment"]["vars"].items()})
         state.update(_transition=None, _success=False, _task_ok=None, _exception=None)
@@ -224,7 +224,10 @@ def _input_view(flow_cls: type, store: FlowStore, record: dict[str, Any]) -> Flo
     return view
 
 
-def _set_current(flow_cls: type, graph: FlowGraph, spec: TaskSpec) -> None:
+def _set_current(flow_cls: type, graph: FlowGraph, spec: TaskSpec, store: FlowStore) -> None:
+    project = None
+    if getattr(flow_cls, "_fk_project", None) is not None:
+        project = (store.read_run_record(spec.run_id) or {}).get("project")
     parallel = None
     if spec.num_parallel:
         control = spec.task_id.split("_node_")[0]
@@ -244,7 +247,14 @@ def _set_current(flow_cls: type, graph: FlowGraph, spec: TaskSpec) -> None:
         datastore_root=spec.datastore_root,
         parallel=parallel,
         is_parallel=parallel is not None,
+        **(_project_fields(project) if project else {}),
     )
+
+
+def _project_fields(project: dict[str, Any]) -> dict[str, Any]:
+    from flowkernel.flow.project import ProjectInfo
+
+    return ProjectInfo.from_dict(project).to_current()
 
 
 def _run_user_code(flow, node: Node, spec: TaskSpec, decos, inputs) -> None:

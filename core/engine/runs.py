@@ -45,6 +45,8 @@ class RunOptions:
     run_id_file: str | None = None
     quiet: bool = False
     decospecs: tuple[str, ...] = ()  #: ``--with`` decorators (spawned tasks attach them too)
+    branch: str | None = None  #: ``@project`` flows: ``--branch`` (None: from the environment)
+    production: bool | None = None  #: ``@project`` flows: ``--production``
     extra: dict[str, Any] = attrs.field(factory=dict)
 
 
@@ -83,8 +85,11 @@ def allocate_run(store: FlowStore) -> str:
     return str(run_id)
 
 
-def _register_run(store, graph, flow_file, options, user, origin) -> str:
+def _register_run(store, graph, flow_file, options, user, origin, flow_cls=None) -> str:
+    from flowkernel.flow.project import resolve_project
+
     _validate_tags(options.tags)
+    project = resolve_project(flow_cls, user, options.branch, options.production)
     run_id = allocate_run(store)
     store.write_run_record(
         run_id,
@@ -97,7 +102,9 @@ def _register_run(store, graph, flow_file, options, user, origin) -> str:
                 f"user:{user}",
                 "runtime:dev",
                 f"python_version:{platform.python_version()}",
+                *(project.system_tags if project else ()),
             ],
+            "project": project.to_dict() if project else None,
             "created_at": time.time(),
             "origin_run_id": origin,
             "flow_file": flow_file,
@@ -121,7 +128,7 @@ def start_run(
     """Allocate the run, store its parameters and constants (the ``_parameters`` task)."""
     store = FlowStore(options.datastore_root, flow_cls.__name__, flow_file)
     user = current_user()
-    run_id = _register_run(store, graph, flow_file, options, user, None)
+    run_id = _register_run(store, graph, flow_file, options, user, None, flow_cls)
     store.set_latest_run(run_id)
     from flowkernel.flow.config import flow_configs, thaw
 
@@ -195,7 +202,7 @@ def start_resume(
             else:
                 unfinished.add(step_name)
     user = current_user()
-    run_id = _register_run(store, graph, flow_file, options, user, origin)
+    run_id = _register_run(store, graph, flow_file, options, user, origin, flow_cls)
     record = params_record(store.flow_name, run_id, origin_params["artifacts"], origin)
     store.mark_started(run_id, PARAMS_STEP, PARAMS_TASK, 0)
     store.write_task_record(record)

@@ -152,19 +152,39 @@ class ConfigValue(Mapping):
 
 
 class ConfigExpr:
-    """An expression over configs, evaluated once they are resolved: ``config_expr("cfg.n")``."""
+    """An expression over configs, evaluated once they are resolved: ``config_expr("cfg.n")``.
 
-    def __init__(self, expr: str):
-        self.expr = expr
+    Attribute and item access defer too: ``config_expr("cfg").project.name`` and
+    ``config_expr("cfg")["n"]`` are expressions evaluated with the rest.
+    """
+
+    def __init__(self, expr: str, _path: tuple[tuple[str, Any], ...] = ()):
+        object.__setattr__(self, "expr", expr)
+        object.__setattr__(self, "_path", _path)
 
     def evaluate(self, configs: Mapping[str, Any]) -> Any:
         try:
-            return eval(self.expr, {"__builtins__": {}}, dict(configs))
+            value = eval(self.expr, {"__builtins__": {}}, dict(configs))
+            for kind, key in self._path:
+                value = getattr(value, key) if kind == "attr" else value[key]
+            return value
         except Exception as exc:
-            raise ConfigError(f"config_expr({self.expr!r}) failed: {exc}") from None
+            raise ConfigError(f"{self!r} failed: {type(exc).__name__}: {exc}") from None
+
+    def __getattr__(self, name: str) -> ConfigExpr:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return ConfigExpr(self.expr, (*self._path, ("attr", name)))
+
+    def __getitem__(self, key: Any) -> ConfigExpr:
+        return ConfigExpr(self.expr, (*self._path, ("item", key)))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise TypeError("a config expression is immutable")
 
     def __repr__(self) -> str:
-        return f"config_expr({self.expr!r})"
+        path = "".join(f".{k}" if kind == "attr" else f"[{k!r}]" for kind, k in self._path)
+        return f"config_expr({self.expr!r}){path}"
 
 
 def config_expr(expr: str) -> ConfigExpr:

@@ -33,6 +33,12 @@ class Current:
         "datastore_root",
         "parallel",
         "is_parallel",
+        # @project flows only (None otherwise)
+        "project_name",
+        "branch_name",
+        "is_user_branch",
+        "is_production",
+        "project_flow_name",
     )
 
     def __init__(self) -> None:

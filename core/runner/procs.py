@@ -81,6 +81,22 @@ class CommandProcess:
     def pid(self) -> int | None:
         return self.popen.pid if self.popen else None
 
+    # Metaflow's names (``ExecutingRun.command_obj``)
+    @property
+    def command(self) -> list[str]:
+        return self.argv
+
+    @property
+    def process(self) -> subprocess.Popen | None:
+        return self.popen
+
+    @property
+    def log_files(self) -> dict[str, str]:
+        """``{stream: path}`` of the per-stream log files (empty without ``log_dir``)."""
+        if not self.log_dir:
+            return {}
+        return {s: os.path.join(self.log_dir, f"{s}.log") for s in STREAMS}
+
     @property
     def returncode(self) -> int | None:
         return self.popen.poll() if self.popen else None

@@ -23,9 +23,10 @@ from typing import Any
 from flowkernel.errors import FlowkernelError
 from flowkernel.runner.procs import CommandProcess
 
-#: Runner(**top_level) keyword -> (option, expected type); lists become repeated options.
-TOP_LEVEL = {
-    "datastore_root": ("--datastore-root", str),
+#: Options of ``flow run`` / ``flow resume`` by keyword -> (option, expected type); lists become
+#: repeated options. Given to ``Runner(...)`` they apply to every run; given to ``run(...)`` /
+#: ``resume(...)`` beside the flow's parameters, to that run.
+RUN_OPTIONS = {
     "runtime": ("--runtime", str),
     "max_workers": ("--max-workers", int),
     "max_num_splits": ("--max-num-splits", int),
@@ -36,7 +37,15 @@ TOP_LEVEL = {
     "dask_scheduler": ("--dask-scheduler", str),
     "dask_scheduler_file": ("--dask-scheduler-file", str),
     "decospecs": ("--with", list),
+    "branch": ("--branch", str),  # @project flows
+    "production": ("--production", bool),
 }
+#: Runner(**top_level) keywords: the run options plus the root group's own.
+TOP_LEVEL = {"datastore_root": ("--datastore-root", str), **RUN_OPTIONS}
+#: Metaflow's top-level options: the values that mean what flowkernel does anyway are accepted
+#: (``metadata="local"``...), options with no effect here are accepted and ignored.
+METAFLOW_LOCAL_ONLY = {"metadata": "local", "datastore": "local", "environment": "local"}
+METAFLOW_IGNORED = ("pylint", "event_logger", "monitor", "package_suffixes")
 
 
 class FlowStartError(FlowkernelError, RuntimeError):
@@ -96,25 +105,98 @@ def parameter_args(flow_file: str, params: dict[str, Any]) -> list[str]:
 
 
 def top_level_args(options: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """``(root-group args, run args)`` for Runner's top-level keywords."""
+    """``(root-group args, run args)`` for Runner's top-level keywords.
+
+    :raises ValueError: an unknown keyword, or a Metaflow option value flowkernel cannot honour
+        (``environment="conda"``...).
+    """
     root: list[str] = []
     run: list[str] = []
     for key, value in options.items():
+        if key in METAFLOW_IGNORED or value is None:
+            continue
+        if key in METAFLOW_LOCAL_ONLY:
+            local = METAFLOW_LOCAL_ONLY[key]
+            if value == local or (key == "datastore" and options.get("datastore_root")):
+                continue  # the datastore root's URL scheme picks the storage backend
+            raise ValueError(
+                f"{key}={value!r} is not supported: flowkernel's {key} is {local!r}"
+                + (" (give datastore_root= to store elsewhere)" if key == "datastore" else "")
+            )
+        if key in ("config_value", "config"):
+            root += _config_args(key, value)
+            continue
         if key not in TOP_LEVEL:
-            raise ValueError(f"unknown option '{key}'; known options: {', '.join(TOP_LEVEL)}")
-        option, expected = TOP_LEVEL[key]
+            known = [*TOP_LEVEL, "config", "config_value", *METAFLOW_LOCAL_ONLY, *METAFLOW_IGNORED]
+            raise ValueError(f"unknown option '{key}'; known options: {', '.join(known)}")
+        args = option_args({key: value}, TOP_LEVEL)
+        (root if key == "datastore_root" else run).extend(args)
+    return root, run
+
+
+def option_args(options: dict[str, Any], known: dict[str, tuple[str, Any]]) -> list[str]:
+    """Command-line arguments for ``options`` (each must be in ``known``; None is left out)."""
+    args: list[str] = []
+    for key, value in options.items():
+        option, expected = known[key]
         if value is None:
             continue
         _check_type("option", key, value, (list, tuple) if expected is list else expected)
-        target = root if key == "datastore_root" else run
         if expected is list:
             for item in value:
-                target += [option, str(item)]
+                args += [option, str(item)]
         elif expected is bool:
-            target += [option] if value else []
+            args += [option] if value else []
         else:
-            target += [option, str(value)]
-    return root, run
+            args += [option, str(value)]
+    return args
+
+
+def _config_args(key: str, pairs: Any) -> list[str]:
+    """``config_value=[(name, dict)]`` / ``config=[(name, path)]`` as root options."""
+    from flowkernel.flow.config import thaw
+
+    if isinstance(pairs, dict):
+        pairs = list(pairs.items())
+    args: list[str] = []
+    for pair in pairs:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise TypeError(f"{key} takes (name, value) pairs, got {pair!r}")
+        name, value = pair
+        if key == "config":
+            args += ["--config", str(name), str(value)]
+        else:
+            text = value if isinstance(value, str) else json.dumps(thaw(value))
+            args += ["--config-value", str(name), text]
+    return args
+
+
+def call_args(flow_file: str, kwargs: dict[str, Any], resume: bool = False) -> list[str]:
+    """``run(**kwargs)`` / ``resume(**kwargs)``: run options and flow parameters, together.
+
+    A keyword is a parameter when the flow declares it, else a run option (``max_workers``,
+    ``tags``, ``run_id_file``...). ``resume`` takes no parameters (the origin run's are reused).
+
+    :raises ValueError: an unknown keyword (the message lists options and parameters).
+    :raises TypeError: a value of the wrong type.
+    """
+    from flowkernel.flow.loader import load_flow
+    from flowkernel.flow.parameters import flow_parameters
+
+    declared = flow_parameters(load_flow(flow_file))
+    names = set(declared) | {p.name.replace("-", "_") for p in declared.values()}
+    params = {k: v for k, v in kwargs.items() if k in names or k not in RUN_OPTIONS}
+    options = {k: v for k, v in kwargs.items() if k not in params}
+    if resume and params:
+        raise ValueError(
+            f"resume reuses the parameters of the origin run; {', '.join(sorted(params))} "
+            f"cannot be given (run options: {', '.join(RUN_OPTIONS)})"
+        )
+    try:
+        param_args = parameter_args(flow_file, params)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; run options: {', '.join(RUN_OPTIONS)}") from None
+    return option_args(options, RUN_OPTIONS) + param_args
 
 
 class ExecutingRun:
@@ -139,6 +221,11 @@ class ExecutingRun:
     @property
     def returncode(self) -> int | None:
         return self.proc.returncode
+
+    @property
+    def command_obj(self) -> CommandProcess:
+        """The process running the flow (``.command``, ``.process``, ``.pid``, ``.log_files``)."""
+        return self.proc
 
     @property
     def status(self) -> str:
@@ -221,14 +308,19 @@ class Runner:
     :param env: variables added to this process's environment for the child.
     :param cwd: working directory of the child (and where ``./.flowkernel`` is, by default).
     :param file_read_timeout: seconds to wait for the run to start (its id to come back).
+    :param profile: Metaflow's configuration profile: accepted for compatibility, no effect.
     :param top_level: ``flow`` options: runtime, max_workers, max_num_splits, datastore_root,
-        tags, quiet, run_id_file, isolation, dask_scheduler, dask_scheduler_file.
+        tags, quiet, run_id_file, isolation, dask_scheduler, dask_scheduler_file, decospecs,
+        branch, production, config_value, config; and Metaflow's ``metadata="local"``,
+        ``datastore="local"``, ``environment="local"``, ``pylint``, ``event_logger``,
+        ``monitor`` (no effect here).
     """
 
     def __init__(
         self,
         flow_file: str,
         show_output: bool = True,
+        profile: str | None = None,
         env: dict[str, str] | None = None,
         cwd: str | None = None,
         file_read_timeout: float = 3600,
@@ -238,6 +330,7 @@ class Runner:
         if not os.path.isfile(self.flow_file):
             raise FileNotFoundError(f"flow file not found: {self.flow_file}")
         self.show_output = show_output
+        self.profile = profile
         self.env = {**os.environ, **(env or {})}
         self.cwd = os.path.abspath(cwd) if cwd else os.getcwd()
         self.file_read_timeout = file_read_timeout
@@ -251,22 +344,42 @@ class Runner:
 
     # -- public API ----------------------------------------------------------------------------
 
-    def run(self, **params: Any) -> ExecutingRun:
-        """Run the flow to completion; returns a successful or failed ExecutingRun."""
-        return self._blocking("run", parameter_args(self.flow_file, params))
+    def run(self, **kwargs: Any) -> ExecutingRun:
+        """Run the flow to completion; returns a successful or failed ExecutingRun.
 
-    def resume(self, step: str | None = None, origin_run_id: str | None = None) -> ExecutingRun:
-        """Resume the latest (or given) run from its failure (or from ``step``)."""
-        return self._blocking("resume", self._resume_args(step, origin_run_id))
+        :param kwargs: the flow's parameters and run options together
+            (``run(alpha=3, max_workers=4, tags=["x"])``; see :data:`RUN_OPTIONS`).
+        """
+        return self._blocking("run", call_args(self.flow_file, kwargs))
 
-    async def async_run(self, **params: Any) -> ExecutingRun:
+    def resume(
+        self,
+        step_to_rerun: str | None = None,
+        origin_run_id: str | None = None,
+        *,
+        step: str | None = None,
+        **options: Any,
+    ) -> ExecutingRun:
+        """Resume the latest (or given) run from its failure (or from ``step_to_rerun``: that
+        step and everything after it run again). ``options`` are run options (``tags=``...).
+        """
+        args = self._resume_args(step_to_rerun or step, origin_run_id, options)
+        return self._blocking("resume", args)
+
+    async def async_run(self, **kwargs: Any) -> ExecutingRun:
         """Start the flow; returns as soon as the run exists (its id is known)."""
-        return await self._async("run", parameter_args(self.flow_file, params))
+        return await self._async("run", call_args(self.flow_file, kwargs))
 
     async def async_resume(
-        self, step: str | None = None, origin_run_id: str | None = None
+        self,
+        step_to_rerun: str | None = None,
+        origin_run_id: str | None = None,
+        *,
+        step: str | None = None,
+        **options: Any,
     ) -> ExecutingRun:
-        return await self._async("resume", self._resume_args(step, origin_run_id))
+        args = self._resume_args(step_to_rerun or step, origin_run_id, options)
+        return await self._async("resume", args)
 
     def cleanup(self) -> None:
         """Stop anything still running and remove temporary files."""
@@ -290,10 +403,10 @@ class Runner:
 
     # -- machinery -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _resume_args(step: str | None, origin_run_id: str | None) -> list[str]:
+    def _resume_args(self, step: str | None, origin: str | None, options: dict) -> list[str]:
         args = [step] if step else []
-        return args + (["--origin-run-id", origin_run_id] if origin_run_id else [])
+        args += ["--origin-run-id", origin] if origin else []
+        return args + call_args(self.flow_file, options, resume=True)
 
     def _start(self, command: str, extra: list[str], echo: bool) -> tuple[CommandProcess, str]:
         tmpdir = tempfile.mkdtemp(prefix="flowkernel-runner-")
