@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         metadata,
         namespace,
     )
+    from flowkernel.deployer import DeployedFlow, Deployer
     from flowkernel.flow.config import Config, config_expr
     from flowkernel.flow.current import current
     from flowkernel.flow.decorators import (
@@ -92,6 +93,8 @@ _LAZY = {
     "get_namespace": "flowkernel.client",
     "default_namespace": "flowkernel.client",
     "Runner": "flowkernel.runner",
+    "Deployer": "flowkernel.deployer",
+    "DeployedFlow": "flowkernel.deployer",
     **{name: "flowkernel.exception" for name in _EXCEPTIONS},
 }
 
@@ -99,6 +102,8 @@ __all__ = [
     *_EXCEPTIONS,
     "Config",
     "DataArtifact",
+    "DeployedFlow",
+    "Deployer",
     "Flow",
     "FlowSpec",
     "IncludeFile",

@@ -162,9 +162,12 @@ def flowkernel_log_sinks(run: RunInfo) -> list[Any]:
 def flowkernel_deployers() -> list[DeployerSpec]:
     """Register deployers (Argo Workflows, ...): each one's ``cli`` appears as a ``flow`` command.
 
-    Called once per kernel, the first time the deployer registry is needed.
+    Called once per kernel, the first time the deployer registry is needed (``flow`` listing
+    or resolving commands, ``Deployer`` looking up its methods).
 
-    :returns: a list of :class:`~flowkernel.specs.DeployerSpec`. Names must be unique.
+    :returns: a list of :class:`~flowkernel.specs.DeployerSpec`. Names must be unique. The
+        ``cli`` group's commands are the contract :class:`flowkernel.deployer.Deployer` drives
+        (``docs/writing-a-deployer.md``).
 
     .. versionadded:: 0.1
     """

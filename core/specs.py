@@ -27,15 +27,17 @@ class RuntimeSpec:
 
 @attrs.frozen
 class DeployerSpec:
-    """A deployer a plugin offers (``flowkernel_deployers``).
+    """A deployer a plugin offers (``flowkernel_deployers``); chosen by name.
 
-    ``cli`` (a click group or command) is added to ``flow`` under ``name``; ``factory`` builds
-    the implementation that the Python ``Deployer`` API will use (that API arrives with the
-    first deployer plugin).
+    ``cli`` (a click group) is added to ``flow`` under ``name``; its commands are the deployer
+    contract (``docs/writing-a-deployer.md``). ``Deployer(...).<name with - -> _>(**kw)`` builds
+    the Python side with ``factory(spec, flow_file, deployer, **kw)`` (a
+    :class:`flowkernel.deployer.DeployerImpl` subclass, or a function that imports one);
+    ``None`` uses ``DeployerImpl`` itself, which speaks the whole command contract.
     """
 
     name: str
-    factory: Callable[..., Any]
+    factory: Callable[..., Any] | None = None
     description: str = ""
     cli: Any = None
 

@@ -42,6 +42,8 @@ LAYERS = {
     "kernel": 6,
     "builtins": 6,
     "cli": 7,
+    # Deployer reads the deployer registry (kernel) and drives commands (runner): a front-end
+    "deployer": 7,
     "testing": 8,
 }
 

@@ -1,0 +1,1 @@
+"""flowkernel-local-deployer: the tutorial deployer of docs/writing-a-deployer.md."""
