@@ -26,7 +26,12 @@ def _start(root: Path, *args: str, env: dict[str, str]) -> tuple[subprocess.Pope
     id_file = root.parent / "run-id"
     cmd = flow_command(root, "run", "slow_foreach.py", *args, "--run-id-file", str(id_file))
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(**env)
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(**env),
+        start_new_session=True,  # its own process group, as in a terminal
     )
     return proc, id_file
 
@@ -77,7 +82,7 @@ def _ctrl_c_mid_run(tmp_path: Path, *args: str) -> tuple[FlowResult, list[psutil
         started = [psutil.Process(pid) for _, pid, _ in found]
         started += psutil.Process(proc.pid).children(recursive=True)
         began = time.monotonic()
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
         result = _finish(proc, tmp_path / "root", id_file)
         assert time.monotonic() - began < 30
     finally:
