@@ -18,6 +18,7 @@ object-store backend would implement the same methods.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -28,7 +29,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from flowkernel.errors import UnpicklableArtifactError
+from flowkernel.errors import (
+    CorruptArtifactError,
+    CorruptRecordError,
+    StorageError,
+    UnpicklableArtifactError,
+)
 
 PICKLE_PROTOCOL = 5
 #: Artifacts whose pickle is smaller than this are hashed in memory; larger ones stream to disk.
@@ -42,18 +48,67 @@ def default_root() -> str:
     return os.path.abspath(os.environ.get("FLOWKERNEL_DATASTORE_ROOT") or DEFAULT_ROOT_NAME)
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename (never a partial file)."""
+def storage_error(exc: OSError, path: str) -> StorageError:
+    """A one-line :class:`StorageError` for an OS error while writing or reading ``path``."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"no space left on device at {path}")
+    if exc.errno == errno.EROFS:
+        return StorageError(f"read-only file system: cannot write {path}")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return StorageError(f"permission denied: cannot write {path}")
+    return StorageError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def fsync_dir(path: str) -> None:
+    """Make the entries of directory ``path`` durable (a rename into it survives power loss)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory; the file itself is synced
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: str, data: bytes, durable: bool) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_atomic(path: str, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename (never a partial file).
+
+    ``durable``: the file is fsync'd before the rename and its directory after it, so after a
+    power loss the path holds the complete new content or the old one, never an empty file.
+
+    :raises StorageError: one line naming the path (disk full, read-only, permission).
+    """
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        try:
+            _write_file(tmp, data, durable)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _write_file(tmp, data, durable)
         os.replace(tmp, path)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise storage_error(exc, path) from None
+    if durable:
+        fsync_dir(os.path.dirname(path))
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
@@ -61,8 +116,38 @@ def write_json_atomic(path: str, obj: Any) -> None:
 
 
 def read_json(path: str) -> Any:
+    """Parse the JSON file at ``path``.
+
+    :raises FileNotFoundError: no such file.
+    :raises CorruptRecordError: the file is empty, truncated or not JSON (names the file).
+    """
     with open(path, "rb") as fh:
-        return json.loads(fh.read())
+        data = fh.read()
+    if not data.strip():
+        raise CorruptRecordError(path, "the file is empty")
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise CorruptRecordError(path, f"not valid JSON ({exc})") from None
+
+
+def file_sha1(path: str) -> str:
+    """The sha1 of the file at ``path``, read in 1 MB chunks."""
+    digest = hashlib.sha1()
+    with open(path, "rb", buffering=0) as fh:
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        while n := fh.readinto(buf):
+            digest.update(view[:n])
+    return digest.hexdigest()
+
+
+def _blob_intact(path: str, sha: str, size: int) -> bool:
+    """True if the blob at ``path`` exists with the content hash ``sha`` (False: absent/damaged)."""
+    try:
+        return os.path.getsize(path) == size and file_sha1(path) == sha
+    except OSError:
+        return False
 
 
 class _SpillWriter:
@@ -81,38 +166,80 @@ class _SpillWriter:
     def write(self, data: Any) -> int:
         n = memoryview(data).nbytes
         self.sha.update(data)
-        if self.file is None and self.size + n > self.limit:
-            os.makedirs(self.data_dir, exist_ok=True)
-            self.tmp = os.path.join(self.data_dir, f"incoming.{uuid.uuid4().hex}.tmp")
-            self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish()/discard()
-            for chunk in self.chunks:
-                self.file.write(chunk)
-            self.chunks.clear()
-        if self.file is None:
-            self.chunks.append(bytes(data))
-        else:
-            self.file.write(data)
+        try:
+            if self.file is None and self.size + n > self.limit:
+                os.makedirs(self.data_dir, exist_ok=True)
+                self.tmp = os.path.join(self.data_dir, f"incoming.{uuid.uuid4().hex}.tmp")
+                self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish()/discard()
+                for chunk in self.chunks:
+                    self.file.write(chunk)
+                self.chunks.clear()
+            if self.file is None:
+                self.chunks.append(bytes(data))
+            else:
+                self.file.write(data)
+        except OSError as exc:
+            raise storage_error(exc, self.tmp or self.data_dir) from None
         self.size += n
         return n
 
     def finish(self, path: str) -> None:
-        """Put the pickle at ``path`` unless a blob with the same content is there already."""
+        """Put the pickle at ``path`` unless an intact blob with the same content is there.
+
+        A blob that exists but fails verification (damaged bytes) is replaced.
+        """
+        sha = self.sha.hexdigest()
         if self.file is None:
-            if not os.path.exists(path):
-                write_atomic(path, b"".join(self.chunks))
+            if not _blob_intact(path, sha, self.size):
+                write_atomic(path, b"".join(self.chunks), durable=False)
             return
-        self.file.close()
-        if os.path.exists(path):
-            os.unlink(self.tmp)
-        else:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            os.replace(self.tmp, path)
+        try:
+            self.file.close()
+            if _blob_intact(path, sha, self.size):
+                os.unlink(self.tmp)
+            else:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.replace(self.tmp, path)
+        except OSError as exc:
+            raise storage_error(exc, path) from None
 
     def discard(self) -> None:
         if self.file is not None:
             self.file.close()
-            if os.path.exists(self.tmp):
-                os.unlink(self.tmp)
+            _unlink_quietly(self.tmp)
+
+
+class _HashingReader:
+    """A read-only file object that hashes every byte the unpickler reads through it."""
+
+    def __init__(self, raw: io.BufferedReader):
+        self.raw = raw
+        self.sha = hashlib.sha1()
+        self.size = 0
+
+    def _seen(self, data: Any) -> None:
+        self.sha.update(data)
+        self.size += len(data)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self._seen(data)
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        n = self.raw.readinto(buf)
+        self._seen(memoryview(buf).cast("B")[:n])
+        return n
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self.raw.readline(size)
+        self._seen(data)
+        return data
+
+    def drain(self) -> None:
+        """Hash whatever the unpickler left unread (nothing, for an intact pickle)."""
+        while self.read(1 << 20):
+            pass
 
 
 class _FlowUnpickler(pickle.Unpickler):
@@ -153,11 +280,14 @@ class FlowStore:
         file that is renamed to its hash, so memory stays at about the value's own size.
 
         :raises UnpicklableArtifactError: naming the artifact ``name``.
+        :raises StorageError: the blob could not be written (disk full, ...), naming the path.
         """
         writer = _SpillWriter(self.data_dir, _STREAM_THRESHOLD)
         try:
             try:
                 pickle.dump(value, writer, protocol=PICKLE_PROTOCOL)
+            except StorageError:
+                raise
             except Exception as exc:
                 raise UnpicklableArtifactError(name, f"{type(exc).__name__}: {exc}") from None
             sha = writer.sha.hexdigest()
@@ -167,15 +297,54 @@ class FlowStore:
             raise
         return sha, writer.size
 
-    def load(self, sha: str) -> Any:
-        """Unpickle the artifact with content hash ``sha``."""
-        with open(self.blob_path(sha), "rb", buffering=0) as fh:
-            unpickler = _FlowUnpickler(io.BufferedReader(fh, 1 << 20))
+    def load(self, sha: str, name: str | None = None, task: str | None = None) -> Any:
+        """Unpickle the artifact with content hash ``sha``, verifying the hash as it reads.
+
+        The bytes are hashed while the unpickler consumes them (one pass, no extra copy); a
+        value whose bytes do not match ``sha`` is never returned.
+
+        :param name: the artifact's name, and ``task`` the pathspec of the task it belongs to,
+            for the error message.
+        :raises CorruptArtifactError: the blob is missing, truncated or damaged (names the
+            artifact, the task and the file).
+        """
+        path = self.blob_path(sha)
+        what = f"artifact '{name}'" if name else f"artifact {sha}"
+        if task:
+            what += f" of task {task}"
+        try:
+            fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise CorruptArtifactError(
+                f"{what} is missing: its data file {path} does not exist", name, path
+            ) from None
+        with fh:
+            reader = _HashingReader(io.BufferedReader(fh, 1 << 20))
+            unpickler = _FlowUnpickler(reader)
             unpickler.flow_file = self.flow_file
-            return unpickler.load()
+            error: Exception | None = None
+            try:
+                value = unpickler.load()
+            except Exception as exc:
+                value, error = None, exc
+            reader.drain()
+        if reader.sha.hexdigest() != sha:
+            reason = f"{reader.size} bytes whose sha1 is {reader.sha.hexdigest()}"
+            raise CorruptArtifactError(
+                f"{what} is corrupt: {path} holds {reason}, not {sha} (truncated or damaged)",
+                name,
+                path,
+            )
+        if error is not None:
+            raise error
+        return value
 
     def blob_size(self, sha: str) -> int:
-        return os.path.getsize(self.blob_path(sha))
+        path = self.blob_path(sha)
+        try:
+            return os.path.getsize(path)
+        except FileNotFoundError:
+            raise CorruptArtifactError(f"data file {path} does not exist", None, path) from None
 
     # -- runs ----------------------------------------------------------------------------------
 

@@ -96,12 +96,44 @@ class ParameterError(FlowkernelError):
     """A Parameter declared the wrong way (reserved name, bad type, duplicate, ...)."""
 
 
+class TooManySplitsError(FlowkernelError):
+    """A foreach yields more splits than ``--max-num-splits`` allows."""
+
+    headline = "Too many splits"
+
+
 class UnpicklableArtifactError(FlowkernelError):
     """An artifact could not be pickled; names the artifact."""
 
     def __init__(self, name: str, reason: str):
         super().__init__(f"Cannot pickle artifact '{name}': {reason}")
         self.artifact_name = name
+
+
+class StorageError(FlowkernelError):
+    """The datastore could not be written or read (disk full, read-only, damaged files).
+
+    The message is one line naming the path and what is wrong with it.
+    """
+
+    headline = "Storage error"
+
+
+class CorruptArtifactError(StorageError):
+    """An artifact's stored bytes are damaged or gone; names the artifact, task and file."""
+
+    def __init__(self, message: str, artifact: str | None = None, path: str | None = None):
+        super().__init__(message)
+        self.artifact_name = artifact
+        self.path = path
+
+
+class CorruptRecordError(StorageError):
+    """A task or run record that exists but cannot be read (empty, truncated, not JSON)."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"corrupt record {path}: {reason}")
+        self.path = path
 
 
 class NotFoundError(FlowkernelError):

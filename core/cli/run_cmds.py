@@ -290,6 +290,7 @@ def _with_origin_configs(flow_cls: type, flow_file: str, root: str, origin: str 
 @click.option("--origin-run-id", default=None)
 @click.option("--user", default=None)
 @click.option("--num-parallel", type=int, default=None)
+@click.option("--max-num-splits", type=int, default=None)
 @click.option("--tag", "tags", multiple=True)
 @click.option("--with", "decospecs", multiple=True)
 @click.pass_context
@@ -322,6 +323,7 @@ def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> Non
         user=opts["user"] or current_user(),
         tags=tuple(opts["tags"]),
         num_parallel=opts["num_parallel"],
+        max_num_splits=opts["max_num_splits"],
     )
     store = FlowStore(root, flow_cls.__name__, _abspath(flow_file))
     sys.exit(run_task(flow_cls, graph, store, spec))

@@ -567,7 +567,7 @@ class Task(_ClientObject):
         if not record or record.get("task_ok") or not record.get("exception"):
             return None
         if "_exception" in record["artifacts"]:
-            value = self._store.load(record["artifacts"]["_exception"])
+            value = self._store.load(record["artifacts"]["_exception"], "_exception", self.pathspec)
             if value is not None:
                 return value
         wrapper = ExceptionWrapper()
@@ -811,7 +811,7 @@ class DataArtifact(_ClientObject):
     @property
     def data(self) -> Any:
         """The value (unpickled; classes defined in the flow file are found)."""
-        return self._store.load(self.sha)
+        return self._store.load(self.sha, self.id, self._task.pathspec)
 
     @property
     def size(self) -> int:

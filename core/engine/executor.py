@@ -72,6 +72,8 @@ class TaskSpec:
     tags: tuple[str, ...] = ()
     namespace: str | None = None
     num_parallel: int | None = None
+    #: ``--max-num-splits``: a foreach is checked against it before it is materialised
+    max_num_splits: int | None = None
 
 
 def parse_input_path(path: str) -> tuple[str, str, int]:
@@ -103,6 +105,7 @@ def run_task(
     flow = object.__new__(flow_cls)
     state = flow.__dict__
     state.update(_fk_store=store, _fk_loaded={}, _fk_node=node, _fk_shas={})
+    state["_fk_max_splits"] = spec.max_num_splits
     decos = step_decorators(getattr(flow_cls, spec.step))
     exception: BaseException | None = None
     caught = False
@@ -188,6 +191,7 @@ def _bind_inputs(flow, flow_cls, graph, node, store, spec, records) -> Inputs | 
                 iter_stack.append(0)
         elif parent is not None and parent.is_recursive_switch and iter_stack:
             iter_stack.pop()
+    state["_fk_where"] = f"{spec.flow_name}/{first['run_id']}/{first['step']}/{first['task_id']}"
     state["_current_step"] = spec.step
     state["_foreach_stack"] = tuple(parent_stack)
     state["_iteration_stack"] = tuple(iter_stack)
@@ -221,6 +225,7 @@ def _input_view(flow_cls: type, store: FlowStore, record: dict[str, Any]) -> Flo
         _foreach_stack=tuple(ForeachFrame(*f) for f in record.get("foreach_stack", ())),
         _task_pathspec=f"{record['run_id']}/{record['step']}/{record['task_id']}",
     )
+    view.__dict__["_fk_where"] = f"{record.get('flow', '?')}/{view._task_pathspec}"
     return view
 
 

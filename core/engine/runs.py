@@ -292,6 +292,8 @@ def step_command(ctx: RunContext, spec: TaskSpec) -> list[str]:
         argv += ["--origin-run-id", spec.origin_run_id]
     if spec.num_parallel:
         argv += ["--num-parallel", str(spec.num_parallel)]
+    if spec.max_num_splits is not None:
+        argv += ["--max-num-splits", str(spec.max_num_splits)]
     for tag in spec.tags:
         argv += ["--tag", tag]
     for decospec in ctx.options.decospecs:

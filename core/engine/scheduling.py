@@ -11,16 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from flowkernel.errors import FlowkernelError
+from flowkernel.errors import TooManySplitsError
 
 if TYPE_CHECKING:
     from flowkernel.graph.model import FlowGraph
 
 TaskKey = tuple[str, tuple[int, ...], tuple[int, ...]]
-
-
-class TooManySplitsError(FlowkernelError):
-    headline = "Too many splits"
+__all__ = ["Frontier", "ReadyTask", "TaskKey", "TooManySplitsError", "record_key"]
 
 
 @attrs.frozen

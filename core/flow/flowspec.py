@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import itertools
 import reprlib
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 from flowkernel.errors import (
     InvalidNextError,
     MergeArtifactsError,
     MissingInMergeArtifactsError,
+    TooManySplitsError,
     UnhandledInMergeArtifactsError,
 )
 from flowkernel.flow.config import Config
@@ -51,6 +53,24 @@ def _display_value(value: Any) -> str:
     """The short display string recorded per foreach element."""
     text = str(value) if isinstance(value, (str, int, float, bool)) else reprlib.repr(value)
     return text[:_FOREACH_VALUE_LEN]
+
+
+def _length(obj: Any) -> int | None:
+    """``len(obj)`` if it has one (a range of 10**12 included), else None."""
+    try:
+        return len(obj)
+    except OverflowError:  # range(10**30): longer than any limit
+        return sys.maxsize
+    except TypeError:
+        return None
+
+
+def _too_many(step: str, var: str, limit: int, size: int | None) -> TooManySplitsError:
+    if size is not None and size < sys.maxsize:
+        what = f"yielded {size} child steps, more than the maximum of {limit}"
+    else:
+        what = f"over self.{var} yielded more than the maximum of {limit} child steps"
+    return TooManySplitsError(f"Foreach in step '{step}' {what}; raise it with --max-num-splits")
 
 
 def _element(obj: Any, index: int) -> Any:
@@ -153,7 +173,7 @@ class FlowSpec:
         state = self.__dict__
         shas = state.get("_fk_shas")
         if shas is not None and name in shas:
-            value = state["_fk_store"].load(shas[name])
+            value = state["_fk_store"].load(shas[name], name, state.get("_fk_where"))
             state[name] = value
             state["_fk_loaded"][name] = value
             return value
@@ -276,10 +296,25 @@ class FlowSpec:
             obj = getattr(self, var)
         except AttributeError:
             raise fail(f"the foreach variable self.{var} does not exist")
+        if isinstance(obj, Mapping):
+            raise fail(
+                f"the foreach variable self.{var} is a {type(obj).__name__}; foreach takes a "
+                f"list, tuple, range or other iterable of the items, e.g. "
+                f"list(self.{var}.items()) or list(self.{var})"
+            )
+        limit = self.__dict__.get("_fk_max_splits")
+        size = _length(obj)
+        if limit is not None and size is not None and size > limit:
+            raise _too_many(step_name(self), var, limit, size)
         try:
-            values = [_display_value(v) for v in obj]
+            items = iter(obj)
         except TypeError as exc:
             raise fail(f"the foreach variable self.{var} is not iterable: {exc}")
+        if limit is not None:  # never materialise more than the limit (itertools.count())
+            items = itertools.islice(items, limit + 1)
+        values = [_display_value(v) for v in items]
+        if limit is not None and len(values) > limit:
+            raise _too_many(step_name(self), var, limit, None)
         if not values:
             raise fail(f"foreach over self.{var} produced zero splits")
         self._foreach_var = var

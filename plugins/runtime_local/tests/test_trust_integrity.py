@@ -1,0 +1,174 @@
+"""Data integrity: artifacts verified on read, damaged blobs replaced on save, foreach inputs the
+engine refuses (a dict, a huge or endless iterable), records made durable before the rename."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import robust_helpers as rh
+
+FLOW = rh.flow_file("integrity.py")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> rh.Env:
+    env = rh.Env(tmp_path)
+    yield env
+    rh.kill_tagged(env.tag)
+
+
+def _blob(world: rh.Env, run_id: str, step: str, name: str) -> Path:
+    (record,) = world.records("IntegrityFlow", run_id, step)
+    sha = record["artifacts"][name]
+    return world.root / "IntegrityFlow" / "data" / sha[:2] / sha
+
+
+def _flip_bit(path: Path, offset: int = -20) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_artifact_is_refused_by_the_client_naming_artifact_task_and_file(world):
+    result = world.flow("run", FLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_id = rh.run_id_of(result.stdout)
+    blob = _blob(world, run_id, "start", "value")
+    _flip_bit(blob)
+    from flowkernel.errors import CorruptArtifactError
+
+    task = world.client().Run(f"IntegrityFlow/{run_id}")["start"].task
+    with pytest.raises(CorruptArtifactError) as info:
+        _ = task["value"].data
+    message = str(info.value)
+    assert "artifact 'value'" in message
+    assert f"IntegrityFlow/{run_id}/start/" in message
+    assert str(blob) in message
+    assert "corrupt" in message
+
+
+def test_a_truncated_or_deleted_blob_is_named(world):
+    from flowkernel.errors import CorruptArtifactError
+
+    result = world.flow("run", FLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_id = rh.run_id_of(result.stdout)
+    blob = _blob(world, run_id, "start", "value")
+    client = world.client()
+    blob.write_bytes(blob.read_bytes()[:50])
+    with pytest.raises(CorruptArtifactError, match=r"artifact 'value' of task .* is corrupt"):
+        _ = client.Run(f"IntegrityFlow/{run_id}")["end"].task.data.value
+    blob.unlink()
+    with pytest.raises(CorruptArtifactError, match=f"is missing: its data file {blob} does not"):
+        _ = client.Run(f"IntegrityFlow/{run_id}")["end"].task.data.value
+
+
+def test_a_task_reading_a_damaged_artifact_fails_naming_it_and_a_new_run_repairs_it(world):
+    from flowkernel.errors import CorruptArtifactError
+
+    proc = world.start("run", FLOW, "--hold", "true")
+    rh.wait_for(lambda: world.executions("body"), what="the foreach body to start")
+    run1 = rh.run_id_of(rh.console(proc)[0])
+    blob = _blob(world, run1, "start", "value")
+    good = blob.read_bytes()
+    _flip_bit(blob)
+    world.release()
+    code, out, err = rh.communicate(proc)
+    # `end` reads `value` (inherited from start) through the damaged blob
+    assert code == 1, out + err
+    logs = world.client().Run(f"IntegrityFlow/{run1}")["end"].task.stderr
+    assert f"artifact 'value' of task IntegrityFlow/{run1}/join/" in logs
+    assert str(blob) in logs and "corrupt" in logs
+    # a new run saves the same value: the damaged blob with its name is replaced, not trusted
+    second = world.flow("run", FLOW)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "payload hello seen [1, 2]" in second.stdout
+    assert blob.read_bytes() == good
+    client = world.client()
+    assert client.Run(f"IntegrityFlow/{run1}")["start"].task.data.value["payload"] == "hello"
+    _flip_bit(blob)
+    with pytest.raises(CorruptArtifactError):
+        _ = client.Run(f"IntegrityFlow/{run1}")["start"].task.data.value
+
+
+def test_save_replaces_a_damaged_large_blob(tmp_path):
+    """The streamed (spilled to disk) save path verifies an existing blob too."""
+    from flowkernel.datastore import FlowStore
+
+    store = FlowStore(str(tmp_path), "F")
+    value = os.urandom(3 << 20)
+    sha, size = store.save("big", value)
+    path = Path(store.blob_path(sha))
+    _flip_bit(path, 1000)
+    assert store.save("big", value) == (sha, size)
+    assert store.load(sha, "big") == value
+    assert not [p for p in path.parent.parent.rglob("*.tmp")]
+
+
+def test_foreach_over_a_dict_fails_the_step_clearly(world):
+    result = world.flow("run", FLOW, "--shape", "dict")
+    assert result.returncode == 1, result.stdout + result.stderr
+    run_id = rh.run_id_of(result.stdout)
+    stderr = world.client().Run(f"IntegrityFlow/{run_id}")["start"].task.stderr
+    assert "the foreach variable self.items is a dict" in stderr
+    assert "list(self.items.items())" in stderr
+    assert world.records("IntegrityFlow", run_id, "body") == []
+
+
+@pytest.mark.parametrize("shape", ["huge_range", "endless"])
+def test_a_huge_or_endless_foreach_is_refused_before_it_is_materialised(world, shape):
+    proc = world.start("run", FLOW, "--shape", shape, "--max-num-splits", "100")
+    peak = 0
+    while proc.poll() is None:
+        for p in [psutil.Process(proc.pid), *rh.descendants(proc.pid)]:
+            try:
+                peak = max(peak, p.memory_info().rss)
+            except psutil.Error:
+                pass
+        time.sleep(0.02)
+    code, out, err = rh.communicate(proc)
+    assert code == 1, out + err
+    run_id = rh.run_id_of(out)
+    stderr = world.client().Run(f"IntegrityFlow/{run_id}")["start"].task.stderr
+    if shape == "huge_range":
+        assert "Foreach in step 'start' yielded 1000000000000 child steps, more than the " in stderr
+        assert "maximum of 100; raise it with --max-num-splits" in stderr
+    else:
+        assert (
+            "Foreach in step 'start' over self.items yielded more than the maximum of 100 "
+            in stderr
+        )
+    assert peak < 500 * 1024 * 1024  # nothing near 10**12 elements was built
+
+
+def test_records_are_fsynced_file_and_directory_before_and_after_the_rename(tmp_path, monkeypatch):
+    from flowkernel import datastore
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(datastore.os, "fsync", spy)
+    store = datastore.FlowStore(str(tmp_path), "F")
+    record = {"run_id": "1", "step": "s", "task_id": "2", "attempt": 0, "ok": True}
+    store.mark_started("1", "s", "2", 0)
+    store.write_task_record(record)
+    tdir = os.path.join(store.task_dir("1", "s", "2"))
+    assert len(synced) == 2
+    assert synced[0].startswith(os.path.join(tdir, "0.record.json.")) and synced[0].endswith(".tmp")
+    assert synced[1] == tdir
+    assert json.loads(Path(tdir, "0.record.json").read_text()) == record
+    synced.clear()
+    store.write_run_record("1", {"run_id": "1"})
+    assert synced[-1] == store.run_dir("1")
