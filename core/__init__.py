@@ -142,7 +142,13 @@ def __getattr__(name: str) -> Any:
         return version("flowkernel")
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'flowkernel' has no attribute '{name}'")
+        from flowkernel.not_provided import not_provided_error
+
+        # a Metaflow name we do not have: an ImportError that says so (an AttributeError
+        # would become a bare "cannot import name" in `from flowkernel import X`)
+        raise not_provided_error(name) or AttributeError(
+            f"module 'flowkernel' has no attribute '{name}'"
+        )
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later look-ups skip this function
     return value

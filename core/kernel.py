@@ -262,6 +262,21 @@ class Kernel:
         """A poller for this platform (the kernel's ``selectors`` fallback at worst)."""
         return self.pm.hook.flowkernel_make_poller()
 
+    def declined_hooks(self) -> dict[str, list[str]]:
+        """Plugin name -> the argument-free "who handles this?" hooks it declines on this
+        machine (implements, but answers None): ``procpoll_darwin`` on Linux, say."""
+        declined: dict[str, list[str]] = {}
+        for impl in self.pm.hook.flowkernel_make_poller.get_hookimpls():
+            try:
+                answer = impl.function()
+            except Exception:
+                continue  # a plugin that fails here fails in a run too, with its error
+            if answer is None:
+                declined.setdefault(impl.plugin_name, []).append("flowkernel_make_poller")
+            elif hasattr(answer, "close"):
+                answer.close()
+        return declined
+
     def log_sinks(self, run: RunInfo) -> list[Any]:
         """Every sink that wants the lines of ``run``."""
         return [s for sinks in self.pm.hook.flowkernel_log_sinks(run=run) for s in sinks or ()]

@@ -52,6 +52,7 @@ def test_plugins_json(installed, cli_runner):
         "module": "fake_good.hooks",
         "hooks": ["flowkernel_cli"],
         "error": None,
+        "declines": [],
     }
 
 

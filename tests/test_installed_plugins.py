@@ -165,6 +165,7 @@ def test_disable_plugins_blocks_the_installed_plugin(flow, timer_site):
         "module": "flowkernel_run_timer.hooks",
         "hooks": [],
         "error": None,
+        "declines": [],
     }
     assert "timer-report" not in flow("--help", site=timer_site, **env).stdout
     gone = flow("timer-report", site=timer_site, **env)

@@ -31,6 +31,8 @@ ALLOWED_UPWARD = {
 LAYERS = {
     "errors": 0,
     "exception": 0,
+    "unbounded_foreach": 0,
+    "not_provided": 0,
     "specs": 0,
     "hookspecs": 1,
     "flow": 2,

@@ -80,7 +80,7 @@ def _tasks(root: str, pathspec: str, flow_file: str | None) -> list[Any]:
     from flowkernel.client import Task, _task_order
     from flowkernel.datastore import FlowStore
 
-    flow, parts = resolve_pathspec(root, pathspec, flow_file)
+    flow, parts = resolve_pathspec(root, pathspec, flow_file, need_step=True)
     if len(parts) not in (2, 3):
         raise UsageError(f"expected RUN/STEP[/TASK], got {pathspec!r}")
     store = FlowStore(root, flow, flow_file)

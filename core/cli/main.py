@@ -138,8 +138,9 @@ def cli(
 
 
 def _register_builtin_commands() -> None:
-    from flowkernel.cli import dump_cmd, graph_cmds, plugins_cmd, run_cmds, tag_cmds
+    from flowkernel.cli import dump_cmd, graph_cmds, plugins_cmd, run_cmds, runs_cmd, tag_cmds
 
+    cli.add_command(runs_cmd.runs)
     cli.add_command(dump_cmd.dump)
     cli.add_command(tag_cmds.tag)
     cli.add_command(graph_cmds.show)
@@ -168,15 +169,45 @@ def main_for_flow(flow_cls: type) -> None:
         path = flow_file_of(flow_cls) or ""
     else:
         path = preload(flow_cls)
-    for i, arg in enumerate(args):
-        if not arg.startswith("-") and arg in cli.commands:
-            at = i + 1
-            command = cli.commands[arg]
-            if getattr(command, "flow_file_after_subcommand", False) and at < len(args):
-                at += 1  # `tag add FILE ...`: the group's subcommand comes first
-            args = [*args[:at], path, *args[at:]]
-            break
-    else:
-        if not args or args[0] not in ("--help", "-h", "--version"):
-            args = ["check", path, *args]  # no command: check, as Metaflow does
-    cli.main(args=args, prog_name=os.path.basename(path))
+    prog = os.path.basename(path)
+    args = _insert_flow_file(args, path, prog)
+    cli.main(args=args, prog_name=prog)
+
+
+#: Options of ``flow`` itself that take a value (they come before the command).
+_ROOT_OPTIONS_WITH_VALUE = {"--datastore-root": 1, "--config": 2, "--config-value": 2}
+
+
+def _insert_flow_file(args: list[str], path: str, prog: str) -> list[str]:
+    """``[root options] COMMAND [args]`` -> ``[root options] COMMAND path [args]``.
+
+    No command at all checks the flow, as Metaflow does. An unknown word is left for click, whose
+    error suggests the command meant ("Did you mean 'run'?"); an option that is not a root option
+    (a flow parameter, a run option) before any command is a usage error that says where it goes.
+    """
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("-"):
+            if arg in cli.commands:
+                at = i + 1
+                if getattr(cli.commands[arg], "flow_file_after_subcommand", False) and at < len(
+                    args
+                ):
+                    at += 1  # `tag add FILE ...`: the group's subcommand comes first
+                return [*args[:at], path, *args[at:]]
+            return args  # an unknown command: click says so, with a suggestion
+        name = arg.split("=", 1)[0]
+        if name in ("--help", "-h", "--version", "--no-plugins"):
+            i += 1
+        elif name in _ROOT_OPTIONS_WITH_VALUE:
+            i += 1 + (0 if "=" in arg else _ROOT_OPTIONS_WITH_VALUE[name])
+        else:
+            click.UsageError(
+                f"{name} is not an option of {prog} itself; parameters and run options go "
+                f"after the command: python {prog} run {' '.join(args[i:])}"
+            ).show()
+            sys.exit(2)
+    if args and args[0] in ("--help", "-h", "--version"):
+        return args
+    return ["check", path, *args]  # no command: check, as Metaflow does

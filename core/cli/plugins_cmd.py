@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -31,13 +32,16 @@ def plugins(as_json: bool, show_all: bool, hook: str | None) -> None:
     """List plugins: name, distribution, version, hooks and status (loaded/blocked/failed)."""
     from flowkernel.cli.context import get_kernel
 
+    kernel = get_kernel()
     records = [
         r
-        for r in get_kernel().records
+        for r in kernel.records
         if (show_all or r.status != "builtin") and (hook is None or hook in r.hooks)
     ]
+    declines = kernel.declined_hooks()
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        rows = [{**r.to_dict(), "declines": declines.get(r.name, [])} for r in records]
+        click.echo(json.dumps(rows, indent=2))
         return
     if not records:
         click.echo("No plugins installed.")
@@ -48,6 +52,9 @@ def plugins(as_json: bool, show_all: bool, hook: str | None) -> None:
         click.echo(f"{r.name}  ", nl=False)
         click.secho(r.status, fg=colors.get(r.status), nl=False)
         click.echo(f"  {dist}")
+        if declines.get(r.name):
+            hooks = ", ".join(declines[r.name])
+            click.secho(f"    declines here ({sys.platform}): {hooks}", fg="yellow")
         if r.hooks:
             click.echo(f"    hooks: {', '.join(r.hooks)}")
         if r.error:

@@ -105,13 +105,59 @@ def _runtime_name(args: list[str]) -> str:
     return names[-1] if names else "local"
 
 
+#: Options of ``flow`` itself, given before the command (``flow --datastore-root X run F``).
+_ROOT_OPTIONS = ("--datastore-root", "--config", "--config-value", "--no-plugins")
+
+
 def _parse(name: str, params: list[click.Parameter], args: list[str]) -> dict[str, Any]:
-    """Parse ``args`` with a command built from ``params`` (help and usage errors included)."""
+    """Parse ``args`` with a command built from ``params`` (help and usage errors included).
+
+    A bad value that came from an environment variable names the variable; a root option given
+    after the command says where it goes.
+    """
     command = click.Command(name, params=params, help=f"{name.capitalize()} the flow.")
     info = f"flow {name} FILE"
     helps = ["-h", "--help"]  # the outer command passes --help through to here
-    with command.make_context(info, list(args), help_option_names=helps) as sub:
-        return dict(sub.params)
+    try:
+        with command.make_context(info, list(args), help_option_names=helps) as sub:
+            return dict(sub.params)
+    except click.NoSuchOption as exc:
+        if exc.option_name in _ROOT_OPTIONS:
+            exc.message += (
+                f" {exc.option_name} is an option of flow itself and goes before the command: "
+                f"flow {exc.option_name} VALUE {name} FILE"
+            )
+        raise
+    except click.BadParameter as exc:
+        envvar = _env_source(exc.param, args)
+        if envvar:
+            raise click.UsageError(
+                f"Invalid value in the environment variable {envvar} "
+                f"(parameter --{exc.param.name}): {exc.message}",
+                exc.ctx,
+            ) from None
+        raise
+
+
+def _env_source(param: click.Parameter | None, args: list[str]) -> str | None:
+    """The environment variable ``param``'s value came from, if it was not on the command line."""
+    import os
+
+    envvar = getattr(param, "envvar", None)
+    if not isinstance(envvar, str) or envvar not in os.environ or param is None:
+        return None
+    given = any(a in param.opts or a.split("=", 1)[0] in param.opts for a in args)
+    return None if given else envvar
+
+
+def _require_flow_file(name: str, flow_file: str, args: tuple[str, ...]) -> None:
+    """``flow run --count 5 f.py``: say the file comes first (not "not found: --count")."""
+    if not flow_file.startswith("-"):
+        return
+    files = [a for a in args if a.endswith(".py")]
+    options = [flow_file, *(a for a in args if not files or a != files[0])]
+    example = f"flow {name} {files[0] if files else 'FILE'} {' '.join(options)}"
+    raise UsageError(f"the flow file comes right after '{name}', options after it: {example}")
 
 
 def _options(ctx: click.Context, values: dict[str, Any], runtime_params) -> RunOptions:
@@ -147,7 +193,15 @@ def _announce(values: dict[str, Any], run_ctx: Any) -> None:
         )
 
 
-def _finish(result: Any) -> None:
+def _finish(ctx: click.Context, result: Any, flow_file: str) -> None:
+    """Exit 0 or 1; a failed run's last line (on stderr) says how to resume it."""
+    if not result.success:
+        prog = ctx.find_root().info_name or "flow"
+        command = f"python {prog} resume" if prog.endswith(".py") else f"flow resume {flow_file}"
+        root = (ctx.find_root().obj or {}).get("datastore_root")
+        if root and prog == "flow":
+            command = f"flow --datastore-root {root} resume {flow_file}"
+        click.echo(f"To resume from the failed step: {command}", err=True)
     sys.exit(0 if result.success else 1)
 
 
@@ -164,6 +218,7 @@ def run(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> Non
     if flow_file is None or flow_file in ("--help", "-h"):
         click.echo(ctx.get_help())
         return
+    _require_flow_file("run", flow_file, args)
     from flowkernel.flow.config import add_sources, take_config_options
 
     rest, files, values = take_config_options(list(args))
@@ -184,7 +239,7 @@ def run(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> Non
     options = _options(ctx, values, runtime_params)
     run_ctx = start_run(flow_cls, graph, _abspath(flow_file), resolved, options)
     _announce(values, run_ctx)
-    _finish(runtime.factory(kernel).run(run_ctx))
+    _finish(ctx, runtime.factory(kernel).run(run_ctx), flow_file)
 
 
 @click.command(context_settings=_PASS_THROUGH, add_help_option=False)
@@ -202,6 +257,7 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
     if flow_file is None or flow_file in ("--help", "-h"):
         click.echo(ctx.get_help())
         return
+    _require_flow_file("resume", flow_file, args)
     from flowkernel.flow.config import take_config_options
 
     _, files, config_values = take_config_options(list(args))
@@ -239,7 +295,7 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
         step=values["step"],
     )
     _announce(values, run_ctx)
-    _finish(runtime.factory(kernel).run(run_ctx))
+    _finish(ctx, runtime.factory(kernel).run(run_ctx), flow_file)
 
 
 def _reject_parameters(flow_cls: type, args: list[str]) -> None:
@@ -330,17 +386,20 @@ def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> Non
 
 
 @click.command()
-@click.argument("target", nargs=-1, required=True, metavar="[FILE] [FLOW/]RUN/STEP[/TASK]")
+@click.argument("target", nargs=-1, required=True, metavar="[FILE] [FLOW/]RUN[/STEP[/TASK]]")
 @click.option("--stderr", "stream", flag_value="stderr", help="Show stderr instead of stdout.")
 @click.option("--stdout", "stream", flag_value="stdout", default=True, help="Show stdout.")
 @click.option("--attempt", type=int, default=None, help="Attempt to show (default: latest).")
 @click.pass_context
 def logs(ctx: click.Context, target: tuple[str, ...], stream: str, attempt: int | None) -> None:
-    """Print the stored output of a step's tasks, or of one task."""
+    """Print the stored output of a run's tasks, a step's tasks, or one task.
+
+    RUN may be a run id or, after FLOW/, 'latest'; FLOW alone means its latest run.
+    """
     from flowkernel.cli.logs_view import print_logs
 
     if len(target) > 2:
-        raise UsageError("give at most a flow file and a RUN/STEP[/TASK] pathspec")
+        raise UsageError("give at most a flow file and a [FLOW/]RUN[/STEP[/TASK]] pathspec")
     flow_file = target[0] if len(target) == 2 else None
     print_logs(_datastore_root(ctx), target[-1], stream, attempt, flow_file)
 

@@ -97,3 +97,24 @@ class TaskLogFiles:
     def close(self) -> None:
         while self._files:
             os.close(self._files.popitem()[1])
+
+
+def abnormal_end_line(returncode: int | None, stopped_by_runtime: bool = False) -> str | None:
+    """The line a runtime appends to a task's own stderr log when its process died of a signal
+    (None for a normal exit: a Python failure has its traceback there already).
+
+    :param stopped_by_runtime: the runtime itself signalled the task (fail-fast, a timeout).
+    """
+    import signal
+
+    if returncode is None or returncode >= 0:
+        return None
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    if -returncode == signal.SIGSEGV:
+        return f"The task process died of a segmentation fault ({name})."
+    if stopped_by_runtime:
+        return f"The task process was stopped by the runtime ({name})."
+    return f"The task process was killed by {name}."

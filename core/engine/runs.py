@@ -180,9 +180,14 @@ def start_resume(
     store = FlowStore(options.datastore_root, flow_cls.__name__, flow_file)
     origin = origin_run_id or store.latest_run()
     if origin is None:
-        raise UsageError("A previous run id was not found. Specify --origin-run-id.")
+        raise UsageError(
+            f"no previous run of {flow_cls.__name__} to resume under {store.root} "
+            "(give the run's --datastore-root, or --origin-run-id)"
+        )
     if store.read_run_record(origin) is None:
-        raise UsageError(f"Resume could not find run id {origin} of {flow_cls.__name__}")
+        raise UsageError(
+            f"Resume could not find run id {origin} of {flow_cls.__name__} under {store.root}"
+        )
     if step is not None and step not in graph:
         steps = ", ".join(n.name for n in graph)
         raise UsageError(f"Unknown step '{step}' to resume from; the flow's steps are: {steps}")

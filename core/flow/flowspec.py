@@ -23,6 +23,7 @@ from flowkernel.errors import (
 )
 from flowkernel.flow.config import Config
 from flowkernel.flow.parameters import Parameter
+from flowkernel.unbounded_foreach import UnboundedForeachInput, foreach_width
 
 #: Internal artifacts merge_artifacts never merges (unless named in ``include``).
 MERGE_SKIP = frozenset(
@@ -303,6 +304,9 @@ class FlowSpec:
                 f"list(self.{var}.items()) or list(self.{var})"
             )
         limit = self.__dict__.get("_fk_max_splits")
+        if isinstance(obj, UnboundedForeachInput):
+            self._fk_unbounded(var, obj, limit, fail)
+            return
         size = _length(obj)
         if limit is not None and size is not None and size > limit:
             raise _too_many(step_name(self), var, limit, size)
@@ -320,6 +324,17 @@ class FlowSpec:
         self._foreach_var = var
         self._foreach_num_splits = len(values)
         self._foreach_values = values
+
+    def _fk_unbounded(self, var: str, obj: Any, limit: int | None, fail: Any) -> None:
+        """A foreach over an UnboundedForeachInput: its width is asked now, as the split ends."""
+        width = foreach_width(obj, limit)
+        if width == 0:
+            raise fail(f"foreach over self.{var} produced zero splits")
+        if limit is not None and width > limit:
+            raise _too_many(step_name(self), var, limit, width)
+        self._unbounded_foreach = True
+        self._foreach_var = var
+        self._foreach_num_splits = width
 
     def _fk_parallel(self, num: Any, fail: Any) -> None:
         if not isinstance(num, int) or isinstance(num, bool) or num < 1:

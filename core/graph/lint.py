@@ -70,7 +70,7 @@ _NEXT_FORMS = (
 
 def check_flow(flow_cls: type, graph: FlowGraph) -> list[GraphProblem]:
     """Every validation problem of ``flow_cls`` whose graph is ``graph`` (empty when valid)."""
-    lint = Linter(graph)
+    lint = Linter(graph, flow_cls)
     problems = list(graph.problems)
     for check in (
         _reserved_names,
@@ -86,6 +86,8 @@ def check_flow(flow_cls: type, graph: FlowGraph) -> list[GraphProblem]:
         problems += check_unreachable(lint)
         if lint.roles_known:
             problems += check_balance(lint)
+    if not (lint.edges_complete and not lint.has_cycle and lint.roles_known):
+        problems += _joins_without_inputs(lint)  # what check_balance would have found
     for check in (_switches, _foreaches, _parallel, _switch_to_join):
         problems += check(lint)
     problems += _parameters(flow_cls, graph)
@@ -95,8 +97,9 @@ def check_flow(flow_cls: type, graph: FlowGraph) -> list[GraphProblem]:
 class Linter:
     """The graph plus helpers shared by the rules."""
 
-    def __init__(self, graph: FlowGraph):
+    def __init__(self, graph: FlowGraph, flow_cls: type | None = None):
         self.graph = graph
+        self.flow_cls = flow_cls
         self.nodes = graph.nodes
         self.has_cycle = False
         self.edges_complete = not graph.problems and all(
@@ -121,6 +124,16 @@ class Linter:
             step=node.name if node else None,
             hint=hint,
         )
+
+    def plain_method_line(self, name: str) -> int | None:
+        """The line of ``name`` when the flow defines it as a method that is not a step."""
+        func = getattr(self.flow_cls, name, None) if self.flow_cls else None
+        if not inspect.isfunction(func) or name in self.nodes:
+            return None
+        try:
+            return inspect.getsourcelines(func)[1]
+        except (OSError, TypeError):
+            return None
 
     def next_line(self, node: Node) -> int | None:
         return node.next_lineno or node.def_lineno or node.func_lineno
@@ -157,11 +170,14 @@ def _start_end(lint: Linter) -> Iterator[GraphProblem]:
                 f"keep {which}=True on exactly one step",
             )
         elif not marked and which not in nodes:
+            line = lint.plain_method_line(which)
+            hint = (
+                f"'{which}' (line {line}) is a method without @step: add @step above it"
+                if line
+                else f"add a step named '{which}': @step above def {which}(self)"
+            )
             yield lint.problem(
-                f"no-{which}-step",
-                None,
-                f"flow {lint.graph.flow_name} has no {which} step",
-                f"name a step '{which}' or decorate it with @step({which}=True)",
+                f"no-{which}-step", None, f"flow {lint.graph.flow_name} has no {which} step", hint
             )
         if marked and which in nodes and not getattr(nodes[which], flag):
             yield lint.problem(
@@ -268,9 +284,43 @@ def _transitions(lint: Linter) -> Iterator[GraphProblem]:
                     "unknown-target",
                     node,
                     f"step '{node.name}' goes to '{target}', which is not a step of the flow",
-                    f"did you mean self.{close[0]}?" if close else "define it, or fix the name",
+                    _unknown_target_hint(lint, target, close),
                     lint.next_line(node),
                 )
+
+
+def _joins_without_inputs(lint: Linter) -> Iterator[GraphProblem]:
+    """Steps without ``inputs`` that two or more reachable steps lead to, in a flow without
+    switches or loops.
+
+    There, every step runs, so a step with several parents is where parallel branches meet;
+    this holds even when other problems keep the full split/join check from running.
+    """
+    if lint.has_cycle or any(n.type == "split-switch" for n in lint.nodes.values()):
+        return
+    reached, todo = set(), [lint.graph.start]
+    while todo:
+        name = todo.pop()
+        if name in lint.nodes and name not in reached:
+            reached.add(name)
+            todo += lint.nodes[name].out_funcs
+    for node in lint.nodes.values():
+        parents = sorted({p for p in reached if node.name in lint.nodes[p].out_funcs})
+        if node.num_args == 1 and len(parents) > 1 and node.name != lint.graph.end:
+            yield lint.problem(
+                "multiple-parents",
+                node,
+                f"step '{node.name}' is reached from {quote_names(parents)}, which run in "
+                "parallel, but it is not a join",
+                f"make it a join that receives them: def {node.name}(self, inputs)",
+            )
+
+
+def _unknown_target_hint(lint: Linter, target: str, close: list[str]) -> str:
+    line = lint.plain_method_line(target)
+    if line:
+        return f"'{target}' (line {line}) is a method without @step: add @step above it"
+    return f"did you mean self.{close[0]}?" if close else "define it, or fix the name"
 
 
 def _last_line(node: Node) -> int | None:

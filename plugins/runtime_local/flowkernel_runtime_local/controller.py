@@ -16,6 +16,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from flowkernel.engine.executor import TaskSpec, run_task
+from flowkernel.engine.logs import abnormal_end_line
 from flowkernel.engine.runs import clone_record, resume_plan, step_command
 from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
 from flowkernel.flow.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
@@ -78,13 +79,16 @@ class _Controller:
 
     # -- messages ------------------------------------------------------------------------------
 
-    def say(self, text: str, task: Worker | None = None, force: bool = False) -> None:
-        """An engine message on the console (never in a task's own logs)."""
+    def say(
+        self, text: str, task: Worker | None = None, force: bool = False, err: bool = False
+    ) -> None:
+        """An engine message on the console (never in a task's own logs); ``err``: on stderr."""
         if self.quiet and not force:
             return
         where = f"[{self.ctx.run_id}/{task.step}/{task.task_id}] " if task else ""
-        sys.stdout.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
-        sys.stdout.flush()
+        stream = sys.stderr if err else sys.stdout
+        stream.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
+        stream.flush()
 
     # -- main loop -----------------------------------------------------------------------------
 
@@ -119,7 +123,8 @@ class _Controller:
         if success:
             self.say("Done!", force=True)
         else:
-            self.say(f"Workflow failed: {self.failure}", force=True)
+            sys.stdout.flush()  # the summary on stderr comes after everything above it
+            self.say(f"Workflow failed: {self.failure}", force=True, err=True)
         result = RunResult(self.info, success, self.failure or "", tuple(self.failed_steps))
         self.kernel.run_finished(self.info, result)
         return result
@@ -349,6 +354,9 @@ class _Controller:
 
     def _finished(self, worker: Worker) -> None:
         store, ctx = self.ctx.store, self.ctx
+        ending = abnormal_end_line(worker.returncode, worker.killed)
+        if ending is not None:  # the task's own stderr log says how it ended
+            self._lines(worker, "stderr", ending.encode() + b"\n")
         record = store.read_task_record(ctx.run_id, worker.step, worker.task_id, worker.attempt)
         ok = worker.returncode == 0 and record is not None and record.get("task_ok")
         if worker.gang is not None:

@@ -42,7 +42,7 @@ def test_a_dying_task_fails_with_its_exit_status(
     run_id = rh.run_id_of(result.stdout)
     assert f"Task failed ({status}); retrying." in result.stdout
     assert f"Task failed ({status})." in result.stdout
-    assert "Step crash (task-id 2) failed." in result.stdout
+    assert "Workflow failed: Step crash (task-id 2) failed." in result.stderr
     # @retry(times=1): the retry ran, and died the same way
     assert sorted(n.split(".")[3] for n in world.executions("crash", run_id)) == ["0", "1"]
     client = world.client()
@@ -56,6 +56,9 @@ def test_a_dying_task_fails_with_its_exit_status(
         old = client.Task(task.pathspec, attempt=attempt)
         assert old.stdout == "output before the crash\n"
         assert old.stderr.startswith("stderr before the crash\n")
+        # ... and so is how the process ended (a signal only: exit 3 has nothing to add)
+        died = "The task process died of a segmentation fault (SIGSEGV).\n"
+        assert old.stderr.endswith(died) == (status == SEGV), old.stderr
     assert world.records("CrashFlow", run_id, "end") == []
 
 
@@ -115,6 +118,6 @@ def test_fail_fast_does_not_wait_for_a_task_that_closed_its_output(world: rh.Env
     result = world.flow("run", rh.flow_file("closed_output.py"))
     elapsed = time.monotonic() - started
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "Step boom (task-id" in result.stdout
+    assert "Step boom (task-id" in result.stderr
     assert elapsed < 15, f"the failure took {elapsed:.1f}s to stop the run (closer sleeps 30 s)"
     assert rh.tagged_processes(world.tag) == []

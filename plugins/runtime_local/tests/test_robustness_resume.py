@@ -55,7 +55,11 @@ def failed(world: rh.Env) -> dict:
 def test_failed_step_fails_the_run_with_exit_code_1(failed: dict) -> None:
     assert failed["code"] == 1, failed["out"] + failed["err"]
     assert "Step boom (task-id" in failed["out"] + failed["err"]
-    assert "Workflow failed" in failed["out"]
+    # the summary and how to resume are the last lines, on stderr
+    last = failed["err"].strip().splitlines()[-2:]
+    assert "Workflow failed" in last[0] and "Workflow failed" not in failed["out"]
+    assert last[1].startswith("To resume from the failed step: flow --datastore-root ")
+    assert last[1].endswith(f"resume {FLOW}")
     # the sibling sleeps 60 s: the run ended because it was stopped, not because it finished
     assert failed["elapsed"] < 20
 
@@ -164,7 +168,8 @@ def test_resume_usage_errors(tmp_path: Path, world: rh.Env, failed: dict) -> Non
     empty = rh.Env(tmp_path)
     none_yet = empty.flow("resume", FLOW)
     assert none_yet.returncode == 2, none_yet.stdout + none_yet.stderr
-    assert "previous run id was not found" in none_yet.stderr
+    assert "no previous run of" in none_yet.stderr
+    assert f"under {empty.root}" in none_yet.stderr  # where it looked
     unknown = world.flow("resume", FLOW, "--origin-run-id", "424242")
     assert unknown.returncode == 2, unknown.stdout + unknown.stderr
     assert "could not find run id 424242" in unknown.stderr
