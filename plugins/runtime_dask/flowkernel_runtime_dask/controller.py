@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from flowkernel.engine.executor import TaskSpec
+from flowkernel.engine.logs import abnormal_end_line
 from flowkernel.engine.runs import clone_record, resume_plan, step_command
 from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
 from flowkernel.flow.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
@@ -102,12 +103,13 @@ class _Console:
     def __init__(self, quiet: bool):
         self.quiet = quiet
 
-    def __call__(self, text: str, where: str = "", force: bool = False) -> None:
-        """An engine message on the console (never in a task's own logs)."""
+    def __call__(self, text: str, where: str = "", force: bool = False, err: bool = False) -> None:
+        """An engine message on the console (never in a task's own logs); ``err``: on stderr."""
         if self.quiet and not force:
             return
-        sys.stdout.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
-        sys.stdout.flush()
+        stream = sys.stderr if err else sys.stdout
+        stream.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
+        stream.flush()
 
 
 class _Controller:
@@ -136,9 +138,11 @@ class _Controller:
         self.received: Counter[tuple[str, int, str]] = Counter()
         self.env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
 
-    def say(self, text: str, member: Member | None = None, force: bool = False) -> None:
+    def say(
+        self, text: str, member: Member | None = None, force: bool = False, err: bool = False
+    ) -> None:
         where = f"[{self.ctx.run_id}/{member.ready.step}/{member.task_id}] " if member else ""
-        self.console(text, where, force)
+        self.console(text, where, force, err)
 
     # -- main loop -----------------------------------------------------------------------------
 
@@ -168,7 +172,11 @@ class _Controller:
             signal.signal(signal.SIGTERM, old_term)
             self._cleanup()
         success = self.failure is None
-        self.say("Done!" if success else f"Workflow failed: {self.failure}", force=True)
+        if success:
+            self.say("Done!", force=True)
+        else:
+            sys.stdout.flush()  # the summary on stderr comes after everything above it
+            self.say(f"Workflow failed: {self.failure}", force=True, err=True)
         result = RunResult(self.info, success, self.failure or "", tuple(self.failed_steps))
         self.kernel.run_finished(self.info, result)
         return result
@@ -356,6 +364,7 @@ class _Controller:
         except BaseException as exc:  # KilledWorker, CancelledError, a worker-side error
             member.error = f"{type(exc).__name__}: {exc}"
         self._await_lines(member, group.attempt)
+        self._note_abnormal_end(member, group)
         store, ctx = self.ctx.store, self.ctx
         record = store.read_task_record(ctx.run_id, group.step, member.task_id, group.attempt)
         result = member.result or {}
@@ -381,6 +390,17 @@ class _Controller:
                 Event(group.stop_event, client=self.client).set()
         if group.running == 0:
             self._group_done(group)
+
+    def _note_abnormal_end(self, member: Member, group: Group) -> None:
+        """Append how the step's process died to its own stderr log, as the local runtime does."""
+        result = member.result or {}
+        stopped = group.stopped or result.get("stopped") is not None
+        ending = abnormal_end_line(result.get("returncode"), stopped)
+        if ending is not None:
+            msg = {"step": group.step, "task_id": member.task_id, "attempt": group.attempt,
+                   "stream": "stderr", "lines": [ending.encode()], "t": time.time(),
+                   "newline": True, "pid": result.get("pid")}  # fmt: skip
+            self._emit(msg)
 
     def _group_done(self, group: Group) -> None:
         decos = step_decorators(getattr(self.ctx.flow_cls, group.step))

@@ -26,6 +26,8 @@ import attrs
 POLL_INTERVAL = 0.2
 #: Seconds between SIGTERM and SIGKILL when the supervisor stops a step.
 KILL_GRACE = 5.0
+#: Seconds the step's pipes may stay open after it exited (a process it left behind holds them).
+PIPE_GRACE = 5.0
 _READ_SIZE = 1 << 16
 _PR_SET_PDEATHSIG = 1
 
@@ -75,7 +77,12 @@ def run_job(job: Job) -> dict[str, Any]:
     ]
     stopped = _supervise(proc, job)
     for relay in relays:
-        relay.thread.join()
+        relay.thread.join(PIPE_GRACE)
+    if any(relay.thread.is_alive() for relay in relays):
+        # the step exited but something it started still holds its pipes: end that too
+        _signal_group(proc.pid, signal.SIGKILL)
+        for relay in relays:
+            relay.thread.join()
     return {
         "returncode": proc.returncode,
         "pid": proc.pid,

@@ -17,6 +17,7 @@ from dask_helpers import (
     FlowResult,
     flow_command,
     on,
+    run_flow,
     subprocess_env,
     wait_for_workers,
 )
@@ -96,7 +97,10 @@ def test_ctrl_c_stops_the_steps_on_the_cluster(tmp_path, dask_cluster, no_stray_
     assert "Workflow interrupted: stopping every task." in result.stdout
     _, alive = psutil.wait_procs(started, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
-    assert not any(t.successful for t in result.run["work"])
+    stopped = list(result.run["work"])
+    assert stopped and not any(t.successful for t in stopped)
+    for task in stopped:  # each stopped step's own log says so, as on the local runtime
+        assert "The task process was stopped by the runtime (SIGTERM)." in task.stderr
 
 
 def test_ctrl_c_on_the_embedded_cluster_leaves_no_process(tmp_path, no_stray_steps):
@@ -104,3 +108,10 @@ def test_ctrl_c_on_the_embedded_cluster_leaves_no_process(tmp_path, no_stray_ste
     assert result.returncode == 1, result.output
     _, alive = psutil.wait_procs(started, timeout=10)
     assert not alive, [p.cmdline() for p in alive]  # steps, Dask workers, nannies, all of them
+
+
+def test_a_process_left_behind_by_a_step_is_ended(tmp_path, dask_cluster):
+    result = run_flow(tmp_path / "root", "stray.py", *on(dask_cluster)).assert_ok()
+    assert "left a sleeper behind" in result.stdout
+    stray = result.run["start"].task.data.stray_pid
+    assert not psutil.pid_exists(stray) or psutil.Process(stray).status() == "zombie"

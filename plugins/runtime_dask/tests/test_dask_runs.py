@@ -54,8 +54,8 @@ def test_a_gang_runs_every_node_at_once_on_one_host(tmp_path, dask_cluster):
 def test_a_gang_larger_than_any_host_is_refused_clearly(tmp_path, dask_cluster):
     result = run_flow(tmp_path / "root", "gang.py", "--nodes", "3", *on(dask_cluster))
     assert result.returncode == 1
-    assert "Step train is a @parallel gang of 3 nodes" in result.stdout
-    assert "--runtime local" in result.stdout
+    assert "Step train is a @parallel gang of 3 nodes" in result.stderr
+    assert "--runtime local" in result.stderr
 
 
 def test_resources_go_to_the_worker_that_declares_them(tmp_path, dask_cluster):
