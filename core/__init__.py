@@ -135,11 +135,27 @@ __all__ = [
 ]
 
 
+#: Names provided by plugins when they are installed: name -> (import package, distribution).
+_FROM_PLUGINS = {
+    "NBRunner": ("flowkernel_notebook", "flowkernel-notebook"),
+    "NBDeployer": ("flowkernel_notebook", "flowkernel-notebook"),
+}
+
+
 def __getattr__(name: str) -> Any:
     if name == "__version__":
         from importlib.metadata import version
 
         return version("flowkernel")
+    if name in _FROM_PLUGINS:
+        package, dist = _FROM_PLUGINS[name]
+        try:
+            module = importlib.import_module(package)
+        except ModuleNotFoundError as exc:
+            if exc.name != package:
+                raise
+            raise ImportError(f"{name} comes with a plugin: pip install {dist}") from None
+        return getattr(module, name)
     module = _LAZY.get(name)
     if module is None:
         from flowkernel.not_provided import not_provided_error

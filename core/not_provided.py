@@ -30,8 +30,6 @@ NOT_PROVIDED: dict[str, str] = {
     "secrets": "@secrets: fetch secrets into the environment; not provided (use @environment "
     "or your platform's secret injection)",
     "profile": "the profile() timing context manager; not provided (use time.perf_counter)",
-    "NBRunner": "running a flow defined in a notebook (not yet)",
-    "NBDeployer": "deploying a flow defined in a notebook (not yet)",
     "FlowMutator": "flow mutators; not provided (use --with SPEC or Config values)",
     "StepMutator": "step mutators; not provided (use --with SPEC)",
     "user_step_decorator": "user-defined step decorators; not provided",

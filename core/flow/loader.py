@@ -17,9 +17,10 @@ from flowkernel.errors import FlowImportError, FlowkernelError, UsageError
 _PRELOADED: dict[str, type] = {}
 
 
-def preload(flow_cls: type) -> str:
-    """Register a class loaded as ``__main__``; returns its file's absolute path."""
-    path = os.path.abspath(sys.modules[flow_cls.__module__].__file__ or "")
+def preload(flow_cls: type, path: str | None = None) -> str:
+    """Register a class already loaded (as ``__main__``, or in a notebook) as the flow of
+    ``path`` (default: its module's file); returns the file's absolute path."""
+    path = os.path.abspath(path or sys.modules[flow_cls.__module__].__file__ or "")
     _PRELOADED[path] = flow_cls
     return path
 

@@ -213,6 +213,39 @@ class CommandProcess:
             else:
                 await asyncio.sleep(0.02)
 
+    def follow(
+        self,
+        on_line: Callable[[str, str], None],
+        until: Callable[[], bool] | None = None,
+        seen: dict[str, int] | None = None,
+    ) -> None:
+        """Call ``on_line(stream, line)`` for every line, in the *calling* thread, as lines arrive.
+
+        Returns when both streams have closed, or as soon as ``until()`` is true. Relaying in the
+        caller's thread matters in Jupyter: output written there lands in the caller's cell.
+
+        :param seen: lines already relayed per stream; updated in place, so a later call
+            (after an interruption) carries on where this one stopped.
+        """
+        seen = seen if seen is not None else {}
+        for stream in STREAMS:
+            seen.setdefault(stream, 0)
+        while True:
+            with self._cond:
+                while not self._has_new(seen) and self._open_streams and not (until and until()):
+                    self._cond.wait(0.1)
+                fresh = [(s, self.buffers[s][seen[s] :]) for s in STREAMS]
+                finished = self._open_streams == 0 or bool(until and until())
+            for stream, lines in fresh:
+                seen[stream] += len(lines)
+                for line in lines:
+                    on_line(stream, line)
+            if finished and not any(lines for _, lines in fresh):
+                return
+
+    def _has_new(self, seen: dict[str, int]) -> bool:
+        return any(len(self.buffers[s]) > seen[s] for s in STREAMS)
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Poll ``predicate`` until true (True), the process ends or ``timeout`` (False)."""
         deadline = time.monotonic() + timeout

@@ -408,20 +408,22 @@ class Runner:
         args += ["--origin-run-id", origin] if origin else []
         return args + call_args(self.flow_file, options, resume=True)
 
-    def _start(self, command: str, extra: list[str], echo: bool) -> tuple[CommandProcess, str]:
+    def _start(self, command: str, extra: list[str]) -> tuple[CommandProcess, str]:
         tmpdir = tempfile.mkdtemp(prefix="flowkernel-runner-")
         self._tmpdirs.append(tmpdir)
         attr_file = os.path.join(tmpdir, "attributes.json")
         argv = [sys.executable, "-m", "flowkernel.cli", *self.root_args, command, self.flow_file]
         argv += ["--runner-attribute-file", attr_file, *self.run_args, *extra]
-        on_line = _echo if echo else None
-        proc = CommandProcess(argv, env=self.env, cwd=self.cwd, on_line=on_line, log_dir=tmpdir)
+        proc = CommandProcess(argv, env=self.env, cwd=self.cwd, log_dir=tmpdir)
         self._procs.append(proc)
         proc.start()
         return proc, attr_file
 
-    def _attributes(self, proc: CommandProcess, attr_file: str) -> dict[str, Any]:
-        if not proc.wait_for(lambda: os.path.exists(attr_file), self.file_read_timeout):
+    def _attributes(
+        self, proc: CommandProcess, attr_file: str, timeout: float | None = None
+    ) -> dict[str, Any]:
+        timeout = self.file_read_timeout if timeout is None else timeout
+        if not proc.wait_for(lambda: os.path.exists(attr_file), timeout):
             if proc.returncode is None:
                 proc.stop()
             proc.wait(5)
@@ -437,17 +439,27 @@ class Runner:
             return json.load(fh)
 
     def _blocking(self, command: str, extra: list[str]) -> ExecutingRun:
-        proc, attr_file = self._start(command, extra, self.show_output)
+        proc, attr_file = self._start(command, extra)
+        deadline = time.monotonic() + self.file_read_timeout
+        relayed: dict[str, int] = {}
         try:
-            attributes = self._attributes(proc, attr_file)
+            if self.show_output:  # relayed in this thread (a notebook shows it in this cell)
+                proc.follow(
+                    _echo,
+                    until=lambda: time.monotonic() > deadline and not os.path.exists(attr_file),
+                    seen=relayed,
+                )
+            attributes = self._attributes(proc, attr_file, max(0.0, deadline - time.monotonic()))
             proc.wait()
         except BaseException:  # KeyboardInterrupt included: leave nothing running
             proc.stop()
+            if self.show_output:  # what the flow said while it stopped
+                proc.follow(_echo, seen=relayed)
             raise
         return ExecutingRun(self, proc, attributes)
 
     async def _async(self, command: str, extra: list[str]) -> ExecutingRun:
-        proc, attr_file = self._start(command, extra, False)
+        proc, attr_file = self._start(command, extra)
         loop = asyncio.get_running_loop()
         try:
             attributes = await loop.run_in_executor(None, self._attributes, proc, attr_file)

@@ -1,0 +1,138 @@
+"""NBRunner: run a flow class defined in a notebook, with its output in the calling cell."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from flowkernel_notebook.display import graph_markdown
+from flowkernel_notebook.flowfile import FlowFile, child_env
+
+if TYPE_CHECKING:
+    from flowkernel.runner import ExecutingRun, Runner
+
+
+class NBRunner:
+    """Run ``flow_cls`` (defined in any cell of this notebook) in a child process.
+
+    ``NBRunner(MyFlow).nbrun(alpha=3)`` blocks, shows the flow's output in the cell line by line
+    and returns the client ``Run``. It never calls :func:`asyncio.run`, so it works in a cell
+    (which runs inside an event loop); ``await NBRunner(MyFlow).async_run()`` works as well.
+    Interrupting the kernel stops the run and every process of it; the run is recorded as
+    failed and :meth:`nbresume` continues it.
+
+    :param flow_cls: a FlowSpec subclass, defined in a notebook cell or in a module.
+    :param show_output: show the flow's output (blocking calls only).
+    :param env: variables added to the flow process's environment.
+    :param base_dir: where the flow file is written (default: the working directory).
+    :param file_read_timeout: seconds to wait for the run to start.
+    :param top_level: ``flow`` options, as for :class:`~flowkernel.runner.Runner`.
+    :raises NotebookSourceError: the class's source cannot be found, or a step uses a name
+        defined in another cell (before anything starts).
+    """
+
+    def __init__(
+        self,
+        flow_cls: type,
+        show_output: bool = True,
+        env: dict[str, str] | None = None,
+        base_dir: str | None = None,
+        file_read_timeout: float = 3600,
+        **top_level: Any,
+    ):
+        from flowkernel.runner import Runner
+
+        self.flow_cls = flow_cls
+        self.flow_file = FlowFile(flow_cls, base_dir)
+        self.runner: Runner = Runner(
+            self.flow_file.path,
+            show_output=show_output,
+            file_read_timeout=file_read_timeout,
+            **top_level,
+        )
+        self.runner.env = child_env(env)
+
+    # -- blocking, notebook style -------------------------------------------------------------
+
+    def nbrun(self, **params: Any) -> Any:
+        """Run the flow to its end; returns the client ``Run`` (successful or not)."""
+        try:
+            return self.run(**params).run
+        finally:
+            self.cleanup()
+
+    def nbresume(self, **kwargs: Any) -> Any:
+        """Resume the latest (or ``origin_run_id=``) run; returns the client ``Run``."""
+        try:
+            return self.resume(**kwargs).run
+        finally:
+            self.cleanup()
+
+    # -- Runner's API --------------------------------------------------------------------------
+
+    def run(self, **params: Any) -> ExecutingRun:
+        """Run the flow to its end; returns the finished ExecutingRun."""
+        self.flow_file.ensure()
+        with _report_interrupt(self.flow_cls.__name__):
+            return self.runner.run(**params)
+
+    def resume(self, **kwargs: Any) -> ExecutingRun:
+        """Resume like :meth:`Runner.resume`; returns the finished ExecutingRun."""
+        self.flow_file.ensure()
+        with _report_interrupt(self.flow_cls.__name__):
+            return self.runner.resume(**kwargs)
+
+    async def async_run(self, **params: Any) -> ExecutingRun:
+        """Start the flow; returns once the run exists. Call :meth:`cleanup` when done."""
+        self.flow_file.ensure()
+        return await self.runner.async_run(**params)
+
+    async def async_resume(self, **kwargs: Any) -> ExecutingRun:
+        self.flow_file.ensure()
+        return await self.runner.async_resume(**kwargs)
+
+    def cleanup(self) -> None:
+        """Stop what still runs and remove the flow file and temporary files."""
+        try:
+            self.runner.cleanup()
+        finally:
+            self.flow_file.remove()
+
+    def __enter__(self) -> NBRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    async def __aenter__(self) -> NBRunner:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    # -- display -------------------------------------------------------------------------------
+
+    def _repr_markdown_(self) -> str:
+        return graph_markdown(self.flow_cls, title=f"NBRunner({self.flow_cls.__name__})")
+
+    def __repr__(self) -> str:
+        return f"NBRunner({self.flow_cls.__name__}, flow_file={self.flow_file.path!r})"
+
+
+class _report_interrupt:
+    """On KeyboardInterrupt (the notebook's stop button) say what happened to the run."""
+
+    def __init__(self, flow_name: str):
+        self.flow_name = flow_name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, *rest: object) -> None:
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            print(
+                f"Interrupted: the {self.flow_name} run was stopped and is recorded as failed; "
+                "nbresume() continues it.",
+                file=sys.stderr,
+                flush=True,
+            )
