@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkernel.engine.executor import TaskSpec, run_task
 from flowkernel.engine.logs import abnormal_end_line
+from flowkernel.engine.progress import Progress, progress_for
 from flowkernel.engine.runs import clone_record, resume_plan, step_command
 from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
 from flowkernel.flow.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
@@ -75,6 +76,7 @@ class _Controller:
         self.next_task_id = 1
         self.failure: str | None = None
         self.failed_steps: list[str] = []
+        self.progress = Progress()  #: replaced by a live display on a terminal in execute()
         self.pid = os.getpid()
 
     # -- messages ------------------------------------------------------------------------------
@@ -83,8 +85,8 @@ class _Controller:
         self, text: str, task: Worker | None = None, force: bool = False, err: bool = False
     ) -> None:
         """An engine message on the console (never in a task's own logs); ``err``: on stderr."""
-        if self.quiet and not force:
-            return
+        if (self.quiet or self.progress.live) and not force:
+            return  # the live display shows task starts and ends as counts
         where = f"[{self.ctx.run_id}/{task.step}/{task.task_id}] " if task else ""
         stream = sys.stderr if err else sys.stdout
         stream.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
@@ -95,6 +97,8 @@ class _Controller:
     def execute(self) -> RunResult:
         workers.load_libc()
         self.poller = self.kernel.make_poller()
+        # before the sinks: on a terminal, the console sink then writes above the live display
+        self.progress = progress_for(self.quiet, f"{self.info.flow_name}/{self.ctx.run_id}")
         self.sinks = list(self.kernel.log_sinks(self.info))
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
         self.kernel.run_started(self.info)
@@ -105,7 +109,7 @@ class _Controller:
             self.say(f"Run again: {', '.join(rerun) or 'nothing'}", force=True)
         self.say(f"Workflow starting (run-id {self.ctx.run_id}):", force=True)
         try:
-            self.queue.extend(self.frontier.start(self.ctx.params_record))
+            self._enqueue(self.frontier.start(self.ctx.params_record))
             self._loop()
         except (KeyboardInterrupt, _Interrupted):
             self.failure = self.failure or "interrupted"
@@ -119,6 +123,7 @@ class _Controller:
                 except Exception as exc:
                     self.say(f"log sink {type(sink).__name__} failed to close: {exc}", force=True)
             self.poller.close()
+            self.progress.stop()
         success = self.failure is None
         if success:
             self.say("Done!", force=True)
@@ -140,6 +145,7 @@ class _Controller:
                 self._read(worker)
             self._reap()
             self._enforce_timeouts()
+            self.progress.tick()
 
     def _poll_timeout(self) -> float:
         deadlines = [w.deadline for w in self.workers.values() if w.deadline is not None]
@@ -160,9 +166,7 @@ class _Controller:
         self.next_task_id += 1
         if clone is not None:
             record = clone_record(self.ctx, clone, task_id, ready.inputs)
-            self.kernel.task_finished(
-                TaskInfo(self.info, ready.step, task_id, 0, True, 0, cloned=True)
-            )
+            self._task_finished(TaskInfo(self.info, ready.step, task_id, 0, True, 0, cloned=True))
             self._succeeded(record)
             return
         self._launch(ready, task_id, 0)
@@ -177,7 +181,7 @@ class _Controller:
         if all(clones):  # resume: a gang is cloned whole or runs again whole
             for member, clone, task_id in zip(members, clones, task_ids, strict=True):
                 record = clone_record(self.ctx, clone, task_id, member.inputs)
-                self.kernel.task_finished(
+                self._task_finished(
                     TaskInfo(self.info, member.step, task_id, 0, True, 0, cloned=True)
                 )
                 self._succeeded(record)
@@ -241,6 +245,7 @@ class _Controller:
             max_num_splits=ctx.options.max_num_splits,
         )
         ctx.store.mark_started(ctx.run_id, ready.step, task_id, attempt)
+        self.progress.started(ready.step)
         popen = None
         if self.isolation == "fork":
             pid, out_fd, err_fd = workers.fork_worker(
@@ -363,7 +368,7 @@ class _Controller:
             status = "ok" if ok else workers.describe_status(worker.returncode)
             if not ok and record is None:
                 record = self._record_crash(worker, status)
-            self.kernel.task_finished(
+            self._task_finished(
                 TaskInfo(
                     self.info,
                     worker.step,
@@ -377,7 +382,7 @@ class _Controller:
             self._gang_member_done(worker, record if ok else None, status)
             return
         if ok:
-            self.kernel.task_finished(
+            self._task_finished(
                 TaskInfo(self.info, worker.step, worker.task_id, worker.attempt, True, 0)
             )
             caught = not record.get("success")
@@ -396,7 +401,7 @@ class _Controller:
             and self.failure is None
             and worker.attempt + 1 < attempts
         )
-        self.kernel.task_finished(
+        self._task_finished(
             TaskInfo(
                 self.info,
                 worker.step,
@@ -417,6 +422,15 @@ class _Controller:
         self.say(f"Task failed ({status}).", worker, force=True)
         self._fail(f"Step {worker.step} (task-id {worker.task_id}) failed.", worker.step)
 
+    def _enqueue(self, ready: list[ReadyTask]) -> None:
+        for task in ready:
+            self.progress.queued(task.step)
+        self.queue.extend(ready)
+
+    def _task_finished(self, task: TaskInfo) -> None:
+        self.progress.finished(task.step, task.success, task.will_retry, task.cloned)
+        self.kernel.task_finished(task)
+
     def _succeeded(self, record: dict[str, Any]) -> None:
         try:
             ready = self.frontier.task_finished(record)
@@ -427,7 +441,7 @@ class _Controller:
         if node.type == "foreach" and not self.quiet:
             what = "a gang of" if node.num_parallel is not None else "foreach yields"
             self.say(f"Step {node.name}: {what} {len(ready)} child tasks.")
-        self.queue.extend(ready)
+        self._enqueue(ready)
 
     def _record_crash(self, worker: Worker, status: str) -> dict[str, Any]:
         """The task died without writing its record: write a failed one for it."""
