@@ -273,6 +273,7 @@ class _Controller:
                 user=ctx.user,
                 tags=ctx.options.tags,
                 num_parallel=ready.num_parallel,
+                max_num_splits=ctx.options.max_num_splits,
             )
             ctx.store.mark_started(ctx.run_id, ready.step, member.task_id, group.attempt)
             job = Job(
