@@ -10,6 +10,7 @@ Layout under the root (``./.flowkernel`` by default)::
     <Flow>/<run>/<step>/<task>/<k>.record.json attempt k's record (written once, atomically)
     <Flow>/<run>/<step>/<task>/<k>.stdout.log  attempt k's output, appended live by the controller
     <Flow>/<run>/<step>/<task>/<k>.stderr.log
+    <Flow>/<run>/<step>/<task>/<k>.<stream>.times  when each line arrived (float64 per line)
 
 Every file other than logs is written to a temporary name and renamed into place, so a crash
 leaves a complete file or none. :class:`FlowStore` is the only code that knows this layout; an
@@ -24,6 +25,8 @@ import io
 import json
 import os
 import pickle
+import shutil
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -102,6 +105,10 @@ def write_atomic(path: str, data: bytes, durable: bool = True) -> None:
         raise storage_error(exc, path) from None
     if durable:
         fsync_dir(os.path.dirname(path))
+
+
+def _touch(path: str) -> None:
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
 
 
 def _unlink_quietly(path: str) -> None:
@@ -424,7 +431,8 @@ class FlowStore:
 
     def step_names(self, run_id: str) -> list[str]:
         try:
-            return [e.name for e in os.scandir(self.run_dir(run_id)) if e.is_dir()]
+            entries = os.scandir(self.run_dir(run_id))
+            return [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
         except FileNotFoundError:
             return []
 
@@ -437,13 +445,24 @@ class FlowStore:
     def mark_started(self, run_id: str, step: str, task_id: str, attempt: int) -> str:
         """Record that attempt ``attempt`` was launched; returns the task directory."""
         tdir = self.task_dir(run_id, step, task_id)
-        path = os.path.join(tdir, f"{attempt}.started")
+        name = f"{attempt}.started"
         try:
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
-        except FileNotFoundError:
-            os.makedirs(tdir, exist_ok=True)
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
-        os.close(fd)
+            try:
+                _touch(os.path.join(tdir, name))
+            except FileNotFoundError:
+                # a new task directory appears with its marker inside (built under a temporary
+                # name, then renamed), so a crash never leaves a task directory without attempts
+                os.makedirs(os.path.dirname(tdir), exist_ok=True)
+                tmp = os.path.join(self.run_dir(run_id), f".{step}.{task_id}.{uuid.uuid4().hex}")
+                os.mkdir(tmp)
+                _touch(os.path.join(tmp, name))
+                try:
+                    os.rename(tmp, tdir)
+                except OSError:  # created meanwhile (another attempt): use it
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    _touch(os.path.join(tdir, name))
+        except OSError as exc:
+            raise storage_error(exc, os.path.join(tdir, name)) from None
         return tdir
 
     def write_task_record(self, record: dict[str, Any]) -> None:
@@ -477,6 +496,24 @@ class FlowStore:
 
     def log_path(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> str:
         return os.path.join(self.task_dir(run_id, step, task_id), f"{attempt}.{stream}.log")
+
+    def read_log_times(
+        self, run_id: str, step: str, task_id: str, attempt: int, stream: str
+    ) -> list[float]:
+        """When each line of the log arrived (epoch seconds), as far as recorded."""
+        import array
+
+        path = self.log_path(run_id, step, task_id, attempt, stream)[: -len("log")] + "times"
+        stamps = array.array("d")
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        stamps.frombytes(data[: len(data) - len(data) % stamps.itemsize])
+        if sys.byteorder != "little":
+            stamps.byteswap()
+        return stamps.tolist()
 
     def read_log(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> bytes:
         try:

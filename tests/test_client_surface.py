@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -139,13 +139,19 @@ def test_metadata_entries_and_their_latest_values(surface_run):
     assert task.code is None and surface_run.code is None
 
 
-def test_loglines_are_utc_timestamped_lines(surface_run):
+def test_loglines_are_lines_with_the_utc_time_each_arrived(surface_run):
     task = surface_run["start"].task
     out = list(task.loglines("stdout"))
-    assert [line for _, line in out] == ["starting"]
+    assert [line for _, line in out] == ["starting", "started"]
     assert all(stamp.tzinfo == timezone.utc for stamp, _ in out)
+    (first, _), (second, _) = out
+    assert second - first >= timedelta(seconds=0.15)  # each line has its own time
+    began = task.created_at.astimezone(timezone.utc)
+    next_step = surface_run["each"].created_at.astimezone(timezone.utc)
+    assert began <= first <= second <= next_step
     assert [line for _, line in task.loglines("stderr")] == ["a warning"]
-    assert task.stdout_size == len("starting\n") and task.stderr_size == len("a warning\n")
+    assert task.stdout_size == len("starting\nstarted\n")
+    assert task.stderr_size == len("a warning\n")
     with pytest.raises(ValueError):
         list(task.loglines("stdlog"))
 

@@ -399,7 +399,7 @@ class Step(_ClientObject):
 
     def _load(self) -> None:
         _, run_id, step = self.path_components
-        self._record = self._store.read_run_record(run_id) or {}
+        self._record = _run_record(self._store, run_id)
         self._store.flow_file = self._record.get("flow_file")
         if not os.path.isdir(os.path.join(self._store.run_dir(run_id), step)):
             raise NotFoundError(f"Step {self.pathspec} does not exist")
@@ -484,6 +484,24 @@ class Step(_ClientObject):
         return [self.parent[name] for name in sorted(names)]
 
 
+_RUN_RECORDS: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def _run_record(store: FlowStore, run_id: str) -> dict[str, Any]:
+    """The run's record, read once per process: it is written once (tag changes live in their
+    own files), and a step's 10,000 tasks would otherwise read it 10,000 times."""
+    key = (store.root, store.flow_name, run_id)
+    record = _RUN_RECORDS.get(key)
+    if record is None:
+        record = store.read_run_record(run_id)
+        if record is None:
+            return {}
+        if len(_RUN_RECORDS) >= 4096:
+            _RUN_RECORDS.clear()
+        _RUN_RECORDS[key] = record
+    return record
+
+
 def _graph_info(store: FlowStore, run_id: str) -> dict[str, Any] | None:
     """The run's ``_graph_info`` (stored with its parameters), or None."""
     record = store.latest_record(run_id, PARAMS_STEP, PARAMS_TASK)
@@ -513,7 +531,7 @@ class Task(_ClientObject):
 
     def _load(self) -> None:
         _, run_id, step, task_id = self.path_components
-        self._run = self._store.read_run_record(run_id) or {}
+        self._run = _run_record(self._store, run_id)
         self._store.flow_file = self._run.get("flow_file")
         latest = self._store.latest_attempt(run_id, step, task_id)
         if latest is None:
@@ -687,16 +705,19 @@ class Task(_ClientObject):
         self, stream: str, as_unicode: bool = True, meta_dict: dict | None = None
     ) -> Iterator[tuple[datetime, str | bytes]]:
         """``(timestamp, line)`` for each line the task wrote to ``stream`` ("stdout" or
-        "stderr"). The timestamp is a timezone-aware UTC datetime: the attempt's start time
-        (lines are not timestamped one by one)."""
+        "stderr"): when the runtime read the line, as a timezone-aware UTC datetime (the
+        attempt's start time where a runtime recorded no times)."""
         if stream not in ("stdout", "stderr"):
             raise ValueError(f"stream must be 'stdout' or 'stderr', not {stream!r}")
+        where = (*self.path_components[1:], self.current_attempt, stream)
+        data = self._store.read_log(*where)
+        times = self._store.read_log_times(*where)
         record = self._record_or_none() or {}
-        started = record.get("started_at") or 0.0
-        stamp = datetime.fromtimestamp(started, tz=timezone.utc)
-        data = self._store.read_log(*self.path_components[1:], self.current_attempt, stream)
-        for raw in data.splitlines():
-            yield stamp, raw.decode("utf-8", "replace") if as_unicode else raw
+        fallback = record.get("started_at") or 0.0
+        for i, raw in enumerate(data.splitlines()):
+            stamp = times[i] if i < len(times) else fallback
+            line = raw.decode("utf-8", "replace") if as_unicode else raw
+            yield datetime.fromtimestamp(stamp, tz=timezone.utc), line
 
     @property
     def stdout_size(self) -> int:

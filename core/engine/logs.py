@@ -9,6 +9,7 @@ built-in plugin: :class:`ConsoleSink` (each line on the controller's stdout, pre
 from __future__ import annotations
 
 import os
+import struct
 import sys
 import time
 from collections import OrderedDict
@@ -32,7 +33,13 @@ def encode(text: str) -> bytes:
 
 
 class ConsoleSink:
-    """Echo task output on the controller's stdout: ``HH:MM:SS.mmm [run/step/task] line``."""
+    """Echo task output on the controller's stdout: ``HH:MM:SS.mmm [run/step/task] line``.
+
+    ``emit`` raises BrokenPipeError when nobody reads the console any more; a runtime then
+    drops the sinks marked ``console`` and carries on.
+    """
+
+    console = True
 
     def __init__(self, stream: IO[bytes] | None = None):
         self.stream = stream or getattr(sys.stdout, "buffer", None) or _TextAdapter(sys.stdout)
@@ -61,8 +68,13 @@ class _TextAdapter:
         self.text.flush()
 
 
+_STAMP = struct.Struct("<d")
+
+
 class TaskLogFiles:
-    """Append each line to ``<task dir>/<attempt>.<stream>.log`` as it arrives.
+    """Append each line to ``<task dir>/<attempt>.<stream>.log`` as it arrives, and the time it
+    arrived to ``<attempt>.<stream>.times`` (one little-endian float64 per line: what
+    ``Task.loglines`` reads).
 
     Keeps at most ``max_open`` files open (least recently used closed first).
     """
@@ -78,7 +90,8 @@ class TaskLogFiles:
             self._files.move_to_end(key)
             return fd
         step, task_id, attempt, stream = key
-        path = os.path.join(self.base, step, task_id, f"{attempt}.{stream}.log")
+        suffix = "times" if stream.endswith(".times") else "log"
+        path = os.path.join(self.base, step, task_id, f"{attempt}.{stream.split('.')[0]}.{suffix}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         try:
             fd = os.open(path, flags, 0o644)
@@ -93,6 +106,8 @@ class TaskLogFiles:
     def emit(self, line: LogLine) -> None:
         fd = self._fd((line.step, line.task_id, line.attempt, line.stream))
         os.write(fd, encode(line.text) + (b"\n" if line.newline else b""))
+        times = self._fd((line.step, line.task_id, line.attempt, line.stream + ".times"))
+        os.write(times, _STAMP.pack(line.timestamp))
 
     def close(self) -> None:
         while self._files:

@@ -1,6 +1,7 @@
 """A flow touching every client object: a foreach, a static split, a hidden artifact, logs."""
 
 import sys
+import time
 
 from flowkernel import FlowSpec, step
 
@@ -11,7 +12,9 @@ class SurfaceFlow(FlowSpec):
         self.items = ["x", "y", "z"]
         self.step_names = [s.name for s in self]  # the flow graph, navigated from a task
         self._hidden = "kept but not listed"
-        print("starting")
+        print("starting", flush=True)
+        time.sleep(0.2)  # the two lines arrive at visibly different times
+        print("started")
         print("a warning", file=sys.stderr)
         self.next(self.each, foreach="items")
 
