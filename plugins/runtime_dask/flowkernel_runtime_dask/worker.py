@@ -75,14 +75,11 @@ def run_job(job: Job) -> dict[str, Any]:
         _Relay(worker, job, proc, "stdout"),
         _Relay(worker, job, proc, "stderr"),
     ]
-    stopped = _supervise(proc, job)
+    stopped = _supervise(proc, job, worker)
     for relay in relays:
+        # a process that left the step's group (setsid) may hold the pipes for ever: the
+        # lines relayed so far are all the controller waits for
         relay.thread.join(PIPE_GRACE)
-    if any(relay.thread.is_alive() for relay in relays):
-        # the step exited but something it started still holds its pipes: end that too
-        _signal_group(proc.pid, signal.SIGKILL)
-        for relay in relays:
-            relay.thread.join()
     return {
         "returncode": proc.returncode,
         "pid": proc.pid,
@@ -100,24 +97,55 @@ def _finished_before(job: Job) -> bool:
     return FlowStore(root, flow).read_task_record(run_id, step, task_id, attempt) is not None
 
 
-def _supervise(proc: subprocess.Popen, job: Job) -> str | None:
-    """Wait for the child; kill its group on a timeout or a stop event. Returns why it stopped."""
+def _supervise(proc: subprocess.Popen, job: Job, worker: Any) -> str | None:
+    """Wait for the child; kill its group on a timeout, a stop event, or when the controller
+    let go of the task (its client went away). Returns why it stopped the child, if it did.
+
+    When the child exits, whatever it left in its process group is killed with it (before the
+    child is reaped: its zombie keeps the group id from being reused).
+    """
     from distributed import Event
 
     events = [Event(name) for name in job.stop_events]
+    key = worker.get_current_task()
     deadline = time.monotonic() + job.kill_after if job.kill_after else None
     while True:
-        try:
-            proc.wait(POLL_INTERVAL)
+        if _exited(proc, POLL_INTERVAL):
+            kill_group(proc, grace=0)
             return None
-        except subprocess.TimeoutExpired:
-            pass
         if deadline is not None and time.monotonic() > deadline:
             kill_group(proc, grace=0)
             return "timeout"
-        if any(_is_set(e) for e in events):
+        if any(_is_set(e) for e in events) or _let_go(worker, key):
             kill_group(proc, KILL_GRACE)
             return "stopped"
+
+
+def _exited(proc: subprocess.Popen, timeout: float) -> bool:
+    """Whether the child has exited, waiting up to ``timeout`` s; it is left unreaped."""
+    if not hasattr(os, "waitid"):  # macOS: reaped here, the group kill is best effort
+        try:
+            proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    end, pause = time.monotonic() + timeout, 0.0005
+    while True:
+        if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(min(pause, max(0.0, end - time.monotonic())))
+        pause = min(pause * 2, 0.05)
+
+
+def _let_go(worker: Any, key: Any) -> bool:
+    """The scheduler cancelled this task: its controller's client is gone (killed, say)."""
+    try:
+        task = worker.state.tasks.get(key)
+        return task is not None and task.state == "cancelled"
+    except Exception:  # internal state: never fail the step because it changed shape
+        return False
 
 
 def _is_set(event: Any) -> bool:

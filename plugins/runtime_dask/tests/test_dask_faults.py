@@ -115,3 +115,18 @@ def test_a_process_left_behind_by_a_step_is_ended(tmp_path, dask_cluster):
     assert "left a sleeper behind" in result.stdout
     stray = result.run["start"].task.data.stray_pid
     assert not psutil.pid_exists(stray) or psutil.Process(stray).status() == "zombie"
+
+
+def test_a_killed_controller_leaves_no_step_running_on_the_cluster(tmp_path, dask_cluster):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    env = {"FLOWKERNEL_TEST_MARKERS": str(markers), "FLOWKERNEL_TEST_SLEEP": "120"}
+    proc, _ = _start(tmp_path / "root", "--items", "2", *on(dask_cluster), env=env)
+    try:
+        steps = [psutil.Process(pid) for _, pid, _ in _markers(markers, 2, proc)]
+        proc.kill()  # kill -9: nothing of the controller runs any more
+        proc.wait()
+        _, alive = psutil.wait_procs(steps, timeout=30)
+    finally:
+        proc.kill()
+    assert not alive, [p.cmdline() for p in alive]  # the scheduler let go of the tasks

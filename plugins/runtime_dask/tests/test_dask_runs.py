@@ -115,3 +115,10 @@ def test_the_embedded_cluster_runs_a_gang_and_leaves_nothing_behind(tmp_path, no
     result.assert_ok()
     assert "Embedded Dask cluster: 2 workers, dashboard http://127.0.0.1:" in result.stdout
     assert result.run["join"].task.data.nodes_seen == [(0, 2), (1, 2)]
+
+
+def test_max_num_splits_holds_on_the_cluster(tmp_path, dask_cluster):
+    args = ("--items", "4", "--max-num-splits", "2", *on(dask_cluster))
+    result = run_flow(tmp_path / "root", "slow_foreach.py", *args)
+    assert result.returncode == 1, result.output
+    assert "more than the maximum of 2" in result.stdout + result.stderr
