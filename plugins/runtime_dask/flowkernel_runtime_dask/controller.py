@@ -1,11 +1,12 @@
-"""The dask runtime's controller: schedules a run's tasks on a Dask cluster from the ``flow``
+"""The dask runtime's controller: runs a run's task attempts on a Dask cluster from the ``flow``
 process.
 
-The controller owns every decision (what is ready, retries, ``@catch``, fail-fast, records,
-hooks, log sinks) exactly as the local runtime does; Dask only places and runs
-:func:`flowkernel_runtime_dask.worker.run_job`, which runs ``flow step`` in a child process on
-a worker and relays its lines. Completions and log lines arrive on Dask's event-loop thread and
-are queued; this thread handles them, so hooks and sinks are called from one thread only.
+What runs when, retries, ``@catch``, gangs, resume clones, records, the task hooks and fail-fast
+are the kernel's :class:`~flowkernel.engine.dispatch.Dispatcher` (the same for every runtime);
+this module is its backend. Dask only places and runs
+:func:`flowkernel_runtime_dask.worker.run_job`, which runs ``flow step`` in a child process on a
+worker and relays its lines. Completions and log lines arrive on Dask's event-loop thread and are
+queued; this thread handles them, so hooks and sinks are called from one thread only.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ import signal
 import sys
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from flowkernel.engine.executor import TaskSpec
+from flowkernel.engine.dispatch import Attempt, Dispatcher
 from flowkernel.engine.logs import abnormal_end_line
-from flowkernel.engine.runs import clone_record, resume_plan, step_command
-from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
-from flowkernel.flow.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
-from flowkernel.specs import LogLine, RunInfo, RunResult, TaskInfo
+from flowkernel.engine.progress import progress_for
+from flowkernel.engine.runs import resume_plan, step_command
+from flowkernel.specs import LogLine, RunResult
 from flowkernel_runtime_dask.placement import Placement
 from flowkernel_runtime_dask.worker import KILL_GRACE, Job, run_job
 
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 TIMEOUT_GRACE = 5.0
 #: Seconds to wait, once an attempt finished, for its last relayed lines to arrive.
 LINES_WAIT = 5.0
-#: A task that exits with this code is never retried (as in Metaflow).
-NO_RETRY_EXIT_CODE = 202
 #: Environment variables of the controller every step gets too (the worker has its own).
 FORWARDED_ENV_PREFIX = "FLOWKERNEL_"
 
@@ -50,31 +49,13 @@ class _Interrupted(Exception):
 
 
 @attrs.define(eq=False)
-class Member:
-    """One task of a launch group, and its current attempt on the cluster."""
+class _OnCluster:
+    """An attempt submitted to the cluster."""
 
-    ready: ReadyTask
-    task_id: str
-    future: Any = None
-    result: dict[str, Any] | None = None
-    error: str | None = None  #: why Dask could not run it (e.g. KilledWorker)
-    record: dict[str, Any] | None = None
-    ok: bool = False
-    started_at: float = 0.0
-
-
-@attrs.define(eq=False)
-class Group:
-    """Tasks launched, retried and judged together: one task, or every node of a ``@parallel``
-    gang. ``stop_event`` stops the group's other members when one of them fails."""
-
-    step: str
-    members: list[Member]
-    attempt: int = 0
-    running: int = 0
-    failure: str | None = None
-    stopped: bool = False  #: stopped by the controller (fail-fast, interrupt): never retried
-    stop_event: str | None = None
+    attempt: Attempt
+    future: Any
+    started_at: float
+    stopped: bool = False  #: stopped by the controller because the run is failing
 
 
 class DaskRuntime:
@@ -96,8 +77,6 @@ class DaskRuntime:
         ) as client:
             return _Controller(self.kernel, ctx, client, say).execute()
 
-    resume = run
-
 
 class _Console:
     def __init__(self, quiet: bool):
@@ -113,22 +92,13 @@ class _Console:
 
 
 class _Controller:
-    def __init__(self, kernel: Kernel, ctx: RunContext, client: Any, say: _Console):
-        self.kernel, self.ctx, self.client, self.console = kernel, ctx, client, say
-        self.info = RunInfo(
-            flow_name=ctx.store.flow_name,
-            run_id=ctx.run_id,
-            datastore_root=ctx.store.root,
-            runtime="dask",
-            origin_run_id=ctx.origin_run_id,
-            tags=ctx.options.tags,
-        )
-        self.frontier = Frontier(ctx.graph, ctx.options.max_num_splits)
-        self.queue: deque[ReadyTask] = deque()
-        self.running: dict[str, tuple[Group, Member]] = {}  #: by Dask key
-        self.next_task_id = 1
-        self.failure: str | None = None
-        self.failed_steps: list[str] = []
+    """Futures on the cluster for one run; the :class:`Dispatcher` decides what they run."""
+
+    def __init__(self, kernel: Kernel, ctx: RunContext, client: Any, console: _Console):
+        self.kernel, self.ctx, self.client, self.console = kernel, ctx, client, console
+        self.dispatcher = Dispatcher(kernel, ctx, self, runtime="dask")
+        self.info = self.dispatcher.info
+        self.running: dict[str, _OnCluster] = {}  #: by Dask key
         nonce = uuid.uuid4().hex[:8]
         self.prefix = f"flowkernel-{ctx.store.flow_name}-{ctx.run_id}-{nonce}"
         self.topic = f"{self.prefix}-logs"
@@ -139,9 +109,12 @@ class _Controller:
         self.env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
 
     def say(
-        self, text: str, member: Member | None = None, force: bool = False, err: bool = False
+        self, text: str, attempt: Attempt | None = None, force: bool = False, err: bool = False
     ) -> None:
-        where = f"[{self.ctx.run_id}/{member.ready.step}/{member.task_id}] " if member else ""
+        """An engine message on the console (the dispatcher's backend calls it too)."""
+        if self.dispatcher.progress.live and not force:
+            return  # the live display shows task starts and ends as counts
+        where = f"[{self.ctx.run_id}/{attempt.step}/{attempt.task_id}] " if attempt else ""
         self.console(text, where, force, err)
 
     # -- main loop -----------------------------------------------------------------------------
@@ -150,6 +123,10 @@ class _Controller:
         from distributed import Event
 
         self.placement = Placement.of(self.client, self.ctx)
+        # before the sinks: on a terminal, the console sink then writes above the live display
+        self.dispatcher.progress = progress_for(
+            self.ctx.options.quiet, f"{self.info.flow_name}/{self.ctx.run_id}"
+        )
         self.sinks = list(self.kernel.log_sinks(self.info))
         self.stop_event = Event(self.stop_name, client=self.client)
         self.client.subscribe_topic(self.topic, lambda event: self.lines.put(event[1]))
@@ -161,33 +138,49 @@ class _Controller:
             self.say(f"Cloned from the origin run: {', '.join(cloned) or 'nothing'}", force=True)
             self.say(f"Run again: {', '.join(rerun) or 'nothing'}", force=True)
         self.say(f"Workflow starting (run-id {self.ctx.run_id}) on Dask:", force=True)
+        dispatcher = self.dispatcher
         try:
-            self.queue.extend(self.frontier.start(self.ctx.params_record))
+            dispatcher.start()
             self._loop()
         except (KeyboardInterrupt, _Interrupted):
-            self.failure = self.failure or "interrupted"
+            dispatcher.failure = dispatcher.failure or "interrupted"
             self.say("Workflow interrupted: stopping every task.", force=True)
             self._stop_all()
         finally:
             signal.signal(signal.SIGTERM, old_term)
             self._cleanup()
-        success = self.failure is None
+        success = dispatcher.failure is None
         if success:
             self.say("Done!", force=True)
         else:
             sys.stdout.flush()  # the summary on stderr comes after everything above it
-            self.say(f"Workflow failed: {self.failure}", force=True, err=True)
-        result = RunResult(self.info, success, self.failure or "", tuple(self.failed_steps))
+            self.say(f"Workflow failed: {dispatcher.failure}", force=True, err=True)
+        result = RunResult(
+            run=self.info,
+            success=success,
+            message=dispatcher.failure or "",
+            failed_steps=tuple(dispatcher.failed_steps),
+        )
         self.kernel.run_finished(self.info, result)
         return result
 
     def _loop(self) -> None:
         max_workers = max(1, self.ctx.options.max_workers)
-        while (self.queue and self.failure is None) or self.running:
-            while self.queue and self.failure is None and len(self.running) < max_workers:
-                self._start(self.queue.popleft())
+        dispatcher = self.dispatcher
+        while dispatcher.has_ready or self.running:
+            # a @parallel gang starts whole, past --max-workers
+            while dispatcher.has_ready and len(self.running) < max_workers:
+                group = dispatcher.next_group()
+                if group is None:
+                    continue
+                refusal = group.gang and self.placement.gang_refusal(group.step, len(group.members))
+                if refusal:
+                    dispatcher.fail(refusal, group.step)
+                else:
+                    dispatcher.launch(group)
             if self.running:
                 self._wait(0.2)
+            self.dispatcher.progress.tick()
 
     def _wait(self, timeout: float) -> None:
         """Relay the lines that arrived; handle the attempts that finished."""
@@ -215,95 +208,57 @@ class _Controller:
                 sink.close()
             except Exception as exc:
                 self.say(f"log sink {type(sink).__name__} failed to close: {exc}", force=True)
+        self.dispatcher.progress.stop()
 
-    # -- launching -----------------------------------------------------------------------------
+    # -- the dispatcher's backend --------------------------------------------------------------
 
-    def _new_task_id(self) -> str:
-        task_id = str(self.next_task_id)
-        self.next_task_id += 1
-        return task_id
+    def launch(self, attempt: Attempt) -> None:
+        """Submit one attempt: a Dask task that runs ``flow step`` on a worker."""
+        ctx, spec, group = self.ctx, attempt.spec, attempt.group
+        seconds = group.policy.timeout
+        stops = (self.stop_name, self._gang_event(attempt)) if group.gang else (self.stop_name,)
+        job = Job(
+            argv=tuple(step_command(ctx, spec)),
+            env=self.env,
+            cwd=os.getcwd(),
+            topic=self.topic,
+            task=(spec.step, spec.task_id, spec.attempt),
+            stop_events=stops,
+            kill_after=seconds + TIMEOUT_GRACE if seconds else None,
+            store=(ctx.store.root, ctx.store.flow_name, ctx.run_id),
+        )
+        key = f"{self.prefix}-{spec.step}-{spec.task_id}-{spec.attempt}"
+        future = self.client.submit(
+            run_job,
+            job,
+            key=key,
+            pure=False,
+            retries=0,
+            resources=self.placement.resources(spec.step) or None,
+            workers=self.placement.gang_workers(len(group.members)) if group.gang else None,
+            allow_other_workers=False,
+        )
+        self.running[key] = _OnCluster(attempt, future, time.time())
+        future.add_done_callback(self.done.put)
+        self.say("Task is starting" + (f" (retry {spec.attempt})." if spec.attempt else "."),
+                 attempt)  # fmt: skip
 
-    def _start(self, first: ReadyTask) -> None:
-        """Clone the task (resume) or launch it; a ``@parallel`` gang starts all its nodes."""
-        readies = [first]
-        if first.num_parallel:
-            readies += [self.queue.popleft() for _ in range(first.num_parallel - 1)]
-        control = self._new_task_id()
-        task_ids = [control] + [f"{control}_node_{i}" for i in range(1, len(readies))]
-        clones = [self.ctx.clones.get(r.key) for r in readies]
-        if all(clones):  # resume: a gang is cloned whole or runs again whole
-            for ready, clone, task_id in zip(readies, clones, task_ids, strict=True):
-                record = clone_record(self.ctx, clone, task_id, ready.inputs)
-                self.kernel.task_finished(
-                    TaskInfo(self.info, ready.step, task_id, 0, True, 0, cloned=True)
-                )
-                self._succeeded(record)
+    def stop(self, attempts: Sequence[Attempt] | None) -> None:
+        """Stop the other nodes of a gang, or every running task (the run failed): their
+        supervisors on the workers kill the steps' process groups."""
+        from distributed import Event
+
+        if attempts is None:
+            for entry in self.running.values():
+                entry.stopped = True
+                self.say("Stopping this task: the workflow is failing.", entry.attempt, True)
+            self.stop_event.set()
             return
-        members = [Member(r, t) for r, t in zip(readies, task_ids, strict=True)]
-        group = Group(first.step, members)
-        if first.num_parallel:
-            group.stop_event = f"{self.prefix}-gang-{control}"
-            refusal = self.placement.gang_refusal(first.step, len(members))
-            if refusal:
-                self._fail(refusal, first.step)
-                return
-        self._launch(group)
+        for name in {self._gang_event(a) for a in attempts}:
+            Event(name, client=self.client).set()
 
-    def _launch(self, group: Group) -> None:
-        ctx = self.ctx
-        decos = step_decorators(getattr(ctx.flow_cls, group.step))
-        seconds = timeout_seconds(decos["timeout"].attributes) if "timeout" in decos else 0
-        stops = (self.stop_name,) + ((group.stop_event,) if group.stop_event else ())
-        workers = self.placement.gang_workers(len(group.members)) if group.stop_event else None
-        group.running = len(group.members)
-        group.failure = None
-        for member in group.members:
-            ready = member.ready
-            spec = TaskSpec(
-                flow_name=ctx.store.flow_name,
-                run_id=ctx.run_id,
-                step=ready.step,
-                task_id=member.task_id,
-                attempt=group.attempt,
-                input_paths=ready.input_paths,
-                datastore_root=ctx.store.root,
-                split_index=ready.split_index,
-                max_user_code_retries=_user_retries(decos),
-                origin_run_id=ctx.origin_run_id,
-                user=ctx.user,
-                tags=ctx.options.tags,
-                num_parallel=ready.num_parallel,
-                max_num_splits=ctx.options.max_num_splits,
-            )
-            ctx.store.mark_started(ctx.run_id, ready.step, member.task_id, group.attempt)
-            job = Job(
-                argv=tuple(step_command(ctx, spec)),
-                env=self.env,
-                cwd=os.getcwd(),
-                topic=self.topic,
-                task=(ready.step, member.task_id, group.attempt),
-                stop_events=stops,
-                kill_after=seconds + TIMEOUT_GRACE if seconds else None,
-                store=(ctx.store.root, ctx.store.flow_name, ctx.run_id),
-            )
-            key = f"{self.prefix}-{ready.step}-{member.task_id}-{group.attempt}"
-            member.result = member.error = member.record = None
-            member.ok = False
-            member.started_at = time.time()
-            member.future = self.client.submit(
-                run_job,
-                job,
-                key=key,
-                pure=False,
-                retries=0,
-                resources=self.placement.resources(ready.step) or None,
-                workers=workers,
-                allow_other_workers=False,
-            )
-            self.running[key] = (group, member)
-            member.future.add_done_callback(self.done.put)
-            retry = f" (retry {group.attempt})." if group.attempt else "."
-            self.say("Task is starting" + retry, member)
+    def _gang_event(self, attempt: Attempt) -> str:
+        return f"{self.prefix}-gang-{attempt.group.task_ids[0]}-{attempt.attempt}"
 
     # -- output --------------------------------------------------------------------------------
 
@@ -339,14 +294,14 @@ class _Controller:
                     name = type(sink).__name__
                     self.say(f"log sink {name} failed and was disabled: {exc}", force=True)
 
-    def _await_lines(self, member: Member, attempt: int) -> None:
+    def _await_lines(self, attempt: Attempt, expected: dict[str, int]) -> None:
         """Relay lines until every line the attempt wrote has arrived (they travel through the
         scheduler on a different path than the result)."""
-        expected = (member.result or {}).get("lines") or {}
         deadline = time.monotonic() + LINES_WAIT
-        while any(self.received[(member.task_id, attempt, s)] < n for s, n in expected.items()):
+        key = (attempt.task_id, attempt.attempt)
+        while any(self.received[(*key, s)] < n for s, n in expected.items()):
             if time.monotonic() > deadline:
-                self.say("Some output lines of this task did not arrive in time.", member, True)
+                self.say("Some output lines of this task did not arrive in time.", attempt, True)
                 return
             try:
                 self._emit(self.lines.get(timeout=0.05))
@@ -359,181 +314,47 @@ class _Controller:
         entry = self.running.pop(future.key, None)
         if entry is None:
             return
-        group, member = entry
+        attempt = entry.attempt
         try:
-            member.result = future.result()
+            result = future.result()
         except BaseException as exc:  # KilledWorker, CancelledError, a worker-side error
-            member.error = f"{type(exc).__name__}: {exc}"
-        self._await_lines(member, group.attempt)
-        self._note_abnormal_end(member, group)
-        store, ctx = self.ctx.store, self.ctx
-        record = store.read_task_record(ctx.run_id, group.step, member.task_id, group.attempt)
-        result = member.result or {}
+            self.say(f"Dask could not run this task: {type(exc).__name__}: {exc}", attempt, True)
+            result = {}
+        self._await_lines(attempt, result.get("lines") or {})
         returncode = result.get("returncode")
         if result.get("reused"):  # the attempt had finished on a worker that died afterwards
-            returncode = 0 if record is not None and record.get("task_ok") else 1
-        member.ok = returncode == 0 and record is not None and bool(record.get("task_ok"))
-        if not member.ok and record is None:
-            record = self._record_crash(member, group.attempt, self._status(member, returncode))
-        member.record = record
-        member.result = {**result, "returncode": returncode}
-        group.running -= 1
-        if member.ok:
-            caught = not record.get("success")
-            self.say("Task finished; @catch handled its exception." if caught else
-                     "Task finished successfully.", member)  # fmt: skip
-        elif group.failure is None:
-            group.failure = self._status(member, returncode)
-            if group.running and group.stop_event:
-                from distributed import Event
-
-                self.say("Stopping the other nodes of this gang: a node failed.", member, True)
-                Event(group.stop_event, client=self.client).set()
-        if group.running == 0:
-            self._group_done(group)
-
-    def _note_abnormal_end(self, member: Member, group: Group) -> None:
-        """Append how the step's process died to its own stderr log, as the local runtime does."""
-        result = member.result or {}
-        stopped = group.stopped or result.get("stopped") is not None
-        ending = abnormal_end_line(result.get("returncode"), stopped)
-        if ending is not None:
-            msg = {"step": group.step, "task_id": member.task_id, "attempt": group.attempt,
-                   "stream": "stderr", "lines": [ending.encode()], "t": time.time(),
-                   "newline": True, "pid": result.get("pid")}  # fmt: skip
-            self._emit(msg)
-
-    def _group_done(self, group: Group) -> None:
-        decos = step_decorators(getattr(self.ctx.flow_cls, group.step))
-        retry = (
-            group.failure is not None
-            and not group.stopped
-            and self.failure is None
-            and all(m.result.get("returncode") != NO_RETRY_EXIT_CODE for m in group.members)
-            and group.attempt + 1 < _max_attempts(decos)
-        )
-        for member in group.members:
-            self.kernel.task_finished(
-                TaskInfo(
-                    self.info,
-                    group.step,
-                    member.task_id,
-                    group.attempt,
-                    member.ok,
-                    member.result.get("returncode"),
-                    will_retry=retry,
-                )
+            record = self.ctx.store.read_task_record(
+                self.ctx.run_id, attempt.step, attempt.task_id, attempt.attempt
             )
-        if group.failure is None:
-            for member in sorted(group.members, key=lambda m: m.ready.split_index or 0):
-                self._succeeded(member.record)
-            return
-        first = group.members[0]
-        if group.stop_event:
-            from distributed import Event
-
-            Event(group.stop_event, client=self.client).clear()
-        if retry:
-            self.say(f"Task failed ({group.failure}); retrying.", first, force=True)
-            group.attempt += 1
-            self._launch(group)
-        elif group.stopped or self.failure is not None:
-            self.say(f"Task was stopped ({group.failure}).", first, force=True)
-        else:
-            self.say(f"Task failed ({group.failure}).", first, force=True)
-            what = f"gang {first.task_id}" if group.stop_event else f"task-id {first.task_id}"
-            self._fail(f"Step {group.step} ({what}) failed.", group.step)
-
-    def _status(self, member: Member, returncode: int | None) -> str:
-        if member.error:
-            return f"Dask could not run it: {member.error}"
-        result = member.result or {}
+            returncode = 0 if record is not None and record.get("task_ok") else 1
         if result.get("stopped") == "timeout":
-            return "killed after its @timeout"
-        if returncode is None:
-            return "no exit status"
-        if returncode < 0:
-            try:
-                return f"killed by {signal.Signals(-returncode).name}"
-            except ValueError:
-                return f"killed by signal {-returncode}"
-        return f"exit code {returncode}"
+            self.say("Task exceeded its @timeout: its process group was killed.", attempt, True)
+        stopped = entry.stopped or result.get("stopped") is not None
+        ending = abnormal_end_line(returncode, stopped)
+        if ending is not None:  # the task's own stderr log says how it ended
+            self._emit({"step": attempt.step, "task_id": attempt.task_id,
+                        "attempt": attempt.attempt, "stream": "stderr",
+                        "lines": [ending.encode()], "t": time.time(), "newline": True,
+                        "pid": result.get("pid")})  # fmt: skip
+        self.dispatcher.finished(
+            attempt,
+            returncode,
+            stopped=entry.stopped,
+            started_at=entry.started_at,
+            pid=result.get("pid"),
+        )
 
-    def _succeeded(self, record: dict[str, Any]) -> None:
-        try:
-            ready = self.frontier.task_finished(record)
-        except TooManySplitsError as exc:
-            self._fail(str(exc), record["step"])
-            return
-        node = self.ctx.graph[record["step"]]
-        if node.type == "foreach":
-            what = "a gang of" if node.num_parallel is not None else "foreach yields"
-            self.say(f"Step {node.name}: {what} {len(ready)} child tasks.")
-        self.queue.extend(ready)
-
-    def _record_crash(self, member: Member, attempt: int, status: str) -> dict[str, Any]:
-        """The step died without writing its record: write a failed one for it."""
-        ready = member.ready
-        record = {
-            "flow": self.ctx.store.flow_name,
-            "run_id": self.ctx.run_id,
-            "step": ready.step,
-            "task_id": member.task_id,
-            "attempt": attempt,
-            "success": False,
-            "task_ok": False,
-            "artifacts": {},
-            "info": {},
-            "input_paths": list(ready.input_paths),
-            "split_index": ready.split_index,
-            "foreach_stack": [],
-            "iteration_stack": [],
-            "transition": None,
-            "exception": {"type": "TaskProcessDied", "message": f"the task process {status}"},
-            "returncode": (member.result or {}).get("returncode"),
-            "started_at": member.started_at,
-            "finished_at": time.time(),
-            "pid": (member.result or {}).get("pid"),
-        }
-        self.ctx.store.write_task_record(record)
-        return record
-
-    # -- failure -------------------------------------------------------------------------------
-
-    def _fail(self, message: str, step: str) -> None:
-        if self.failure is None:
-            self.failure = message
-            self.failed_steps.append(step)
-            self.queue.clear()
-            self._stop_running()
-
-    def _stop_running(self) -> None:
-        """Ask every running step to stop: their runners kill the process groups on the workers."""
-        if not self.running:
-            return
-        for group, member in self.running.values():
-            group.stopped = True
-            self.say("Stopping this task: the workflow is failing.", member, force=True)
-        self.stop_event.set()
+    # -- interrupt -----------------------------------------------------------------------------
 
     def _stop_all(self) -> None:
-        """Stop every running step and wait until the runners report them gone."""
-        self._stop_running()
+        """Stop every running step and wait until the supervisors report them gone."""
+        self.stop(None)
         deadline = time.monotonic() + KILL_GRACE + 5.0
         while self.running and time.monotonic() < deadline:
             self._wait(0.05)
-        if self.running:  # runners that cannot answer: give up on them
-            self.client.cancel([m.future for _, m in self.running.values()])
+        if self.running:  # supervisors that cannot answer: give up on them
+            self.client.cancel([entry.future for entry in self.running.values()])
             self.running.clear()
-
-
-def _user_retries(decos: dict[str, Any]) -> int:
-    return int(decos["retry"]["times"]) if "retry" in decos else 0
-
-
-def _max_attempts(decos: dict[str, Any]) -> int:
-    error_retries = 3 if "catch" in decos else 0
-    return min(MAX_ATTEMPTS, 1 + _user_retries(decos) + error_retries)
 
 
 def _raise_interrupt(_signum: int, _frame: Any) -> None:
