@@ -34,6 +34,8 @@ RUN_OPTIONS = {
     "quiet": ("--quiet", bool),
     "run_id_file": ("--run-id-file", str),
     "isolation": ("--isolation", str),
+    "dask_scheduler": ("--dask-scheduler", str),
+    "dask_scheduler_file": ("--dask-scheduler-file", str),
     "decospecs": ("--with", list),
     "branch": ("--branch", str),  # @project flows
     "production": ("--production", bool),
@@ -298,9 +300,10 @@ class Runner:
     :param file_read_timeout: seconds to wait for the run to start (its id to come back).
     :param profile: Metaflow's configuration profile: accepted for compatibility, no effect.
     :param top_level: ``flow`` options: runtime, max_workers, max_num_splits, datastore_root,
-        tags, quiet, run_id_file, isolation, decospecs, branch, production, config_value,
-        config; and Metaflow's ``metadata="local"``, ``datastore="local"``,
-        ``environment="local"``, ``pylint``, ``event_logger``, ``monitor`` (no effect here).
+        tags, quiet, run_id_file, isolation, dask_scheduler, dask_scheduler_file, decospecs,
+        branch, production, config_value, config; and Metaflow's ``metadata="local"``,
+        ``datastore="local"``, ``environment="local"``, ``pylint``, ``event_logger``,
+        ``monitor`` (no effect here).
     """
 
     def __init__(
