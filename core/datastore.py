@@ -194,7 +194,7 @@ class _SpillWriter:
 
     def write(self, data: Any) -> int:
         n = memoryview(data).nbytes
-        if self.file is None and self.size + n <= self.limit or n < _PARALLEL_HASH:
+        if (self.file is None and self.size + n <= self.limit) or n < _PARALLEL_HASH:
             self.sha.update(data)
         try:
             if self.file is None and self.size + n > self.limit:

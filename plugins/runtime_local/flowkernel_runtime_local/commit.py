@@ -20,14 +20,20 @@ controller fsyncs in its own process from then on (:class:`Committer` never lose
 from __future__ import annotations
 
 import os
+import select
 import signal
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from flowkernel.storage.local import fsync_dir
+from flowkernel_runtime_local import workers
 
 #: One path ends with a NUL byte (a path never contains one).
 _END = b"\0"
+#: Seconds :meth:`Committer.close` waits for the helper to finish before doing it itself.
+CLOSE_TIMEOUT = 60.0
 
 
 def fsync_records(paths: Iterable[str]) -> None:
@@ -57,6 +63,7 @@ class Committer:
 
     def __init__(self) -> None:
         self.pid: int | None = None
+        self._poller: Any = None
         self._to: int | None = None
         #: the read end of the acknowledgements (watch it with the run's poller), or None
         self.fd: int | None = None
@@ -73,27 +80,54 @@ class Committer:
         return len(self._waiting)
 
     def start(self) -> Committer:
-        """Fork the helper (where fork exists; elsewhere every commit is done in place)."""
+        """Fork the helper (where fork exists; elsewhere every commit is done in place).
+
+        Like the guardian it is double-forked and in a session of its own: the controller's
+        children are its tasks, and a Ctrl-C to the controller's group is not for it. It
+        exits when its input pipe closes (the run ended, or the controller died).
+        """
         if not hasattr(os, "fork"):
             return self
         to_r, to_w = os.pipe()
         ack_r, ack_w = os.pipe()
         pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the helper
+        if pid == 0:  # pragma: no cover - runs in the intermediate child, then the helper
             code = 0
             try:
                 os.close(to_w)
                 os.close(ack_r)
-                _serve(to_r, ack_w)
+                for fd in workers.private_fds:
+                    os.close(fd)
+                if os.fork() == 0:
+                    os.setsid()
+                    os.write(ack_w, b"%d\n" % os.getpid())
+                    _serve(to_r, ack_w)
             except BaseException:
                 code = 1
             finally:
                 os._exit(code)
         os.close(to_r)
         os.close(ack_w)
-        self.pid, self._to, self.fd = pid, to_w, ack_r
+        os.waitpid(pid, 0)
+        first = b""
+        while not first.endswith(b"\n"):
+            chunk = os.read(ack_r, 32)
+            if not chunk:  # the helper could not start: commit in place
+                os.close(to_w)
+                os.close(ack_r)
+                return self
+            first += chunk
+        self.pid, self._to, self.fd = int(first), to_w, ack_r
         os.set_blocking(ack_r, False)
+        workers.private_fds.update((to_w, ack_r))  # no task holds the helper's input open
         return self
+
+    def watch(self, poller: Any) -> None:
+        """Have ``poller`` report this committer (as its key) when acknowledgements arrive;
+        it is unregistered before the descriptor closes."""
+        if self.fd is not None:
+            poller.register(self.fd, self)
+            self._poller = poller
 
     def submit(self, paths: list[str], then: Callable[[], None]) -> None:
         """Make ``paths`` durable, then call ``then`` (from :meth:`read_acks`, or at once when
@@ -144,29 +178,35 @@ class Committer:
         self._call_back()
 
     def _close_pipes(self) -> None:
+        if self._poller is not None and self.fd is not None:
+            self._poller.unregister(self.fd)
+            self._poller = None
         for fd in (self._to, self.fd):
             if fd is not None:
+                workers.private_fds.discard(fd)
                 os.close(fd)
         self._to = self.fd = None
 
     def close(self) -> None:
         """Stop the helper once it has made everything durable (callbacks still pending are
-        called first). Safe to call twice."""
+        called first). A helper that does not finish within :data:`CLOSE_TIMEOUT` seconds is
+        killed and the rest is fsync'd here. Safe to call twice."""
         if self._to is not None:
+            workers.private_fds.discard(self._to)
             os.close(self._to)  # EOF: the helper finishes its batch and exits
             self._to = None
-            assert self.fd is not None
-            os.set_blocking(self.fd, True)
-            self.read_acks()  # up to the helper's EOF, then falls back for what is left
-        if self._waiting:
-            self._fall_back()
-        self._close_pipes()
-        if self.pid is not None:
+            deadline = time.monotonic() + CLOSE_TIMEOUT
+            while self.fd is not None and (left := deadline - time.monotonic()) > 0:
+                select.select([self.fd], [], [], left)
+                self.read_acks()  # up to the helper's EOF, which falls back for what is left
+        if self.pid is not None and self.fd is not None:
             try:
-                os.waitpid(self.pid, 0)
-            except ChildProcessError:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
-            self.pid = None
+        if self._waiting or self.fd is not None:
+            self._fall_back()
+        self.pid = None
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -8,8 +8,10 @@ import json
 import os
 import select
 import signal
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from flowkernel_runtime_local.commit import Committer
@@ -85,8 +87,8 @@ def test_a_dead_helper_loses_nothing_the_controller_fsyncs_in_its_place(tmp_path
     committer = Committer().start()
     assert committer.pid is not None
     os.kill(committer.pid, signal.SIGKILL)
-    os.waitpid(committer.pid, 0)
-    committer.pid = None
+    while psutil.pid_exists(committer.pid) and psutil.Process(committer.pid).status() != "zombie":
+        time.sleep(0.01)
     called: list[str] = []
     path = record(tmp_path, "7")
     committer.submit([path], lambda: called.append("done"))  # the pipe is broken, or ...
