@@ -99,19 +99,21 @@ def compile_file(
     flow_cls = load_flow(path)
     graph = get_kernel().validated_graph(flow_cls)
     package = build_package(path, flow_cls.__name__)
-    key = store_package(root, package) if store_code else package.key
     opts = ArgoOptions(
         name=deployment_name(flow_cls, _given_name(ctx)),
         image=image,
         datastore_root=root,
         flow_file="-",  # the package's own flow file
-        package=key,
+        package=package.key,
         namespace=options["namespace"] or _group_namespace(ctx),
         max_workers=options["max_workers"],
         workflow_timeout=options["workflow_timeout"],
         tags=tuple(options["tags"]),
     )
-    return flow_cls, compile_objects(flow_cls, graph, opts)
+    objects = compile_objects(flow_cls, graph, opts)  # a flow it refuses stores nothing
+    if store_code:
+        store_package(root, package)
+    return flow_cls, objects
 
 
 @argo_workflows.command()
@@ -157,7 +159,7 @@ def create(
 @click.option("--attempt", default="0", help="Argo's {{retries}} (0 without a retryStrategy).")
 @click.option("--max-user-code-retries", type=int, default=0)
 @click.option("--input-paths", default="", help="Task paths: comma-separated or a JSON list.")
-@click.option("--split-index", type=int, default=None)
+@click.option("--split-index", default="", help="The task's foreach index ('': none).")
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False))
 @click.option("--configs", default=None, help="Base64 JSON of the config values.")
 @click.option("--parameters-dir", default=None, help="Start step: the parameter value files.")

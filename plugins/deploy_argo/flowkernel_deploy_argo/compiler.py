@@ -91,16 +91,12 @@ def scope_of(graph: Any, node: Any) -> str | None:
 
 def _refuse_unsupported(graph: Any) -> None:
     for node in graph:
-        where = f"step '{node.name}'"
-        if node.parallel_step or node.num_parallel is not None:
+        if node.parallel_step:
+            starter = next((p for p in node.in_funcs if graph[p].num_parallel is not None), "?")
             raise CompileError(
-                f"{where} uses @parallel / num_parallel: gangs are not supported on Argo "
-                "Workflows yet; run the flow with `flow run` instead"
-            )
-        if node.is_recursive_switch:
-            raise CompileError(
-                f"{where} is a recursive switch (it can go back to itself): loops are not "
-                "supported on Argo Workflows yet; run the flow with `flow run` instead"
+                f"step '{node.name}' is @parallel (a gang started by num_parallel in step "
+                f"'{starter}'): gangs are not supported on Argo Workflows; run the flow with "
+                "`flow run` instead"
             )
 
 
@@ -112,11 +108,16 @@ class _Names:
         self.foreach = {
             n.name: template_name(f"foreach-{n.name}") for n in graph if n.type == "foreach"
         }
+        loops = [n.name for n in graph if n.is_recursive_switch]
+        self.loop = {s: template_name(f"loop-{s}") for s in loops}
+        #: the task, inside a loop's DAG, that runs the loop's next round
+        self.again = {s: template_name(f"{s}-again") for s in loops}
         self.dag = template_name(flow_name)
         taken: dict[str, str] = {}
         for origin, name in [
             *((f"step '{s}'", t) for s, t in self.steps.items()),
             *((f"the foreach of step '{s}'", t) for s, t in self.foreach.items()),
+            *((f"the loop of step '{s}'", t) for s, t in self.loop.items()),
             (f"flow '{flow_name}'", self.dag),
         ]:
             if name.lower() in taken:
@@ -259,6 +260,8 @@ class _Compiler:
                 tasks.append(self._task(node, scope))
                 if node.type == "foreach":
                     tasks.append(self._fan_out_task(node))
+                if node.is_recursive_switch:
+                    templates.append(self._loop_template(node))
             dag: dict[str, Any] = {"failFast": True, "tasks": tasks}
             if scope is None:
                 templates.append({"name": self.names.dag, "dag": dag})
@@ -284,11 +287,12 @@ class _Compiler:
 
     def _task(self, node: Any, scope: str | None) -> dict[str, Any]:
         name = self.names.steps[node.name]
-        task: dict[str, Any] = {"name": name, "template": name}
+        template = self.names.loop.get(node.name, name)  # a loop's first round starts its DAG
+        task: dict[str, Any] = {"name": name, "template": template}
         refs: list[str] = []
         deps: list[str] = []
         arguments = []
-        for parent in node.in_funcs:
+        for parent in _parents(node):
             if parent == scope:  # first step of a foreach body: fed by the sub-DAG's inputs
                 refs.append("{{inputs.parameters.input-paths}}")
                 arguments.append(
@@ -303,13 +307,13 @@ class _Compiler:
             if dep not in deps:
                 deps.append(dep)
                 refs.append(ref)
-        if node.in_funcs:
+        if refs:
             arguments.insert(0, {"name": "input-paths", "value": ",".join(refs)})
             task["arguments"] = {"parameters": arguments}
         if len(deps) == 1:
             task["depends"] = f"{deps[0]}.Succeeded"
-            parent = self.graph[node.in_funcs[0]]
-            if parent.type == "split-switch" and len(node.in_funcs) == 1:
+            parent = self.graph[_parents(node)[0]]
+            if parent.type == "split-switch" and len(_parents(node)) == 1:
                 branch = f"{{{{tasks.{deps[0]}.outputs.parameters.branch}}}}"
                 task["when"] = f"'{branch}' == '{node.name}'"
         elif len(deps) > 1:
@@ -319,6 +323,55 @@ class _Compiler:
             )
             task["when"] = f"'{''.join(refs)}' != ''"
         return task
+
+    def _loop_template(self, node: Any) -> dict[str, Any]:
+        """A recursive switch: a DAG that runs the step, then itself again while the step
+        chooses itself (Argo's recursion: a template that calls itself under a ``when``).
+
+        Its outputs are the last round's: the round that leaves the loop writes
+        ``exit-task-path`` / ``exit-branch``, a round that goes round again leaves them empty,
+        and the round that did not run (Skipped) gives its outputs' empty defaults; so the two
+        references joined give exactly one round's value."""
+        step = self.names.steps[node.name]
+        again = self.names.again[node.name]
+        loop = self.names.loop[node.name]
+        inputs = [{"name": "input-paths"}]
+        forwarded = []
+        if _first_in_foreach(self.graph, node):
+            inputs.append({"name": "split-index"})
+            forwarded.append({"name": "split-index", "value": "{{inputs.parameters.split-index}}"})
+        this_round = f"{{{{tasks.{step}.outputs.parameters"
+        next_rounds = f"{{{{tasks.{again}.outputs.parameters"
+        outputs = [
+            {
+                "name": name,
+                "valueFrom": {
+                    "parameter": f"{next_rounds}.{name}}}}}{this_round}.exit-{name}}}}}",
+                    "default": "",
+                },
+            }
+            for name in ("task-path", "branch")
+        ]
+        first = {"name": "input-paths", "value": "{{inputs.parameters.input-paths}}"}
+        then = [{"name": "input-paths", "value": f"{this_round}.task-path}}}}"}]
+        if forwarded:  # only the first round follows the foreach (as with `flow run`)
+            then.append({"name": "split-index", "value": ""})
+        tasks = [
+            {"name": step, "template": step, "arguments": {"parameters": [first, *forwarded]}},
+            {
+                "name": again,
+                "template": loop,
+                "depends": f"{step}.Succeeded",
+                "when": f"'{this_round}.branch}}}}' == '{node.name}'",
+                "arguments": {"parameters": then},
+            },
+        ]
+        return {
+            "name": loop,
+            "inputs": {"parameters": inputs},
+            "outputs": {"parameters": outputs},
+            "dag": {"failFast": True, "tasks": tasks},
+        }
 
     def _fan_out_task(self, node: Any) -> dict[str, Any]:
         step = self.names.steps[node.name]
@@ -352,7 +405,7 @@ class _Compiler:
     def _step_template(self, node: Any, decos: dict[str, Any]) -> dict[str, Any]:
         name = self.names.steps[node.name]
         retries = int(decos["retry"]["times"]) if "retry" in decos else 0
-        first_in_foreach = bool(node.in_funcs) and self.graph[node.in_funcs[0]].type == "foreach"
+        first_in_foreach = _first_in_foreach(self.graph, node)
         inputs = []
         command = [self.opts.python, "-m", "flowkernel.cli"]
         command += ["--datastore-root", self.opts.datastore_root, "argo-workflows", "task"]
@@ -391,6 +444,8 @@ class _Compiler:
             outputs.append(_file_output("splits", default="[]"))
         if node.type == "split-switch":
             outputs.append(_file_output("branch"))
+        if node.is_recursive_switch:
+            outputs += [_file_output("exit-task-path"), _file_output("exit-branch")]
         template: dict[str, Any] = {"name": name}
         if inputs or artifacts:
             template["inputs"] = {}
@@ -441,6 +496,17 @@ class _Compiler:
                 continue  # Argo would template it; the task sets @environment itself anyway
             env.append({"name": str(key), "value": text.replace("$", "$$")})
         return env
+
+
+def _parents(node: Any) -> list[str]:
+    """The steps a task of ``node`` can follow, but for itself (a recursive switch's next
+    round is its loop's business)."""
+    return [p for p in node.in_funcs if p != node.name]
+
+
+def _first_in_foreach(graph: Any, node: Any) -> bool:
+    """A step that a foreach fans out to: its tasks take a split index."""
+    return any(graph[p].type == "foreach" for p in _parents(node))
 
 
 def _file_output(name: str, default: str = "") -> dict[str, Any]:

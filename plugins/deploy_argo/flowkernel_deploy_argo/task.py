@@ -44,6 +44,16 @@ def task_id_for(step: str, paths: list[str], split_index: int | None) -> str:
     return "t" + hashlib.sha256(key.encode()).hexdigest()[:15]
 
 
+def _split_index(text: str | int | None) -> int | None:
+    """Argo's split index: a number, or '' for a task that does not follow a foreach."""
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"--split-index: not a number: {text!r}") from None
+
+
 def _parameters_from(directory: str | None, flow_cls: type) -> dict[str, Any]:
     """The values the workflow was given: file ``<i>`` holds the i-th Parameter's JSON."""
     from flowkernel.flow.parameters import flow_parameters
@@ -178,7 +188,8 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
         if not paths:
             raise UsageError(f"step '{step_name}' got no input task paths")
     attempt = int(opts["attempt"] or 0)
-    task_id = task_id_for(step_name, paths, opts["split_index"])
+    split_index = _split_index(opts["split_index"])
+    task_id = task_id_for(step_name, paths, split_index)
     argv = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", store.root]
     for name, value in configs.items():
         argv += ["--config-value", name, json.dumps(value)]
@@ -188,8 +199,8 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
         argv += ["--package", package]
     argv += ["--task-id", task_id, "--attempt", str(attempt), "--input-paths", ",".join(paths)]
     argv += ["--max-user-code-retries", str(opts["max_user_code_retries"])]
-    if opts["split_index"] is not None:
-        argv += ["--split-index", str(opts["split_index"])]
+    if split_index is not None:
+        argv += ["--split-index", str(split_index)]
     for tag in opts["tags"]:
         argv += ["--tag", tag]
     store.mark_started(run_id, step_name, task_id, attempt)
@@ -204,5 +215,9 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
         _write(out, "splits", json.dumps(list(range(record.get("foreach_num_splits") or 0))))
     if node.type == "split-switch":
         transition = record.get("transition") or [[""]]
-        _write(out, "branch", transition[0][0])
+        branch = transition[0][0]
+        _write(out, "branch", branch)
+        if node.is_recursive_switch and branch != step_name:  # this round leaves the loop
+            _write(out, "exit-task-path", f"{step_name}/{task_id}/{attempt}")
+            _write(out, "exit-branch", branch)
     return 0

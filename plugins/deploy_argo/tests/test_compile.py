@@ -15,11 +15,13 @@ from flowkernel_deploy_argo.local_executor import UnsupportedManifest, check_sup
 from flowkernel_deploy_argo.names import object_name, template_name
 from flowkernel_deploy_argo.workflow import workflow_object
 
-SHAPE_FILES = sorted(
-    p for p in SHAPES.glob("*.py") if p.stem not in ("parallel", "recursive_switch",
-                                                      "recursive_switch_inside_foreach")
-)  # fmt: skip
-OWN_FILES = [FLOWS / "decorated_flow.py", FLOWS / "switch_shapes_flow.py", FLOWS / "echo_flow.py"]
+SHAPE_FILES = sorted(p for p in SHAPES.glob("*.py") if p.stem != "parallel")
+OWN_FILES = [
+    FLOWS / "decorated_flow.py",
+    FLOWS / "switch_shapes_flow.py",
+    FLOWS / "echo_flow.py",
+    FLOWS / "loop_after_foreach_flow.py",
+]
 
 
 def _steps(doc):
@@ -72,6 +74,40 @@ def test_shapes_map_to_dag_constructs(compile_only):
     )
     branch = _dag(compile_only(SHAPES / "branch.py"))
     assert branch["add-one"]["depends"] == "start.Succeeded"
+
+
+def test_a_recursive_switch_is_a_dag_that_calls_itself_while_the_step_chooses_itself(
+    compile_only,
+):
+    doc = compile_only(FLOWS / "loop_after_foreach_flow.py")
+    body = _dag(doc, "foreach-start")
+    assert body["count"]["template"] == "loop-count"  # the first round starts the loop
+    assert body["collect"]["when"] == "'{{tasks.count.outputs.parameters.branch}}' == 'collect'"
+    loop = _dag(doc, "loop-count")
+    assert loop["count"]["template"] == "count"
+    assert loop["count"]["arguments"]["parameters"][1] == {
+        "name": "split-index",
+        "value": "{{inputs.parameters.split-index}}",
+    }
+    again = loop["count-again"]
+    assert again["template"] == "loop-count"  # Argo's recursion
+    assert again["depends"] == "count.Succeeded"
+    assert again["when"] == "'{{tasks.count.outputs.parameters.branch}}' == 'count'"
+    assert again["arguments"]["parameters"] == [
+        {"name": "input-paths", "value": "{{tasks.count.outputs.parameters.task-path}}"},
+        {"name": "split-index", "value": ""},  # only the first round follows the foreach
+    ]
+    (template,) = [t for t in doc["spec"]["templates"] if t["name"] == "loop-count"]
+    assert template["outputs"]["parameters"][0] == {
+        "name": "task-path",
+        "valueFrom": {
+            "parameter": "{{tasks.count-again.outputs.parameters.task-path}}"
+            "{{tasks.count.outputs.parameters.exit-task-path}}",
+            "default": "",
+        },
+    }
+    outputs = [p["name"] for p in _steps(doc)["count"]["outputs"]["parameters"]]
+    assert outputs == ["task-path", "branch", "exit-task-path", "exit-branch"]
 
 
 def test_decorators_parameters_and_configs(compile_only):
@@ -133,18 +169,13 @@ def test_long_names_are_shortened_with_a_stable_hash(compile_only, validate):
     assert object_name("My_Flow.v2") == "my-flow.v2"
 
 
-@pytest.mark.parametrize(
-    ("flow_file", "message"),
-    [
-        (SHAPES / "parallel.py", "uses @parallel / num_parallel: gangs are not supported"),
-        (SHAPES / "recursive_switch.py", "is a recursive switch (it can go back to itself)"),
-    ],
-    ids=["parallel", "recursive-switch"],
-)
-def test_unsupported_shapes_are_refused_at_create(flow_file, message, tmp_path):
-    cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", ROOT, "argo-workflows"]
+@pytest.mark.parametrize("command", ["create", "run-local"])
+def test_parallel_is_refused_before_anything_is_stored(command, tmp_path):
+    root = ROOT if command == "create" else str(tmp_path / "ds")
+    cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", root, "argo-workflows"]
+    cmd += [command, str(SHAPES / "parallel.py"), "--image", IMAGE]
     proc = subprocess.run(
-        [*cmd, "create", str(flow_file), "--only-json", "--image", IMAGE],
+        cmd + (["--only-json"] if command == "create" else []),
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -152,8 +183,11 @@ def test_unsupported_shapes_are_refused_at_create(flow_file, message, tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stdout == ""
-    assert "Cannot deploy to Argo Workflows: step '" in proc.stderr
-    assert message in proc.stderr
+    assert proc.stderr.startswith(
+        "Cannot deploy to Argo Workflows: step 'train' is @parallel (a gang started by "
+        "num_parallel in step 'start'): gangs are not supported on Argo Workflows"
+    )
+    assert not (tmp_path / "ds").exists()  # not even the code package
 
 
 def test_create_refuses_a_local_root_and_a_missing_image(tmp_path):

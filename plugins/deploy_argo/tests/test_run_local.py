@@ -12,10 +12,7 @@ from argo_test_paths import FLOWS, SHAPES
 
 from flowkernel.client import Run
 
-SHAPE_FILES = sorted(
-    p for p in SHAPES.glob("*.py") if p.stem not in ("parallel", "recursive_switch",
-                                                      "recursive_switch_inside_foreach")
-)  # fmt: skip
+SHAPE_FILES = sorted(p for p in SHAPES.glob("*.py") if p.stem != "parallel")
 
 
 def _flow(tmp_path, root, *args, timeout=300):
@@ -54,7 +51,9 @@ def both(tmp_path, flow_file, *params):
     )
 
 
-@pytest.mark.parametrize("flow_file", SHAPE_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "flow_file", [*SHAPE_FILES, FLOWS / "loop_after_foreach_flow.py"], ids=lambda p: p.stem
+)
 def test_every_shape_runs_as_flow_run_does(flow_file, tmp_path):
     (local, local_run), (argo, argo_run) = both(tmp_path, flow_file)
     assert local.returncode == 0, local.stderr
