@@ -47,6 +47,25 @@ def argo_workflows(ctx: click.Context, name: str | None, namespace: str | None) 
     ctx.obj = _GroupState(name, namespace)
 
 
+#: ``@project`` flows: the branch the deployment (and its runs) belong to, as ``flow run``'s
+#: options pick it (environment variables included, through ``resolve_project``).
+_project_options = [
+    click.option("--branch", default=None,
+                 help="@project flows: deploy the branch test.BRANCH (prod.BRANCH with "
+                      "--production) [env FLOWKERNEL_BRANCH]."),
+    click.option("--production", is_flag=True, default=None,
+                 help="@project flows: deploy the production branch [env FLOWKERNEL_PRODUCTION]."),
+]  # fmt: skip
+
+
+def _project(flow_cls: type, branch: str | None, production: bool | None) -> Any:
+    """Where the deployment of ``flow_cls`` belongs (None: no ``@project``)."""
+    from flowkernel.engine.runs import current_user
+    from flowkernel.flow.project import resolve_project
+
+    return resolve_project(flow_cls, current_user(), branch, production or None)
+
+
 def _create_options(func: Any) -> Any:
     """The options ``create`` and ``run-local`` share (run-local compiles as create does)."""
     options = [
@@ -60,6 +79,7 @@ def _create_options(func: Any) -> Any:
         click.option("--workflow-timeout", type=click.IntRange(min=1), default=None,
                      help="Seconds a run may take (spec.activeDeadlineSeconds)."),
         click.option("--tag", "tags", multiple=True, help="Tag every run (repeatable)."),
+        *_project_options,
     ]  # fmt: skip
     for option in reversed(options):
         func = option(func)
@@ -95,12 +115,15 @@ def compile_file(
         raise UsageError(
             "say which container image runs the steps: --image or FLOWKERNEL_ARGO_IMAGE"
         )
+    from flowkernel.engine.runs import current_user
+
     path = os.path.abspath(flow_file)
     flow_cls = load_flow(path)
     graph = get_kernel().validated_graph(flow_cls)
+    project = _project(flow_cls, options["branch"], options["production"])
     package = build_package(path, flow_cls.__name__)
     opts = ArgoOptions(
-        name=deployment_name(flow_cls, _given_name(ctx)),
+        name=deployment_name(flow_cls, _given_name(ctx), project),
         image=image,
         datastore_root=root,
         flow_file="-",  # the package's own flow file
@@ -109,6 +132,8 @@ def compile_file(
         max_workers=options["max_workers"],
         workflow_timeout=options["workflow_timeout"],
         tags=tuple(options["tags"]),
+        owner=current_user(),
+        project=project,
     )
     objects = compile_objects(flow_cls, graph, opts)  # a flow it refuses stores nothing
     if store_code:
@@ -165,6 +190,8 @@ def create(
 @click.option("--parameters-dir", default=None, help="Start step: the parameter value files.")
 @click.option("--package", default=None, help="Run the flow from this code package.")
 @click.option("--tag", "tags", multiple=True)
+@click.option("--user", default=None, help="Whose run it is (the deployment's owner).")
+@click.option("--project-branch", default=None, help="Start step: the run's @project branch.")
 @click.pass_context
 def task(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> None:
     """Internal: one step of a deployed flow, as an Argo container runs it."""
@@ -234,25 +261,37 @@ def _deployment(template: dict[str, Any], namespace: str) -> dict[str, Any]:
     """What create / describe / list report for a WorkflowTemplate."""
     annotations = template["metadata"].get("annotations", {})
     root = annotations.get("flowkernel/datastore_root", "")
+    info = {"namespace": namespace}
+    for key in ("owner", "project_name", "branch_name", "project_flow_name"):
+        if f"flowkernel/{key}" in annotations:
+            info[key] = annotations[f"flowkernel/{key}"]
     return {
         "name": template["metadata"]["name"],
         "flow_name": annotations.get("flowkernel/flow_name"),
         "metadata": root if "://" in root else f"local@{root}",
-        "additional_info": {"namespace": namespace},
+        "additional_info": info,
         "parameters": json.loads(annotations.get("flowkernel/parameters", "[]")),
     }
 
 
-def _template_name(ctx: click.Context, flow_file: str | None = None) -> str:
+def _template_name(
+    ctx: click.Context,
+    flow_file: str | None = None,
+    branch: str | None = None,
+    production: bool | None = None,
+) -> str:
+    """The deployment a command addresses: ``--name``, else the one ``create FLOW_FILE``
+    (with the same ``--branch`` / ``--production``) made."""
     from flowkernel.flow.loader import load_flow
     from flowkernel_deploy_argo.compiler import deployment_name
 
     given = _given_name(ctx)
-    if flow_file is None:
-        if given is None:
-            raise UsageError(f"say which deployment: flow {TYPE} --name NAME ...")
+    if given is not None:
         return deployment_name(type("_", (), {"__name__": given}), given)
-    return deployment_name(load_flow(os.path.abspath(flow_file)), given)
+    if flow_file is None:
+        raise UsageError(f"say which deployment: flow {TYPE} --name NAME ...")
+    flow_cls = load_flow(os.path.abspath(flow_file))
+    return deployment_name(flow_cls, None, _project(flow_cls, branch, production))
 
 
 def _workflow_name(pathspec: str) -> str:
@@ -262,9 +301,16 @@ def _workflow_name(pathspec: str) -> str:
     return run_id[len("argo-") :]
 
 
+def _with_project_options(func: Any) -> Any:
+    for option in reversed(_project_options):
+        func = option(func)
+    return func
+
+
 @argo_workflows.command(context_settings={"ignore_unknown_options": True})
 @click.argument("flow_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--run-id-file", default=None, help="Write the run id (argo-<workflow>) here.")
+@_with_project_options
 @click.argument("params", nargs=-1, type=click.UNPROCESSED)
 @deployer_attribute_file
 @click.pass_context
@@ -272,6 +318,8 @@ def trigger(
     ctx: click.Context,
     flow_file: str,
     run_id_file: str | None,
+    branch: str | None,
+    production: bool | None,
     params: tuple[str, ...],
     deployer_attribute_file: str | None,
 ) -> None:
@@ -281,7 +329,7 @@ def trigger(
 
     flow_cls = load_flow(os.path.abspath(flow_file))
     arguments = parse_parameters(flow_cls, list(params))
-    name = _template_name(ctx, flow_file)
+    name = _template_name(ctx, flow_file, branch, production)
     api = _api(ctx)
     template = api.get("workflowtemplates", name)
     if template is None:

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from flowkernel.errors import FlowkernelError
+from flowkernel.flow.project import ProjectInfo
 from flowkernel_deploy_argo.names import object_name, template_name
 
 API_VERSION = "argoproj.io/v1alpha1"
@@ -44,6 +45,8 @@ class ArgoOptions:
     :param datastore_root: the root every task reads and writes (``s3://...`` in a cluster).
     :param flow_file: the flow file's path as the container sees it.
     :param package: the code package key tasks run from (None: the image has the file).
+    :param owner: the deploying user: every run of the deployment is theirs.
+    :param project: where a ``@project`` flow's runs belong (its branch is fixed at create).
     """
 
     name: str
@@ -56,6 +59,8 @@ class ArgoOptions:
     package: str | None = None
     python: str = "python"
     tags: tuple[str, ...] = ()
+    owner: str | None = None
+    project: ProjectInfo | None = None
 
 
 def safe_json(value: Any) -> str:
@@ -202,6 +207,17 @@ class _Compiler:
                 "flowkernel/datastore_root": self.opts.datastore_root,
             },
         }
+        if self.opts.owner:
+            metadata["annotations"]["flowkernel/owner"] = self.opts.owner
+        project = self.opts.project
+        if project is not None:
+            metadata["annotations"].update(
+                {
+                    "flowkernel/project_name": project.name,
+                    "flowkernel/branch_name": project.branch,
+                    "flowkernel/project_flow_name": project.flow_name,
+                }
+            )
         if self.opts.namespace:
             metadata["namespace"] = self.opts.namespace
         spec: dict[str, Any] = {
@@ -421,6 +437,10 @@ class _Compiler:
         artifacts = self._parameter_files() if node.name == self.graph.start else []
         if artifacts:
             command += ["--parameters-dir", PARAMS_DIR]
+        if self.opts.owner:
+            command += ["--user", self.opts.owner]
+        if node.name == self.graph.start and self.opts.project is not None:
+            command += ["--project-branch", self.opts.project.branch]  # the run starts in it
         if self.opts.package:
             command += ["--package", self.opts.package]
         configs = self._configs()
@@ -542,6 +562,17 @@ def _resources(deco: Any) -> dict[str, Any]:
     return out
 
 
-def deployment_name(flow_cls: type, given: str | None) -> str:
-    """``--name``, else the flow's name, as a valid and stable WorkflowTemplate name."""
+def deployment_name(flow_cls: type, given: str | None, project: ProjectInfo | None = None) -> str:
+    """The WorkflowTemplate name (valid, stable, at most 45 characters): ``--name``, else a
+    ``@project`` flow's ``<project>.<branch>.<flow>``, else the flow's name.
+
+    :raises CompileError: ``--name`` for a ``@project`` flow (its branch names it).
+    """
+    if project is not None:
+        if given is not None:
+            raise CompileError(
+                f"--name cannot name a @project flow: it is deployed as {project.flow_name} "
+                "(choose the branch with --branch / --production)"
+            )
+        return object_name(project.flow_name)
     return object_name(given or flow_cls.__name__)

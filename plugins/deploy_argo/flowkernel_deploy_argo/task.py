@@ -74,15 +74,31 @@ def _parameters_from(directory: str | None, flow_cls: type) -> dict[str, Any]:
     return given
 
 
-def _start_run(flow_cls, graph, store, flow_file: str, run_id: str, tags, params_dir) -> None:
+def branch_options(full: str | None) -> tuple[str | None, bool]:
+    """``--branch`` / ``--production`` that put a run in the deployment's branch:
+    ``prod[.X]``, ``test.X``, or ``user.<user>`` (the run's own user makes that one)."""
+    kind, _, rest = (full or "").partition(".")
+    if kind == "prod":
+        return rest or None, True
+    if kind == "test" and rest:
+        return rest, False
+    return None, False
+
+
+def _start_run(flow_cls, graph, store, flow_file: str, run_id: str, opts: dict[str, Any]) -> None:
     from flowkernel.engine.runs import RunOptions, current_user, start_run
     from flowkernel.flow.parameters import resolve_parameters
 
     if store.read_run_record(run_id) is not None:
         return  # a retry of the start step: the run exists
-    params = resolve_parameters(flow_cls, _parameters_from(params_dir, flow_cls), current_user())
-    options = RunOptions(datastore_root=store.root, tags=tuple(tags))
-    start_run(flow_cls, graph, flow_file, params, options, run_id=run_id)
+    user = opts["user"] or current_user()
+    given = _parameters_from(opts["parameters_dir"], flow_cls)
+    params = resolve_parameters(flow_cls, given, user)
+    branch, production = branch_options(opts["project_branch"])
+    options = RunOptions(
+        datastore_root=store.root, tags=tuple(opts["tags"]), branch=branch, production=production
+    )
+    start_run(flow_cls, graph, flow_file, params, options, run_id=run_id, user=user)
 
 
 def _ordered(graph, node, store, run_id: str, paths: list[str]) -> list[str]:
@@ -181,7 +197,7 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
     store = FlowStore(root, flow_cls.__name__, os.path.abspath(flow_file))
     if step_name == graph.start:
         path = os.path.abspath(flow_file)
-        _start_run(flow_cls, graph, store, path, run_id, opts["tags"], opts["parameters_dir"])
+        _start_run(flow_cls, graph, store, path, run_id, opts)
         paths = [f"{PARAMS_STEP}/{PARAMS_TASK}/0"]
     else:
         paths = _ordered(graph, node, store, run_id, parse_paths(opts["input_paths"]))
@@ -203,6 +219,8 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
         argv += ["--split-index", str(split_index)]
     for tag in opts["tags"]:
         argv += ["--tag", tag]
+    if opts["user"]:
+        argv += ["--user", opts["user"]]
     store.mark_started(run_id, step_name, task_id, attempt)
     run = RunInfo(flow_cls.__name__, run_id, store.root, runtime="argo-workflows")
     code = run_step(argv, get_kernel().log_sinks(run), run, step_name, task_id, attempt)

@@ -21,6 +21,7 @@ OWN_FILES = [
     FLOWS / "switch_shapes_flow.py",
     FLOWS / "echo_flow.py",
     FLOWS / "loop_after_foreach_flow.py",
+    FLOWS / "project_flow.py",
 ]
 
 
@@ -167,6 +168,57 @@ def test_long_names_are_shortened_with_a_stable_hash(compile_only, validate):
     b = object_name("x" * 60 + "two")
     assert a != b and len(a) == len(b) == 45
     assert object_name("My_Flow.v2") == "my-flow.v2"
+    assert object_name("p.test.-x_.Flow") == "p.test.x.flow"  # every label starts/ends alnum
+
+
+@pytest.mark.parametrize(
+    ("options", "env", "name", "branch"),
+    [
+        ((), {}, "fk-demo.user.alice.projectflow", "user.alice"),
+        (("--branch", "Feature_1"), {}, "fk-demo.test.feature-1.projectflow", "test.Feature_1"),
+        (("--production",), {}, "fk-demo.prod.projectflow", "prod"),
+        (("--production", "--branch", "v2"), {}, "fk-demo.prod.v2.projectflow", "prod.v2"),
+        ((), {"FLOWKERNEL_BRANCH": "nightly"}, "fk-demo.test.nightly.projectflow", "test.nightly"),
+    ],
+    ids=["user", "branch", "production", "production-branch", "env-branch"],
+)
+def test_a_project_flow_is_deployed_as_project_branch_flow(
+    options, env, name, branch, compile_only, validate, monkeypatch
+):
+    monkeypatch.setenv("FLOWKERNEL_USER", "alice")
+    monkeypatch.delenv("FLOWKERNEL_BRANCH", raising=False)
+    monkeypatch.delenv("FLOWKERNEL_PRODUCTION", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    doc = compile_only(FLOWS / "project_flow.py", *options)
+    assert doc["metadata"]["name"] == name
+    annotations = doc["metadata"]["annotations"]
+    assert annotations["flowkernel/branch_name"] == branch
+    assert annotations["flowkernel/project_flow_name"] == f"fk_demo.{branch}.ProjectFlow"
+    assert annotations["flowkernel/owner"] == "alice"
+    start = _steps(doc)["start"]["container"]["command"]
+    assert start[start.index("--project-branch") + 1] == branch  # the run starts in it
+    assert start[start.index("--user") + 1] == "alice"  # and is the deployer's
+    assert "--project-branch" not in _steps(doc)["end"]["container"]["command"]
+    assert validate(doc) == []
+
+
+def test_long_project_names_are_cut_with_a_stable_hash_and_name_is_refused(
+    compile_only, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("FLOWKERNEL_USER", "alice")
+    flow = FLOWS / "project_flow.py"
+    names = [compile_only(flow, "--branch", "b" * 50 + end)["metadata"]["name"] for end in "12"]
+    assert names[0] != names[1] and len(names[0]) == len(names[1]) == 45
+    assert names[0].startswith("fk-demo.test.bbbbbbbb")
+    assert names[0] == object_name(f"fk_demo.test.{'b' * 50}1.ProjectFlow")  # stable
+    cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", ROOT, "argo-workflows"]
+    cmd += ["--name", "mine", "create", str(flow), "--only-json", "--image", IMAGE]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1
+    assert "--name cannot name a @project flow: it is deployed as fk_demo.user.alice." in (
+        proc.stderr
+    )
 
 
 @pytest.mark.parametrize("command", ["create", "run-local"])
