@@ -195,7 +195,7 @@ class _Compiler:
     # -- the whole object -------------------------------------------------------------------------
 
     def workflow_template(self) -> dict[str, Any]:
-        from flowkernel.deployer import parameter_declarations
+        from flowkernel.deployer_commands import parameter_declarations
 
         declared = parameter_declarations(self.flow_cls)
         metadata: dict[str, Any] = {
