@@ -28,6 +28,7 @@ from flowkernel.engine.logs import abnormal_end_line
 from flowkernel.engine.progress import progress_for
 from flowkernel.engine.runs import resume_plan, step_command
 from flowkernel.specs import LogLine, RunResult
+from flowkernel_runtime_dask.code import code_package
 from flowkernel_runtime_dask.placement import Placement
 from flowkernel_runtime_dask.worker import KILL_GRACE, Job, run_job
 
@@ -123,6 +124,7 @@ class _Controller:
         from distributed import Event
 
         self.placement = Placement.of(self.client, self.ctx)
+        self.package = code_package(self.ctx)
         # before the sinks: on a terminal, the console sink then writes above the live display
         self.dispatcher.progress = progress_for(
             self.ctx.options.quiet, f"{self.info.flow_name}/{self.ctx.run_id}"
@@ -138,6 +140,8 @@ class _Controller:
             self.say(f"Cloned from the origin run: {', '.join(cloned) or 'nothing'}", force=True)
             self.say(f"Run again: {', '.join(rerun) or 'nothing'}", force=True)
         self.say(f"Workflow starting (run-id {self.ctx.run_id}) on Dask:", force=True)
+        if self.package:
+            self.say(f"Tasks run from code package {self.package}.", force=True)
         dispatcher = self.dispatcher
         try:
             dispatcher.start()
@@ -218,7 +222,7 @@ class _Controller:
         seconds = group.policy.timeout
         stops = (self.stop_name, self._gang_event(attempt)) if group.gang else (self.stop_name,)
         job = Job(
-            argv=tuple(step_command(ctx, spec)),
+            argv=tuple(step_command(ctx, spec, self.package)),
             env=self.env,
             cwd=os.getcwd(),
             topic=self.topic,
@@ -226,6 +230,8 @@ class _Controller:
             stop_events=stops,
             kill_after=seconds + TIMEOUT_GRACE if seconds else None,
             store=(ctx.store.root, ctx.store.flow_name, ctx.run_id),
+            flow_file=None if self.package else ctx.flow_file,
+            package=self.package,
         )
         key = f"{self.prefix}-{spec.step}-{spec.task_id}-{spec.attempt}"
         future = self.client.submit(

@@ -1,5 +1,8 @@
 """What runs on a Dask worker: one task attempt as ``flow step`` in a child process.
 
+The child is forked by the worker's warm fork server (:mod:`flowkernel_runtime_dask.forkserver`),
+or where there is none, a fresh interpreter; either way it leads its own process group.
+
 The Dask task itself only supervises: Dask cannot stop a running task, so the step runs in its
 own process group, which this module kills on a timeout or when the controller sets the run's
 stop :class:`distributed.Event`. The child gets ``PR_SET_PDEATHSIG`` (Linux) so it dies with the
@@ -51,6 +54,8 @@ class Job:
     #: finished on a worker that died afterwards and Dask runs the job again: the record is
     #: kept (write-once) and the step is not run twice
     store: tuple[str, str, str] | None = None
+    flow_file: str | None = None  #: the flow whose imports the worker's fork server loads
+    package: str | None = None  #: ... or the code package it runs from
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -70,7 +75,7 @@ def run_job(job: Job) -> dict[str, Any]:
     argv = [sys.executable, *job.argv[1:]]
     env = {**os.environ, **job.env, "PYTHONUNBUFFERED": "1"}
     cwd = job.cwd if job.cwd and os.path.isdir(job.cwd) else None
-    proc = _spawner().spawn(argv, env, cwd)
+    proc = _start(job, argv, env, cwd)
     relays = [
         _Relay(worker, job, proc, "stdout"),
         _Relay(worker, job, proc, "stderr"),
@@ -87,6 +92,21 @@ def run_job(job: Job) -> dict[str, Any]:
         "lines": {r.stream: r.count for r in relays},
         "worker": worker.address,
     }
+
+
+def _start(job: Job, argv: list[str], env: dict[str, str], cwd: str | None) -> Any:
+    """The attempt's process: forked by this worker's warm fork server, or where there is none
+    (or it refuses), a fresh interpreter."""
+    from flowkernel_runtime_dask import forkserver
+
+    spawner = _spawner()
+    if forkserver.enabled():
+        preload = forkserver.Preload(job.flow_file, job.package)
+        try:
+            return forkserver.server_for(env, preload, spawner.spawn).start(argv, env, cwd)
+        except forkserver.Refused:
+            pass
+    return spawner.spawn(argv, env, cwd, pipes=True)
 
 
 def _finished_before(job: Job) -> bool:
@@ -123,6 +143,8 @@ def _supervise(proc: subprocess.Popen, job: Job, worker: Any) -> str | None:
 
 def _exited(proc: subprocess.Popen, timeout: float) -> bool:
     """Whether the child has exited, waiting up to ``timeout`` s; it is left unreaped."""
+    if not isinstance(proc, subprocess.Popen):  # a fork server's child: it reports its exit
+        return proc.exited(timeout)
     if not hasattr(os, "waitid"):  # macOS: reaped here, the group kill is best effort
         try:
             proc.wait(timeout)
@@ -156,7 +178,12 @@ def _is_set(event: Any) -> bool:
 
 
 def kill_group(proc: subprocess.Popen, grace: float) -> None:
-    """SIGTERM the child's process group, SIGKILL it after ``grace`` seconds; reap the child."""
+    """SIGTERM the child's process group, SIGKILL it after ``grace`` seconds; reap the child.
+
+    A fork server's child that has exited is left alone: the server killed its group already.
+    """
+    if proc.returncode is not None:
+        return
     if grace > 0:
         _signal_group(proc.pid, signal.SIGTERM)
         try:
@@ -225,9 +252,18 @@ class _Spawner:
         self.libc = _libc()
         threading.Thread(target=self._serve, name="flowkernel-spawner", daemon=True).start()
 
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: str | None) -> subprocess.Popen:
+    def spawn(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        pipes: bool = False,
+        pass_fds: tuple[int, ...] = (),
+    ) -> subprocess.Popen:
+        """Start ``argv`` in its own session; ``pipes``: stdout/stderr on pipes, else stdout
+        on /dev/null and stderr the worker's (a fork server's)."""
         reply: queue.Queue = queue.Queue(maxsize=1)
-        self.requests.put((argv, env, cwd, reply))
+        self.requests.put((argv, env, cwd, pipes, pass_fds, reply))
         result = reply.get()
         if isinstance(result, BaseException):
             raise result
@@ -235,7 +271,7 @@ class _Spawner:
 
     def _serve(self) -> None:
         while True:
-            argv, env, cwd, reply = self.requests.get()
+            argv, env, cwd, pipes, pass_fds, reply = self.requests.get()
             try:
                 reply.put(
                     subprocess.Popen(
@@ -243,8 +279,9 @@ class _Spawner:
                         env=env,
                         cwd=cwd,
                         stdin=subprocess.DEVNULL,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
+                        stdout=subprocess.PIPE if pipes else subprocess.DEVNULL,
+                        stderr=subprocess.PIPE if pipes else None,
+                        pass_fds=pass_fds,
                         start_new_session=True,  # its own process group, killed as one
                         preexec_fn=self._die_with_parent if self.libc else None,
                     )
