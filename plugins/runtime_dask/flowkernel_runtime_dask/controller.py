@@ -333,6 +333,15 @@ class _Controller:
                 self.ctx.run_id, attempt.step, attempt.task_id, attempt.attempt
             )
             returncode = 0 if record is not None and record.get("task_ok") else 1
+        lost = bool(result.get("lost"))
+        if lost:  # the worker died: the step died with it; Dask's rerun ran nothing
+            returncode = -signal.SIGKILL
+            self.say("The Dask worker running this task died: it runs again as a new attempt.",
+                     attempt, True)  # fmt: skip
+            self._emit({"step": attempt.step, "task_id": attempt.task_id,
+                        "attempt": attempt.attempt, "stream": "stderr",
+                        "lines": [b"The Dask worker running this task died."],
+                        "t": time.time(), "newline": True, "pid": None})  # fmt: skip
         if result.get("stopped") == "timeout":
             self.say("Task exceeded its @timeout: its process group was killed.", attempt, True)
         stopped = entry.stopped or result.get("stopped") is not None
@@ -348,6 +357,7 @@ class _Controller:
             stopped=entry.stopped,
             started_at=entry.started_at,
             pid=result.get("pid"),
+            lost=lost,
         )
 
     # -- interrupt -----------------------------------------------------------------------------

@@ -254,6 +254,7 @@ _WARM_MODULES = (
     "flowkernel.cli.run_cmds",
     "flowkernel.engine.executor",
     "flowkernel.engine.packages",
+    "flowkernel.engine.runs",
     "flowkernel.flow.decorators",
 )
 
@@ -309,10 +310,11 @@ class _Server:
                 self.loaded = True  # a flow file that is not here: nothing to load
             return
         self.loaded = True
-        from flowkernel.flow.loader import load_module, module_name_for
+        from flowkernel.cli.context import get_kernel
+        from flowkernel.flow.loader import load_flow, module_name_for
 
-        try:
-            load_module(path)
+        try:  # building its graph also imports what building any graph needs
+            get_kernel().build_graph(load_flow(path))
         except BaseException:
             pass  # the attempt imports it again and reports why
         finally:

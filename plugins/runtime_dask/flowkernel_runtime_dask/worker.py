@@ -50,9 +50,9 @@ class Job:
     task: tuple[str, str, int]  #: (step, task_id, attempt), tagged on every relayed line
     stop_events: tuple[str, ...]  #: names of Dask Events; any one set stops the step
     kill_after: float | None  #: seconds after which the step's process group is killed
-    #: (datastore root, flow, run id): if the attempt's record exists already, the step
-    #: finished on a worker that died afterwards and Dask runs the job again: the record is
-    #: kept (write-once) and the step is not run twice
+    #: (datastore root, flow, run id): each execution claims the attempt in the datastore
+    #: first; Dask runs a job again when its worker died, and that execution finds the claim
+    #: and does not run the step (see :func:`run_job`)
     store: tuple[str, str, str] | None = None
     flow_file: str | None = None  #: the flow whose imports the worker's fork server loads
     package: str | None = None  #: ... or the code package it runs from
@@ -63,14 +63,20 @@ def run_job(job: Job) -> dict[str, Any]:
 
     Returns ``{"returncode", "pid", "stopped", "lines", "worker"}``: ``stopped`` is None,
     ``"timeout"`` or ``"stopped"``; ``lines`` counts the lines relayed per stream, so the
-    controller knows when it has them all. ``returncode`` is None when the attempt had already
-    finished (``"reused": True``).
+    controller knows when it has them all.
+
+    An execution that finds the attempt claimed already (Dask runs it again because the worker
+    of the first execution died) runs nothing and returns ``returncode`` None with
+    ``"reused": True`` if the first execution recorded the attempt (it finished), else
+    ``"lost": True``: the controller then starts a new attempt, so the first one's record
+    and log stay as the dead worker left them.
     """
     from distributed import get_worker
 
     worker = get_worker()
-    if job.store and _finished_before(job):
-        return {"returncode": None, "reused": True, "pid": None, "stopped": None,
+    earlier = _earlier_execution(job) if job.store else None
+    if earlier is not None:
+        return {"returncode": None, earlier: True, "pid": None, "stopped": None,
                 "lines": {"stdout": 0, "stderr": 0}, "worker": worker.address}  # fmt: skip
     argv = [sys.executable, *job.argv[1:]]
     env = {**os.environ, **job.env, "PYTHONUNBUFFERED": "1"}
@@ -109,12 +115,18 @@ def _start(job: Job, argv: list[str], env: dict[str, str], cwd: str | None) -> A
     return spawner.spawn(argv, env, cwd, pipes=True)
 
 
-def _finished_before(job: Job) -> bool:
+def _earlier_execution(job: Job) -> str | None:
+    """Claim the attempt; if an earlier execution did: ``"reused"`` when it recorded the
+    attempt, else ``"lost"``."""
     from flowkernel.datastore import FlowStore
 
     root, flow, run_id = job.store
     step, task_id, attempt = job.task
-    return FlowStore(root, flow).read_task_record(run_id, step, task_id, attempt) is not None
+    store = FlowStore(root, flow)
+    if store.claim_attempt(run_id, step, task_id, attempt):
+        return None
+    recorded = store.read_task_record(run_id, step, task_id, attempt) is not None
+    return "reused" if recorded else "lost"
 
 
 def _supervise(proc: subprocess.Popen, job: Job, worker: Any) -> str | None:
