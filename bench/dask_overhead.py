@@ -136,8 +136,8 @@ def main() -> None:
             base, cpu = bases[-1][1], runs[-1][1]
             breakdowns[name] = {k: cpu.get(k, 0.0) - base.get(k, 0.0) for k in {*cpu, *base}}
     for name, cpu in breakdowns.items():
-        total = sum(cpu.values())
-        print(f"\nCPU per task, {name} (foreach less start_end, / N): {total / opts.n * 1000:.1f} ms")
+        total = sum(cpu.values()) / opts.n * 1000
+        print(f"\nCPU per task, {name} (foreach less start_end, / N): {total:.1f} ms")
         for kind, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
             print(f"  {kind:<16}{seconds / opts.n * 1000:>8.1f} ms")
 
