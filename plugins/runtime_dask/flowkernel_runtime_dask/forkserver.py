@@ -46,11 +46,12 @@ _MAX_MESSAGE = 1 << 20
 _PR_SET_PDEATHSIG = 1
 
 
-def enabled() -> bool:
-    """Whether attempts on this worker run from a fork server."""
+def enabled(env: dict[str, str]) -> bool:
+    """Whether an attempt with environment ``env`` runs from a fork server (the worker's own
+    environment, or the controller's ``FLOWKERNEL_*`` ones, may say no)."""
     if not sys.platform.startswith("linux") or not hasattr(socket, "send_fds"):
         return False
-    return os.environ.get("FLOWKERNEL_DASK_FORK_SERVER", "1") not in ("0", "false", "no")
+    return env.get("FLOWKERNEL_DASK_FORK_SERVER", "1") not in ("0", "false", "no")
 
 
 @attrs.frozen

@@ -106,7 +106,7 @@ def _start(job: Job, argv: list[str], env: dict[str, str], cwd: str | None) -> A
     from flowkernel_runtime_dask import forkserver
 
     spawner = _spawner()
-    if forkserver.enabled():
+    if forkserver.enabled(env):
         preload = forkserver.Preload(job.flow_file, job.package)
         try:
             return forkserver.server_for(env, preload, spawner.spawn).start(argv, env, cwd)
