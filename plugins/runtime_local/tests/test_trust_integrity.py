@@ -113,9 +113,9 @@ def test_save_replaces_a_damaged_large_blob(tmp_path):
     assert not [p for p in path.parent.parent.rglob("*.tmp")]
 
 
-def test_a_value_hashed_in_chunks_on_a_second_thread_keeps_its_sha_and_is_verified(tmp_path):
-    """Past 8 MB the hash runs beside the write and the read: same content address, and a
-    bit flipped in a later chunk is still refused."""
+def test_a_value_hashed_on_a_second_thread_keeps_its_sha_and_is_verified(tmp_path):
+    """Past 8 MB the hash runs beside the write: same content address, and a bit flipped far
+    into the blob is still refused on read."""
     import hashlib
     import pickle
 
