@@ -63,9 +63,16 @@ def _parameter_options(flow_cls: type) -> list[click.Option]:
     return options
 
 
-def _project_options(flow_cls: type) -> list[click.Option]:
-    """``--branch`` / ``--production``, for flows with ``@project`` only."""
+def _project_options(flow_cls: type, ctx: click.Context) -> list[click.Option]:
+    """``--branch`` / ``--production``, for flows with ``@project`` only (given before the
+    command, as Metaflow's top-level options, they need one too)."""
     if getattr(flow_cls, "_fk_project", None) is None:
+        root = ctx.find_root().obj or {}
+        if root.get("branch") or root.get("production"):
+            raise UsageError(
+                f"--branch and --production are for @project flows; {flow_cls.__name__} has "
+                "no @project"
+            )
         return []
     from flowkernel.flow.project import ENV_BRANCH
 
@@ -163,6 +170,7 @@ def _require_flow_file(name: str, flow_file: str, args: tuple[str, ...]) -> None
 def _options(ctx: click.Context, values: dict[str, Any], runtime_params) -> RunOptions:
     from flowkernel.engine.runs import RunOptions
 
+    root = ctx.find_root().obj or {}
     return RunOptions(
         datastore_root=_datastore_root(ctx),
         max_workers=values["max_workers"],
@@ -171,8 +179,8 @@ def _options(ctx: click.Context, values: dict[str, Any], runtime_params) -> RunO
         run_id_file=values["run_id_file"],
         quiet=values["quiet"],
         decospecs=tuple(values["decospecs"]),
-        branch=values.get("branch"),
-        production=values.get("production") or None,
+        branch=values.get("branch") or root.get("branch"),
+        production=values.get("production") or root.get("production") or None,
         extra={p.name: values.get(p.name) for p in runtime_params},
     )
 
@@ -228,7 +236,7 @@ def run(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> Non
     runtime = kernel.runtime(_runtime_name(rest))
     runtime_params = list(runtime.options)
     params = _parameter_options(flow_cls)
-    own = _common_run_options() + _project_options(flow_cls) + runtime_params
+    own = _common_run_options() + _project_options(flow_cls, ctx) + runtime_params
     values = _parse("run", own + params, rest)
     given = {attr: values.get(attr) for attr in flow_parameters(flow_cls)}
     converted = {
@@ -276,7 +284,7 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
         click.Argument(["step"], required=False),
         click.Option(["--origin-run-id"], default=None, help="Run to resume (default: latest)."),
     ]
-    own = _common_run_options() + _project_options(flow_cls) + runtime_params
+    own = _common_run_options() + _project_options(flow_cls, ctx) + runtime_params
     values = _parse("resume", own + extra, list(args))
     root = _datastore_root(ctx)
     fresh = _with_origin_configs(flow_cls, flow_file, root, values["origin_run_id"])
