@@ -25,6 +25,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import sys
 import time
 import uuid
@@ -104,6 +105,10 @@ def write_atomic(path: str, data: bytes, durable: bool = True) -> None:
         raise storage_error(exc, path) from None
     if durable:
         fsync_dir(os.path.dirname(path))
+
+
+def _touch(path: str) -> None:
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
 
 
 def _unlink_quietly(path: str) -> None:
@@ -426,7 +431,8 @@ class FlowStore:
 
     def step_names(self, run_id: str) -> list[str]:
         try:
-            return [e.name for e in os.scandir(self.run_dir(run_id)) if e.is_dir()]
+            entries = os.scandir(self.run_dir(run_id))
+            return [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
         except FileNotFoundError:
             return []
 
@@ -439,13 +445,24 @@ class FlowStore:
     def mark_started(self, run_id: str, step: str, task_id: str, attempt: int) -> str:
         """Record that attempt ``attempt`` was launched; returns the task directory."""
         tdir = self.task_dir(run_id, step, task_id)
-        path = os.path.join(tdir, f"{attempt}.started")
+        name = f"{attempt}.started"
         try:
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
-        except FileNotFoundError:
-            os.makedirs(tdir, exist_ok=True)
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
-        os.close(fd)
+            try:
+                _touch(os.path.join(tdir, name))
+            except FileNotFoundError:
+                # a new task directory appears with its marker inside (built under a temporary
+                # name, then renamed), so a crash never leaves a task directory without attempts
+                os.makedirs(os.path.dirname(tdir), exist_ok=True)
+                tmp = os.path.join(self.run_dir(run_id), f".{step}.{task_id}.{uuid.uuid4().hex}")
+                os.mkdir(tmp)
+                _touch(os.path.join(tmp, name))
+                try:
+                    os.rename(tmp, tdir)
+                except OSError:  # created meanwhile (another attempt): use it
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    _touch(os.path.join(tdir, name))
+        except OSError as exc:
+            raise storage_error(exc, os.path.join(tdir, name)) from None
         return tdir
 
     def write_task_record(self, record: dict[str, Any]) -> None:

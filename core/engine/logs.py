@@ -33,7 +33,13 @@ def encode(text: str) -> bytes:
 
 
 class ConsoleSink:
-    """Echo task output on the controller's stdout: ``HH:MM:SS.mmm [run/step/task] line``."""
+    """Echo task output on the controller's stdout: ``HH:MM:SS.mmm [run/step/task] line``.
+
+    ``emit`` raises BrokenPipeError when nobody reads the console any more; a runtime then
+    drops the sinks marked ``console`` and carries on.
+    """
+
+    console = True
 
     def __init__(self, stream: IO[bytes] | None = None):
         self.stream = stream or getattr(sys.stdout, "buffer", None) or _TextAdapter(sys.stdout)

@@ -22,6 +22,8 @@ from typing import IO
 import psutil
 
 STREAMS = ("stdout", "stderr")
+#: Seconds between SIGINT and SIGTERM (and SIGTERM and SIGKILL) in :meth:`CommandProcess.stop`.
+STOP_GRACE = 10.0
 
 
 class CommandProcess:
@@ -112,8 +114,12 @@ class CommandProcess:
             reader.join(timeout=5)
         return code
 
-    def stop(self, grace: float = 5.0) -> None:
-        """Interrupt the whole tree: SIGINT, then SIGTERM after ``grace``, then SIGKILL."""
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """Interrupt the whole tree: SIGINT, then SIGTERM after ``grace``, then SIGKILL.
+
+        The default grace is longer than a controller's own (5 s between SIGTERM and SIGKILL
+        of its tasks), so an interrupted run records its end before anything escalates.
+        """
         if self.popen is None or self.popen.poll() is not None:
             return
         self.stopped = True

@@ -8,6 +8,7 @@ kernel already imported) or, with ``--isolation spawn``, a fresh interpreter run
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 #: controller kills its process tree.
 TIMEOUT_GRACE = 5.0
 _READ_SIZE = 1 << 16
+#: Reads of one pipe per poll round (1 MiB): a chatty task cannot starve the loop.
+_READS_PER_ROUND = 16
+#: A line longer than this (bytes) reaches the sinks in pieces of this size.
+MAX_LINE = 1 << 20
 #: A task that exits with this code is never retried (as in Metaflow).
 NO_RETRY_EXIT_CODE = 202
 
@@ -78,6 +83,10 @@ class _Controller:
         self.failed_steps: list[str] = []
         self.progress = Progress()  #: replaced by a live display on a terminal in execute()
         self.pid = os.getpid()
+        #: SIGINT/SIGTERM received so far; the handler only counts, the loop acts on it
+        self.signals = 0
+        #: the console (stdout) is gone (`| head`, a Runner caller that exited): stop writing
+        self.console_lost = False
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -87,20 +96,53 @@ class _Controller:
         """An engine message on the console (never in a task's own logs); ``err``: on stderr."""
         if (self.quiet or self.progress.live) and not force:
             return  # the live display shows task starts and ends as counts
+        if self.console_lost:
+            return
         where = f"[{self.ctx.run_id}/{task.step}/{task.task_id}] " if task else ""
         stream = sys.stderr if err else sys.stdout
-        stream.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
-        stream.flush()
+        try:
+            stream.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            if not err:
+                self._lose_console()
+
+    def _lose_console(self) -> None:
+        """Nobody reads the console any more: the run goes on, recorded and logged to files."""
+        self.console_lost = True
+        workers.detach_stdout()
+        for sink in list(getattr(self, "sinks", ())):
+            if getattr(sink, "console", False):
+                self.sinks.remove(sink)
+
+    def _on_signal(self, _signum: int, _frame: Any) -> None:
+        # Only count: raising here could land anywhere (inside fork's at-fork handlers, where
+        # it is swallowed, or between a fork and the worker's registration). The loop stops
+        # the run; a further signal while it stops makes it SIGKILL at once.
+        self.signals += 1
 
     # -- main loop -----------------------------------------------------------------------------
 
     def execute(self) -> RunResult:
         workers.load_libc()
+        self.guardian = workers.Guardian.start()
         self.poller = self.kernel.make_poller()
         # before the sinks: on a terminal, the console sink then writes above the live display
         self.progress = progress_for(self.quiet, f"{self.info.flow_name}/{self.ctx.run_id}")
         self.sinks = list(self.kernel.log_sinks(self.info))
-        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+        old_handlers = {
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT)
+            if signal.getsignal(sig) is not signal.SIG_IGN
+        }
+        try:
+            return self._execute()
+        finally:
+            self.guardian.close()
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+
+    def _execute(self) -> RunResult:
         self.kernel.run_started(self.info)
         if self.ctx.origin_run_id:
             cloned, rerun = resume_plan(self.ctx)
@@ -116,7 +158,6 @@ class _Controller:
             self.say("Workflow interrupted: stopping every task.", force=True)
             self._stop_all()
         finally:
-            signal.signal(signal.SIGTERM, old_term)
             for sink in self.sinks:
                 try:
                     sink.close()
@@ -138,7 +179,9 @@ class _Controller:
         max_workers = max(1, self.ctx.options.max_workers)
         while (self.queue and self.failure is None) or self.workers:
             while self.queue and self.failure is None and len(self.workers) < max_workers:
+                self._check_signals()
                 self._start(self.queue.popleft())
+            self._check_signals()
             if not self.workers:
                 continue
             for worker in self.poller.poll(self._poll_timeout()):
@@ -146,6 +189,10 @@ class _Controller:
             self._reap()
             self._enforce_timeouts()
             self.progress.tick()
+
+    def _check_signals(self) -> None:
+        if self.signals and self.failure != "interrupted":
+            raise _Interrupted()
 
     def _poll_timeout(self) -> float:
         deadlines = [w.deadline for w in self.workers.values() if w.deadline is not None]
@@ -274,6 +321,7 @@ class _Controller:
             self.poller.register(fd, worker)
             self.by_fd[fd] = worker
         self.workers[pid] = worker
+        self.guardian.watch(pid)
         self.say("Task is starting" + (f" (retry {attempt})." if attempt else "."), worker)
         return worker
 
@@ -283,9 +331,11 @@ class _Controller:
         for fd in list(worker.fds):
             self._drain(worker, fd)
 
-    def _drain(self, worker: Worker, fd: int) -> None:
+    def _drain(self, worker: Worker, fd: int, bounded: bool = True) -> None:
+        """Read what ``fd`` has; ``bounded``: at most a few reads, so that one task writing
+        without pause cannot starve the others or the timeouts (the poller calls again)."""
         stream = worker.fds[fd]
-        while True:
+        for _ in range(_READS_PER_ROUND) if bounded else itertools.count():
             try:
                 data = os.read(fd, _READ_SIZE)
             except BlockingIOError:
@@ -293,20 +343,28 @@ class _Controller:
             if not data:
                 self._close_fd(worker, fd)
                 return
-            self._lines(worker, stream, worker.partial[stream] + data)
+            self._feed(worker, stream, data)
 
-    def _lines(self, worker: Worker, stream: str, data: bytes, final: bool = False) -> None:
-        *lines, rest = data.split(b"\n")
-        unterminated = final and bool(rest)
-        if unterminated:
-            lines.append(rest)
-            rest = b""
-        worker.partial[stream] = rest
-        if not lines:
-            return
+    def _feed(self, worker: Worker, stream: str, data: bytes) -> None:
+        """Assemble lines in linear time: only new data is searched for a newline, and a line
+        longer than MAX_LINE is passed on in pieces of that size (``newline=False``)."""
+        pending = worker.partial[stream]
+        end = data.rfind(b"\n")
+        if end >= 0:
+            head = bytes(pending) + data[:end] if pending else data[:end]
+            pending.clear()
+            pending += memoryview(data)[end + 1 :]
+            self._emit(worker, stream, head.split(b"\n"), True)
+        else:
+            pending += data
+        while len(pending) >= MAX_LINE:
+            self._emit(worker, stream, [bytes(pending[:MAX_LINE])], False)
+            del pending[:MAX_LINE]
+
+    def _emit(self, worker: Worker, stream: str, lines: list[bytes], newline: bool) -> None:
+        """Hand ``lines`` to every sink (``newline``: each ended with a newline)."""
         stamp = time.time()
-        last = len(lines) - 1
-        for i, raw in enumerate(lines):
+        for raw in lines:
             line = LogLine(
                 self.info,
                 worker.step,
@@ -316,11 +374,13 @@ class _Controller:
                 raw.decode("utf-8", "surrogateescape"),
                 stamp,
                 worker.pid,
-                newline=not (unterminated and i == last),
+                newline=newline,
             )
             for sink in list(self.sinks):
                 try:
                     sink.emit(line)
+                except BrokenPipeError:
+                    self._lose_console()
                 except Exception as exc:
                     self.sinks.remove(sink)
                     name = type(sink).__name__
@@ -328,7 +388,10 @@ class _Controller:
 
     def _close_fd(self, worker: Worker, fd: int) -> None:
         stream = worker.fds.pop(fd)
-        self._lines(worker, stream, worker.partial[stream], final=True)
+        pending = worker.partial[stream]
+        if pending:  # the last line had no newline
+            self._emit(worker, stream, [bytes(pending)], False)
+            pending.clear()
         self.poller.unregister(fd)
         del self.by_fd[fd]
         if worker.popen is None:
@@ -344,11 +407,12 @@ class _Controller:
                 continue
             # never block: a task may close its pipes and run on (and a grandchild may hold
             # them open after the task exited)
-            done_pid, status = os.waitpid(pid, os.WNOHANG)
-            if done_pid == 0:
+            status = workers.reap_attempt(pid)
+            if status is None:
                 continue
+            self.guardian.release(pid)
             for fd in list(worker.fds):
-                self._drain(worker, fd)
+                self._drain(worker, fd, bounded=False)
                 if fd in worker.fds:
                     self._close_fd(worker, fd)
             worker.returncode = os.waitstatus_to_exitcode(status)
@@ -361,7 +425,7 @@ class _Controller:
         store, ctx = self.ctx.store, self.ctx
         ending = abnormal_end_line(worker.returncode, worker.killed)
         if ending is not None:  # the task's own stderr log says how it ended
-            self._lines(worker, "stderr", ending.encode() + b"\n")
+            self._emit(worker, "stderr", [ending.encode()], True)
         record = store.read_task_record(ctx.run_id, worker.step, worker.task_id, worker.attempt)
         ok = worker.returncode == 0 and record is not None and record.get("task_ok")
         if worker.gang is not None:
@@ -489,7 +553,8 @@ class _Controller:
         pids = [w.pid for w in running]
         procs = workers.signal_trees(pids)
         deadline = time.time() + grace
-        while self.workers and time.time() < deadline:
+        signals = self.signals  # one more signal while we wait: no more grace
+        while self.workers and time.time() < deadline and self.signals == signals:
             for worker in self.poller.poll(0.05):
                 self._read(worker)
             self._reap()
@@ -515,7 +580,3 @@ def _user_retries(decos: dict[str, Any]) -> int:
 def _max_attempts(decos: dict[str, Any]) -> int:
     error_retries = 3 if "catch" in decos else 0
     return min(MAX_ATTEMPTS, 1 + _user_retries(decos) + error_retries)
-
-
-def _raise_interrupt(_signum: int, _frame: Any) -> None:
-    raise _Interrupted()

@@ -51,7 +51,10 @@ class Worker:
     started_at: float
     deadline: float | None = None
     popen: subprocess.Popen | None = None
-    partial: dict[str, bytes] = attrs.field(factory=lambda: {"stdout": b"", "stderr": b""})
+    #: the unfinished last line of each stream (less than MAX_LINE bytes)
+    partial: dict[str, bytearray] = attrs.field(
+        factory=lambda: {"stdout": bytearray(), "stderr": bytearray()}
+    )
     returncode: int | None = None
     killed: bool = False
     gang: Gang | None = None
@@ -70,13 +73,112 @@ class Gang:
     failure: str | None = None  #: status of the first member that failed
 
 
+def reap_attempt(pid: int) -> int | None:
+    """If worker ``pid`` has exited: SIGKILL what is left of its process group, reap it and
+    return its wait status; None while it runs (never blocks).
+
+    When an attempt ends, so does everything it started in its own process group (a
+    ``sleep 67 &`` it forgot, a server it never stopped). A process meant to outlive its task
+    must leave the group (``setsid``). The group is killed before the worker is reaped: its
+    zombie keeps the group id from being reused.
+    """
+    if hasattr(os, "waitid"):
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            return None
+        signal_groups([pid], signal.SIGKILL)
+        return os.waitpid(pid, 0)[1]
+    done, status = os.waitpid(pid, os.WNOHANG)  # macOS: no waitid
+    if done == 0:
+        return None
+    signal_groups([pid], signal.SIGKILL)
+    return status
+
+
+class Guardian:
+    """A small process, forked before any task, that SIGKILLs the process groups of the
+    attempts still running if the controller dies without stopping them (``kill -9``).
+
+    The controller tells it ``+pgid`` when an attempt starts and ``-pgid`` when it has been
+    reaped; the guardian acts when its end of the pipe closes (the controller exited). It is
+    double-forked, so it is not the controller's child: the controller's children are its tasks.
+    """
+
+    def __init__(self, fd: int | None):
+        self.fd = fd
+
+    @classmethod
+    def start(cls) -> Guardian:
+        global _guardian_fd
+        if not hasattr(os, "fork"):
+            return cls(None)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the intermediate child, then the guardian
+            try:
+                os.close(write_end)
+                if os.fork() == 0:
+                    os.setsid()  # out of the controller's group: a Ctrl-C is not for it
+                    _guard(read_end)
+            finally:
+                os._exit(0)
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        _guardian_fd = write_end
+        return cls(write_end)
+
+    def _send(self, line: bytes) -> None:
+        if self.fd is not None:
+            try:
+                os.write(self.fd, line)
+            except OSError:  # the guardian is gone: nothing to tell
+                self.fd = None
+
+    def watch(self, pgid: int) -> None:
+        self._send(b"+%d\n" % pgid)
+
+    def release(self, pgid: int) -> None:
+        self._send(b"-%d\n" % pgid)
+
+    def close(self) -> None:
+        """The run is over: the guardian sees the pipe close and exits (nothing left to kill)."""
+        global _guardian_fd
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+            _guardian_fd = None
+
+
+_guardian_fd: int | None = None
+
+
+def _guard(fd: int) -> None:  # pragma: no cover - runs in the guardian
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    null = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):  # hold none of the controller's pipes open
+        os.dup2(null, target)
+    groups: set[int] = set()
+    pending = b""
+    while chunk := os.read(fd, 4096):
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line[:1] == b"+":
+                groups.add(int(line[1:]))
+            elif line[:1] == b"-":
+                groups.discard(int(line[1:]))
+    signal_groups(sorted(groups), signal.SIGKILL)
+
+
 def fork_worker(body: Any, controller_pid: int) -> tuple[int, int, int]:
     """Fork a child that runs ``body()`` (returns an exit code) with stdout/stderr on pipes.
 
     Returns ``(pid, stdout read fd, stderr read fd)``.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a console that went away: the controller notices when it next writes
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     # Objects that exist now are never collected by the child's GC: its collections would
@@ -90,6 +192,8 @@ def fork_worker(body: Any, controller_pid: int) -> tuple[int, int, int]:
             _die_with_parent()
             if os.getppid() != controller_pid:
                 os._exit(1)
+            if _guardian_fd is not None:  # the guardian must see EOF when the controller dies
+                os.close(_guardian_fd)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             null = os.open(os.devnull, os.O_RDONLY)
@@ -181,6 +285,18 @@ def kill_all(procs: list[psutil.Process], groups: Sequence[int] = ()) -> None:
         except psutil.NoSuchProcess:
             pass
     signal_groups(groups, signal.SIGKILL)
+
+
+def detach_stdout() -> None:
+    """Point fd 1 at /dev/null: the console reader is gone, and nothing written later (nor
+    the interpreter's final flush) may fail with a broken pipe."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(null)
 
 
 def describe_status(returncode: int) -> str:

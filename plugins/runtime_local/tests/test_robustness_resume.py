@@ -67,7 +67,8 @@ def test_failed_step_fails_the_run_with_exit_code_1(failed: dict) -> None:
 def test_no_process_of_the_failed_run_survives(failed: dict, world: rh.Env) -> None:
     pids = {p.pid for p in failed["tree"]}
     assert failed["sleeper_child"] in pids  # the sample saw the grandchild
-    assert len(pids) == 5  # controller, boom, sleeper, its `sleep 60`, the orphaned `sleep 61`
+    # controller, its guardian, boom, sleeper, its `sleep 60`, the orphaned `sleep 61`
+    assert len(pids) == 6
     rh.assert_all_gone(failed["tree"], world.tag, timeout=5.0)
 
 
@@ -199,7 +200,7 @@ def test_spawned_tasks_and_their_children_are_stopped_too(tmp_path: Path) -> Non
         code, out, err = rh.communicate(proc)
         assert code == 1, out + err
         assert time.monotonic() - started < 20
-        assert len({p.pid for p in tree}) == 5  # controller, boom, sleeper, its child, orphan
+        assert len({p.pid for p in tree}) == 6  # controller, guardian, boom, sleeper, child, orphan
         rh.assert_all_gone(tree, world.tag, timeout=5.0)
     finally:
         rh.kill_tagged(world.tag)

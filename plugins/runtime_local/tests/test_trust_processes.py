@@ -1,0 +1,187 @@
+"""No survivors, no lost runs: process groups die with their attempt, repeated signals only make
+a shutdown faster, a console that goes away does not take the run with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import robust_helpers as rh
+
+FLOW = rh.flow_file("survivors.py")
+NAME = "SurvivorFlow"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> rh.Env:
+    env = rh.Env(tmp_path)
+    yield env
+    rh.kill_tagged(env.tag)
+
+
+def _pid(world: rh.Env, name: str) -> psutil.Process:
+    rh.wait_for(lambda: world.marker(name).exists(), what=name)
+    return psutil.Process(int(world.marker(name).read_text()))
+
+
+def _gone(proc: psutil.Process, timeout: float = 5.0) -> bool:
+    try:
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        return False
+    except psutil.NoSuchProcess:
+        pass
+    return True
+
+
+def test_a_process_a_step_leaves_behind_is_killed_when_the_attempt_ends(world):
+    result = world.flow("run", FLOW, "--mode", "daemon")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Done!" in result.stdout
+    child = _pid(world, "child_pid")
+    assert _gone(child, 2.0), "sleep 67 outlived its task"
+
+
+def test_a_deliberate_daemon_that_called_setsid_survives(world):
+    result = world.flow("run", FLOW, "--mode", "setsid")
+    assert result.returncode == 0, result.stdout + result.stderr
+    child = _pid(world, "child_pid")
+    try:
+        assert child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+    finally:
+        child.kill()
+
+
+def test_kill_9_of_the_task_kills_its_children(world):
+    proc = world.start("run", FLOW, "--mode", "hang")
+    task, child = _pid(world, "task_pid"), _pid(world, "child_pid")
+    task.kill()
+    code, out, err = rh.communicate(proc)
+    assert code == 1, out + err
+    assert "killed by SIGKILL" in out
+    assert _gone(child, 2.0)
+
+
+def test_kill_9_of_the_controller_kills_the_tasks_children(world):
+    proc = world.start("run", FLOW, "--mode", "hang")
+    task, child = _pid(world, "task_pid"), _pid(world, "child_pid")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    rh.console(proc)
+    assert _gone(task, 5.0) and _gone(child, 5.0)
+    rh.assert_all_gone([], world.tag, timeout=5.0)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_during_shutdown_kills_at_once_and_skips_no_cleanup(world, sig):
+    proc = world.start("run", FLOW, "--mode", "stubborn")
+    task, child = _pid(world, "task_pid"), _pid(world, "child_pid")
+    tree = [psutil.Process(proc.pid), *rh.descendants(proc.pid)]
+    os.killpg(proc.pid, sig)
+    rh.wait_for(lambda: "Workflow interrupted" in rh.console(proc)[0], what="the shutdown")
+    started = time.monotonic()
+    time.sleep(0.3)
+    assert proc.poll() is None  # still in its 5 s grace: the task ignores SIGTERM
+    os.killpg(proc.pid, sig)  # impatient: a second Ctrl-C
+    code, out, err = rh.communicate(proc, timeout=20)
+    assert code == 1, out + err
+    assert time.monotonic() - started < 4.0  # the 5 s grace was cut short
+    assert "Traceback" not in out + err and "Aborted" not in out + err
+    assert "Workflow failed: interrupted" in err
+    assert _gone(task) and _gone(child)
+    rh.assert_all_gone(tree, world.tag)
+
+
+def test_a_console_piped_into_head_does_not_lose_the_run(world):
+    env = world.environ()
+    pipeline = f"{rh.FLOW_BIN} run {FLOW} --mode chatty | head -2"
+    result = subprocess.run(
+        ["bash", "-c", pipeline], env=env, cwd=world.base, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert len(result.stdout.splitlines()) == 2
+    root = world.root / NAME
+    rh.wait_for(lambda: world.executions("end"), timeout=30, what="the end step")
+    (run_id,) = [p.name for p in root.iterdir() if p.name.isdigit()]
+    run = rh.wait_for(lambda: _finished_run(world, run_id), timeout=30, what="the run to finish")
+    assert run.successful
+    assert run["start"].task.stdout.count("\n") == 300  # logged to files as usual
+    rh.assert_all_gone([], world.tag)
+
+
+def _finished_run(world: rh.Env, run_id: str):
+    run = world.client().Run(f"{NAME}/{run_id}")
+    return run if run.finished else None
+
+
+def test_a_runner_caller_that_exits_without_cleanup_does_not_lose_the_run(world):
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os
+        from flowkernel import Runner
+
+        async def main():
+            run = await Runner({FLOW!r}, show_output=False).async_run(mode="chatty")
+            print(run.run_id, flush=True)
+            os._exit(0)  # gone: no cleanup(), the pipes to the controller close
+
+        asyncio.run(main())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=world.environ(), cwd=world.base,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.split()[-1]
+    run = rh.wait_for(lambda: _finished_run(world, run_id), timeout=30, what="the run to finish")
+    assert run.successful
+    assert run["start"].task.stdout.count("\n") == 300
+    rh.assert_all_gone([], world.tag)
+
+
+def test_runner_terminate_lets_the_controller_finish_its_own_shutdown(world, monkeypatch):
+    """Runner's SIGTERM comes after the controller's own grace, not at the same moment."""
+    import asyncio
+
+    from flowkernel import Runner
+
+    for key, value in world.environ().items():
+        monkeypatch.setenv(key, value)
+
+    async def go():
+        running = await Runner(FLOW, cwd=str(world.base)).async_run(mode="stubborn")
+        task, child = _pid(world, "task_pid"), _pid(world, "child_pid")
+        started = time.monotonic()
+        running.terminate()
+        return running, task, child, time.monotonic() - started
+
+    running, task, child, took = asyncio.run(go())
+    assert 4.0 < took < 9.0  # the controller's 5 s grace, then its own SIGKILL of the task
+    assert "Workflow failed: interrupted" in running.stderr
+    assert running.run["start"].task.exception is not None
+    assert _gone(task) and _gone(child)
+    rh.assert_all_gone([], world.tag)
+
+
+def test_a_long_line_without_newline_is_passed_on_in_pieces_and_logged_exactly(world):
+    from flowkernel_runtime_local.controller import MAX_LINE
+
+    size = 8 * MAX_LINE
+    result = world.flow("run", FLOW, "--mode", "long_line", "--size", str(size))
+    assert result.returncode == 0, result.stderr
+    pieces = [line for line in result.stdout.splitlines() if line.endswith("x" * 100)]
+    assert [len(p.rsplit(" ", 1)[1]) for p in pieces] == [MAX_LINE] * 8
+    assert "after the long line" in result.stdout
+    run_id = rh.run_id_of(result.stdout)
+    (log,) = (world.run_dir(NAME, run_id) / "start").glob("*/0.stdout.log")
+    assert log.read_bytes() == b"x" * size + b"\nafter the long line\n"
