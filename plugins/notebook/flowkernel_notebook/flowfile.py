@@ -94,7 +94,7 @@ def _notebook_text(flow_cls: type) -> str:
     text = flow_module(flow_cls, cell, history, user_ns)
     names = foreign_names(text, flow_cls.__name__, user_ns)
     if names:
-        where = ", ".join(f"{n} ({defining_cell(n, history) or 'another cell'})" for n in names)
+        where = ", ".join(f"{n} ({_where(n, history)})" for n in names)
         raise NotebookSourceError(
             f"{flow_cls.__name__} (cell {cell.label}) uses names defined in other cells, which "
             f"the flow's process will not have: {where}. Move them into the cell that defines "
@@ -102,3 +102,8 @@ def _notebook_text(flow_cls: type) -> str:
             "(imports from every cell are carried over)."
         )
     return text
+
+
+def _where(name: str, history: list[str]) -> str:
+    found = defining_cell(name, history)
+    return found or "set by no plain statement of any cell: by a magic line or exec()"

@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import sys
+import weakref
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from flowkernel.runner import ExecutingRun
 from flowkernel_notebook.display import graph_markdown
 from flowkernel_notebook.flowfile import FlowFile, child_env
 
 if TYPE_CHECKING:
-    from flowkernel.runner import ExecutingRun, Runner
+    from flowkernel.runner import Runner
+
+#: Every Runner an NBRunner made that may still have a run going (an ExecutingRun keeps its
+#: Runner alive): stopped when the kernel shuts down or restarts, so no run outlives it.
+_LIVE: weakref.WeakSet[Runner] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_runs() -> None:
+    for runner in list(_LIVE):
+        runner.cleanup()
+
+
+class NotebookExecutingRun(ExecutingRun):
+    """An :class:`ExecutingRun` whose ``await wait()`` and ``stream_log()`` stop the run when
+    the cell awaiting them is interrupted (ipykernel cancels the cell's task)."""
+
+    async def _wait_async(self, timeout: float | None) -> ExecutingRun:
+        with _stop_when_interrupted(self):
+            return await super()._wait_async(timeout)
+
+    async def stream_log(
+        self, stream: str = "stdout", position: int | None = None
+    ) -> AsyncIterator[tuple[int, str]]:
+        with _stop_when_interrupted(self):
+            async for item in super().stream_log(stream, position):
+                yield item
 
 
 class NBRunner:
@@ -51,6 +82,8 @@ class NBRunner:
             **top_level,
         )
         self.runner.env = child_env(env)
+        _LIVE.add(self.runner)
+        weakref.finalize(self, self.flow_file.remove)  # also at exit
 
     # -- blocking, notebook style -------------------------------------------------------------
 
@@ -83,13 +116,17 @@ class NBRunner:
             return self.runner.resume(**kwargs)
 
     async def async_run(self, **params: Any) -> ExecutingRun:
-        """Start the flow; returns once the run exists. Call :meth:`cleanup` when done."""
+        """Start the flow; returns once the run exists. Call :meth:`cleanup` when done.
+
+        Interrupting a cell that awaits the run's ``wait()`` or reads its ``stream_log()``
+        stops the run.
+        """
         self.flow_file.ensure()
-        return await self.runner.async_run(**params)
+        return _interruptible(await self.runner.async_run(**params))
 
     async def async_resume(self, **kwargs: Any) -> ExecutingRun:
         self.flow_file.ensure()
-        return await self.runner.async_resume(**kwargs)
+        return _interruptible(await self.runner.async_resume(**kwargs))
 
     def cleanup(self) -> None:
         """Stop what still runs and remove the flow file and temporary files."""
@@ -133,6 +170,29 @@ class _report_interrupt:
             print(
                 f"Interrupted: the {self.flow_name} run was stopped and is recorded as failed; "
                 "nbresume() continues it.",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _interruptible(execution: ExecutingRun) -> ExecutingRun:
+    execution.__class__ = NotebookExecutingRun  # same state; only the waits differ
+    return execution
+
+
+class _stop_when_interrupted:
+    def __init__(self, execution: ExecutingRun):
+        self.execution = execution
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, *rest: object) -> None:
+        if kind is not None and issubclass(kind, (asyncio.CancelledError, KeyboardInterrupt)):
+            self.execution.terminate()
+            print(
+                f"Interrupted: the {self.execution.flow_name} run {self.execution.run_id} was "
+                "stopped and is recorded as failed; nbresume() continues it.",
                 file=sys.stderr,
                 flush=True,
             )

@@ -414,3 +414,54 @@ def test_nbdeployer_deploys_and_triggers_with_the_tutorial_deployer(
     assert "found: CountFlow True" in done.text(3)
     assert "kernel imported the flow file: False" in done.text(2)  # cell statements ran once
     assert list(tmp_path.glob("CountFlow_nb_*.py")) == []  # the context manager cleaned up
+
+
+SLEEPY_FLOW = """
+import time
+
+class SleepyFlow(FlowSpec):
+    @step
+    def start(self):
+        open("started.flag", "w").close()
+        time.sleep(600)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+
+def test_interrupting_an_awaited_async_run_stops_it(run_notebook, tmp_path):
+    done = run_notebook(
+        [
+            IMPORTS,
+            SLEEPY_FLOW,
+            "runner = NBRunner(SleepyFlow)\nexecution = await runner.async_run()\n"
+            "await execution.wait()",
+            'print("after:", execution.status, execution.run.successful)',
+        ],
+        interrupt=Interrupt(cell=2, ready=lambda: (tmp_path / "started.flag").exists()),
+    )
+    assert done.error(2) is not None  # the cell was interrupted
+    assert "was stopped and is recorded as failed" in done.text(2, "stderr")
+    assert "after: failed False" in done.text(3)
+
+
+def test_a_run_still_going_when_the_kernel_shuts_down_is_stopped(run_notebook, tmp_path):
+    # run_notebook fails the test if any process of the run is left after the kernel is gone
+    done = run_notebook(
+        [
+            IMPORTS,
+            SLEEPY_FLOW,
+            "execution = await NBRunner(SleepyFlow).async_run()",
+            """
+            import os, time
+            while not os.path.exists("started.flag"):
+                time.sleep(0.05)
+            print("started:", execution.status)
+            """,
+        ]
+    )
+    assert "started: running" in done.text(3)
+    assert not list(tmp_path.glob("SleepyFlow_nb_*.py"))  # the flow file went with the kernel

@@ -173,3 +173,25 @@ def test_a_kernel_built_inside_ipython_makes_flow_classes_display_as_graphs(monk
             pass
 
     assert "step_start --> step_end" in show(ShownFlow)
+
+
+def test_a_name_set_by_a_magic_line_of_the_class_cell_is_reported_as_such(notebook):
+    from flowkernel_notebook.flowfile import _notebook_text
+
+    history, ns = notebook
+    cell = "get_ipython().run_line_magic('time', 'x = 1')\n" + CELL.replace("LIMIT)", "x)")
+    history.append(cell)
+    execute_cell(cell, "/tmp/ipykernel_1/cell4.py", ns)
+    ns["x"] = 1  # what %time x = 1 does
+    shell = types.SimpleNamespace(user_ns={**ns, "_ih": history})
+    fake = types.SimpleNamespace(get_ipython=lambda: shell)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "IPython", fake)
+        with pytest.raises(NotebookSourceError) as caught:
+            _notebook_text(ns["CellFlow"])
+    message = str(caught.value)
+    assert "CellFlow (cell In [4]) uses names defined in other cells" in message
+    assert (
+        "helper (In [2])" in message
+        and "x (set by no plain statement of any cell: by a magic line or exec())" in message
+    )
