@@ -1,31 +1,34 @@
-"""Local storage: content-addressed artifacts, write-once task records, logs.
+"""The datastore layout: content-addressed artifacts, write-once records, logs, run pointers.
 
-Layout under the root (``./.flowkernel`` by default)::
+Keys under the root (``./.flowkernel`` by default, or any URL a storage backend serves)::
 
-    <Flow>/latest_run                          run id of the newest `flow run`
+    <Flow>/latest_run                          run id of the newest `flow run` (overwritten)
     <Flow>/data/<sha[:2]>/<sha>                one pickled artifact (content-addressed)
+    <Flow>/code/<sha256>.tar.gz                one code package (``flow package``)
+    <Flow>/<run>/_id                           reserves the run id (written once)
     <Flow>/<run>/_run.json                     the run record (user, tags, created, origin)
     <Flow>/<run>/_tags.<ns>.<uuid>.json        one change of the run's user tags (write-once)
     <Flow>/<run>/<step>/<task>/<k>.started     attempt k was launched (written by the controller)
     <Flow>/<run>/<step>/<task>/<k>.record.json attempt k's record (written once, atomically)
-    <Flow>/<run>/<step>/<task>/<k>.stdout.log  attempt k's output, appended live by the controller
+    <Flow>/<run>/<step>/<task>/<k>.stdout.log  attempt k's output, written live by the controller
     <Flow>/<run>/<step>/<task>/<k>.stderr.log
     <Flow>/<run>/<step>/<task>/<k>.<stream>.times  when each line arrived (float64 per line)
+    <Flow>/<run>/<step>/<task>/<k>.<stream>.times  when each line arrived (float64 per line)
 
-Every file other than logs is written to a temporary name and renamed into place, so a crash
-leaves a complete file or none. :class:`FlowStore` is the only code that knows this layout; an
-object-store backend would implement the same methods.
+:class:`FlowStore` is the only code that knows this layout. It reads and writes through a
+:class:`flowkernel.storage.StorageBackend` chosen by the root's URL scheme: every object except
+logs and the latest-run pointer is written once (a record cannot be overwritten, of two racing
+writers exactly one wins), every object appears whole or not at all, records are durable, and
+every artifact is verified against its hash as it is read, whatever the backend.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
 import os
 import pickle
-import shutil
 import sys
 import time
 import uuid
@@ -38,6 +41,11 @@ from flowkernel.errors import (
     StorageError,
     UnpicklableArtifactError,
 )
+from flowkernel.storage import LocalBackend, open_backend
+from flowkernel.storage.backend import normalize_root
+from flowkernel.storage.local import fsync_dir, storage_error
+
+__all__ = ["FlowStore", "default_root", "fsync_dir", "storage_error", "write_atomic"]
 
 PICKLE_PROTOCOL = 5
 #: Artifacts whose pickle is smaller than this are hashed in memory; larger ones stream to disk.
@@ -47,33 +55,8 @@ DEFAULT_ROOT_NAME = ".flowkernel"
 
 
 def default_root() -> str:
-    """``FLOWKERNEL_DATASTORE_ROOT``, else ``./.flowkernel`` (absolute)."""
-    return os.path.abspath(os.environ.get("FLOWKERNEL_DATASTORE_ROOT") or DEFAULT_ROOT_NAME)
-
-
-def storage_error(exc: OSError, path: str) -> StorageError:
-    """A one-line :class:`StorageError` for an OS error while writing or reading ``path``."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageError(f"no space left on device at {path}")
-    if exc.errno == errno.EROFS:
-        return StorageError(f"read-only file system: cannot write {path}")
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return StorageError(f"permission denied: cannot write {path}")
-    return StorageError(f"cannot write {path}: {exc.strerror or exc}")
-
-
-def fsync_dir(path: str) -> None:
-    """Make the entries of directory ``path`` durable (a rename into it survives power loss)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on a directory; the file itself is synced
-    finally:
-        os.close(fd)
+    """``FLOWKERNEL_DATASTORE_ROOT``, else ``./.flowkernel`` (absolute; URLs as they are)."""
+    return normalize_root(os.environ.get("FLOWKERNEL_DATASTORE_ROOT") or DEFAULT_ROOT_NAME)
 
 
 def _write_file(path: str, data: bytes, durable: bool) -> None:
@@ -105,10 +88,6 @@ def write_atomic(path: str, data: bytes, durable: bool = True) -> None:
         raise storage_error(exc, path) from None
     if durable:
         fsync_dir(os.path.dirname(path))
-
-
-def _touch(path: str) -> None:
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
 
 
 def _unlink_quietly(path: str) -> None:
@@ -149,20 +128,30 @@ def file_sha1(path: str) -> str:
     return digest.hexdigest()
 
 
-def _blob_intact(path: str, sha: str, size: int) -> bool:
-    """True if the blob at ``path`` exists with the content hash ``sha`` (False: absent/damaged)."""
-    try:
-        return os.path.getsize(path) == size and file_sha1(path) == sha
-    except OSError:
-        return False
+def _blob_state(backend: Any, key: str, sha: str, size: int) -> str:
+    """``"absent"``, ``"intact"`` (the blob at ``key`` has the content hash ``sha``) or
+    ``"damaged"``. A local blob is hashed; a remote object is taken at its size (object stores
+    write objects whole and do not rot in place)."""
+    found = backend.size(key)
+    if found is None:
+        return "absent"
+    if found != size:
+        return "damaged"
+    if isinstance(backend, LocalBackend):
+        try:
+            return "intact" if file_sha1(backend.path(key)) == sha else "damaged"
+        except OSError:
+            return "damaged"
+    return "intact"
 
 
 class _SpillWriter:
     """Where an artifact is pickled to: hashes everything, keeps small pickles in memory and
-    spills to a temporary file once past ``limit`` bytes (a large value is never copied)."""
+    spills to a temporary file in the backend's staging directory once past ``limit`` bytes
+    (a large value is never copied)."""
 
-    def __init__(self, data_dir: str, limit: int):
-        self.data_dir = data_dir
+    def __init__(self, backend: Any, limit: int):
+        self.backend = backend
         self.limit = limit
         self.sha = hashlib.sha1()
         self.size = 0
@@ -175,8 +164,7 @@ class _SpillWriter:
         self.sha.update(data)
         try:
             if self.file is None and self.size + n > self.limit:
-                os.makedirs(self.data_dir, exist_ok=True)
-                self.tmp = os.path.join(self.data_dir, f"incoming.{uuid.uuid4().hex}.tmp")
+                self.tmp = os.path.join(self.backend.staging_dir(), f"{uuid.uuid4().hex}.tmp")
                 self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish()/discard()
                 for chunk in self.chunks:
                     self.file.write(chunk)
@@ -186,29 +174,31 @@ class _SpillWriter:
             else:
                 self.file.write(data)
         except OSError as exc:
-            raise storage_error(exc, self.tmp or self.data_dir) from None
+            raise storage_error(exc, self.tmp or self.backend.staging_dir()) from None
         self.size += n
         return n
 
-    def finish(self, path: str) -> None:
-        """Put the pickle at ``path`` unless an intact blob with the same content is there.
+    def finish(self, key: str) -> None:
+        """Store the pickle at ``key`` unless an intact blob with the same content is there.
 
         A blob that exists but fails verification (damaged bytes) is replaced.
         """
         sha = self.sha.hexdigest()
-        if self.file is None:
-            if not _blob_intact(path, sha, self.size):
-                write_atomic(path, b"".join(self.chunks), durable=False)
-            return
-        try:
+        if self.file is not None:
             self.file.close()
-            if _blob_intact(path, sha, self.size):
-                os.unlink(self.tmp)
-            else:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                os.replace(self.tmp, path)
-        except OSError as exc:
-            raise storage_error(exc, path) from None
+        state = _blob_state(self.backend, key, sha, self.size)
+        if state == "intact":
+            self.discard()
+        elif state == "absent" and self.file is None:
+            self.backend.put_once(key, b"".join(self.chunks), durable=False)
+        elif state == "absent":
+            self.backend.put_file(key, self.tmp)
+        elif self.file is None:
+            self.backend.put(key, b"".join(self.chunks), durable=False)  # repair a damaged blob
+        else:
+            with open(self.tmp, "rb") as fh:  # repair a damaged large blob (rare)
+                self.backend.put(key, fh.read(), durable=False)
+            self.discard()
 
     def discard(self) -> None:
         if self.file is not None:
@@ -265,40 +255,52 @@ class _FlowUnpickler(pickle.Unpickler):
             return getattr(load_module(self.flow_file), name)
 
 
+#: Names under ``<Flow>/`` that are not runs.
+_NOT_RUNS = frozenset({"data", "code"})
+
+
 class FlowStore:
-    """All storage of one flow under one root."""
+    """All storage of one flow under one root (a path or a URL a backend serves)."""
 
     def __init__(self, root: str, flow_name: str, flow_file: str | None = None):
-        self.root = os.path.abspath(root)
+        self.backend = open_backend(root)
+        self.root = self.backend.root
         self.flow_name = flow_name
-        self.flow_dir = os.path.join(self.root, flow_name)
-        self.data_dir = os.path.join(self.flow_dir, "data")
         self.flow_file = flow_file
+        self._flow = flow_name + "/"
 
     # -- artifacts -----------------------------------------------------------------------------
 
+    def blob_key(self, sha: str) -> str:
+        return f"{self._flow}data/{sha[:2]}/{sha}"
+
     def blob_path(self, sha: str) -> str:
-        return os.path.join(self.data_dir, sha[:2], sha)
+        """The file of an artifact (local roots only)."""
+        return self.backend.path(self.blob_key(sha))
+
+    def _where(self, key: str) -> str:
+        """Where ``key`` lives, for messages: a file under a local root, else a URL."""
+        if isinstance(self.backend, LocalBackend):
+            return self.backend.path(key)
+        return f"{self.root}/{key}"
 
     def save(self, name: str, value: Any) -> tuple[str, int]:
         """Pickle ``value`` into the store; returns ``(sha1, size)``. Dedups by content.
 
         One pass: the pickle is hashed as it is produced; a large one streams to a temporary
-        file that is renamed to its hash, so memory stays at about the value's own size.
+        file that the backend moves or uploads under its hash, so memory stays at about the
+        value's own size.
 
         :raises UnpicklableArtifactError: naming the artifact ``name``.
-        :raises StorageError: the blob could not be written (disk full, ...), naming the path.
         """
-        writer = _SpillWriter(self.data_dir, _STREAM_THRESHOLD)
+        writer = _SpillWriter(self.backend, _STREAM_THRESHOLD)
         try:
             try:
                 pickle.dump(value, writer, protocol=PICKLE_PROTOCOL)
-            except StorageError:
-                raise
             except Exception as exc:
                 raise UnpicklableArtifactError(name, f"{type(exc).__name__}: {exc}") from None
             sha = writer.sha.hexdigest()
-            writer.finish(self.blob_path(sha))
+            writer.finish(self.blob_key(sha))
         except BaseException:
             writer.discard()
             raise
@@ -307,31 +309,34 @@ class FlowStore:
     def load(self, sha: str, name: str | None = None, task: str | None = None) -> Any:
         """Unpickle the artifact with content hash ``sha``, verifying the hash as it reads.
 
-        The bytes are hashed while the unpickler consumes them (one pass, no extra copy); a
-        value whose bytes do not match ``sha`` is never returned.
+        The bytes stream from the backend and are hashed while the unpickler consumes them
+        (one pass, no extra copy); a value whose bytes do not match ``sha`` is never returned.
 
         :param name: the artifact's name, and ``task`` the pathspec of the task it belongs to,
             for the error message.
         :raises CorruptArtifactError: the blob is missing, truncated or damaged (names the
             artifact, the task and the file).
         """
-        path = self.blob_path(sha)
+        key = self.blob_key(sha)
+        path = self._where(key)
         what = f"artifact '{name}'" if name else f"artifact {sha}"
         if task:
             what += f" of task {task}"
         try:
-            fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+            fh = self.backend.open(key)
         except FileNotFoundError:
             raise CorruptArtifactError(
                 f"{what} is missing: its data file {path} does not exist", name, path
             ) from None
         with fh:
-            reader = _HashingReader(io.BufferedReader(fh, 1 << 20))
+            reader = _HashingReader(fh)
             unpickler = _FlowUnpickler(reader)
             unpickler.flow_file = self.flow_file
             error: Exception | None = None
             try:
                 value = unpickler.load()
+            except StorageError:
+                raise
             except Exception as exc:
                 value, error = None, exc
             reader.drain()
@@ -347,59 +352,57 @@ class FlowStore:
         return value
 
     def blob_size(self, sha: str) -> int:
-        path = self.blob_path(sha)
-        try:
-            return os.path.getsize(path)
-        except FileNotFoundError:
-            raise CorruptArtifactError(f"data file {path} does not exist", None, path) from None
+        key = self.blob_key(sha)
+        size = self.backend.size(key)
+        if size is None:
+            path = self._where(key)
+            raise CorruptArtifactError(f"data file {path} does not exist", None, path)
+        return size
 
     # -- runs ----------------------------------------------------------------------------------
 
+    def _run(self, run_id: str) -> str:
+        return f"{self._flow}{run_id}/"
+
     def run_dir(self, run_id: str) -> str:
-        return os.path.join(self.flow_dir, run_id)
+        """The run's directory (local roots only)."""
+        return self.backend.path(f"{self._flow}{run_id}")
+
+    def has_flow(self) -> bool:
+        """True once the flow has a run (or a run being created) under this root."""
+        return self.backend.exists(f"{self._flow}latest_run") or bool(self.run_ids())
 
     def create_run_dir(self, run_id: str) -> bool:
-        """Create the run's directory; False if it already exists (run ids never collide)."""
-        os.makedirs(self.flow_dir, exist_ok=True)
-        try:
-            os.mkdir(self.run_dir(run_id))
-            return True
-        except FileExistsError:
-            return False
+        """Reserve ``run_id``; False if it is taken (run ids never collide, across hosts too)."""
+        return self.backend.put_once(self._run(run_id) + "_id", run_id.encode())
 
-    def write_run_record(self, run_id: str, record: dict[str, Any]) -> None:
-        write_json_atomic(os.path.join(self.run_dir(run_id), "_run.json"), record)
+    def write_run_record(self, run_id: str, record: dict[str, Any]) -> bool:
+        """Store the run record (once: False if the run already had one)."""
+        return self.backend.put_once(self._run(run_id) + "_run.json", _dump_json(record))
 
     def read_run_record(self, run_id: str) -> dict[str, Any] | None:
-        try:
-            return read_json(os.path.join(self.run_dir(run_id), "_run.json"))
-        except FileNotFoundError:
-            return None
+        return self._read_json(self._run(run_id) + "_run.json")
 
     def write_tag_change(self, run_id: str, remove: list[str], add: list[str]) -> None:
         """Record one change of the run's user tags: ``remove`` then ``add``, as one step.
 
-        Each change is its own write-once file named by time, so concurrent changes never
+        Each change is its own write-once object named by time, so concurrent changes never
         overwrite each other: readers apply them all, oldest first.
         """
         name = f"_tags.{time.time_ns():020d}.{uuid.uuid4().hex}.json"
-        write_json_atomic(os.path.join(self.run_dir(run_id), name), {"remove": remove, "add": add})
+        self.backend.put_once(self._run(run_id) + name, _dump_json({"remove": remove, "add": add}))
 
     def user_tags(self, run_id: str, initial: list[str]) -> list[str]:
         """The run's user tags now: ``initial`` (its ``--tag`` values) with every change applied."""
-        try:
-            names = sorted(
-                n
-                for n in os.listdir(self.run_dir(run_id))
-                if n.startswith("_tags.") and n.endswith(".json")
-            )
-        except FileNotFoundError:
-            names = []
+        names = sorted(
+            n
+            for n in self.backend.list(self._run(run_id))
+            if n.startswith("_tags.") and n.endswith(".json")
+        )
         tags = dict.fromkeys(initial)
         for name in names:
-            try:
-                change = read_json(os.path.join(self.run_dir(run_id), name))
-            except FileNotFoundError:
+            change = self._read_json(self._run(run_id) + name)
+            if change is None:
                 continue
             for tag in change.get("remove", ()):
                 tags.pop(tag, None)
@@ -408,83 +411,51 @@ class FlowStore:
 
     def run_ids(self) -> list[str]:
         """Every run id of the flow, newest first."""
-        try:
-            names = [e.name for e in os.scandir(self.flow_dir) if e.is_dir() and e.name != "data"]
-        except FileNotFoundError:
-            return []
-        return sorted(names, key=_run_sort_key, reverse=True)
+        names = [n[:-1] for n in self.backend.list(self._flow) if n.endswith("/")]
+        return sorted((n for n in names if n not in _NOT_RUNS), key=_run_sort_key, reverse=True)
 
     def set_latest_run(self, run_id: str) -> None:
-        write_atomic(os.path.join(self.flow_dir, "latest_run"), run_id.encode())
+        self.backend.put(f"{self._flow}latest_run", run_id.encode())
 
     def latest_run(self) -> str | None:
-        try:
-            with open(os.path.join(self.flow_dir, "latest_run")) as fh:
-                return fh.read().strip() or None
-        except FileNotFoundError:
-            return None
+        data = self.backend.get(f"{self._flow}latest_run")
+        return (data.decode().strip() or None) if data else None
 
     # -- steps and tasks -----------------------------------------------------------------------
 
+    def _task(self, run_id: str, step: str, task_id: str) -> str:
+        return f"{self._flow}{run_id}/{step}/{task_id}/"
+
     def task_dir(self, run_id: str, step: str, task_id: str) -> str:
-        return os.path.join(self.flow_dir, run_id, step, task_id)
+        """The task's directory (local roots only)."""
+        return self.backend.path(f"{self._flow}{run_id}/{step}/{task_id}")
 
     def step_names(self, run_id: str) -> list[str]:
-        try:
-            entries = os.scandir(self.run_dir(run_id))
-            return [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
-        except FileNotFoundError:
-            return []
+        return [n[:-1] for n in self.backend.list(self._run(run_id)) if n.endswith("/")]
 
     def task_ids(self, run_id: str, step: str) -> list[str]:
-        try:
-            return [e.name for e in os.scandir(os.path.join(self.flow_dir, run_id, step))]
-        except FileNotFoundError:
-            return []
+        names = self.backend.list(f"{self._flow}{run_id}/{step}/")
+        return [n[:-1] for n in names if n.endswith("/")]
 
-    def mark_started(self, run_id: str, step: str, task_id: str, attempt: int) -> str:
-        """Record that attempt ``attempt`` was launched; returns the task directory."""
-        tdir = self.task_dir(run_id, step, task_id)
-        name = f"{attempt}.started"
-        try:
-            try:
-                _touch(os.path.join(tdir, name))
-            except FileNotFoundError:
-                # a new task directory appears with its marker inside (built under a temporary
-                # name, then renamed), so a crash never leaves a task directory without attempts
-                os.makedirs(os.path.dirname(tdir), exist_ok=True)
-                tmp = os.path.join(self.run_dir(run_id), f".{step}.{task_id}.{uuid.uuid4().hex}")
-                os.mkdir(tmp)
-                _touch(os.path.join(tmp, name))
-                try:
-                    os.rename(tmp, tdir)
-                except OSError:  # created meanwhile (another attempt): use it
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    _touch(os.path.join(tdir, name))
-        except OSError as exc:
-            raise storage_error(exc, os.path.join(tdir, name)) from None
-        return tdir
+    def mark_started(self, run_id: str, step: str, task_id: str, attempt: int) -> None:
+        """Record that attempt ``attempt`` was launched."""
+        self.backend.put_once(f"{self._task(run_id, step, task_id)}{attempt}.started", b"")
 
-    def write_task_record(self, record: dict[str, Any]) -> None:
-        tdir = self.task_dir(record["run_id"], record["step"], record["task_id"])
-        write_json_atomic(os.path.join(tdir, f"{record['attempt']}.record.json"), record)
+    def write_task_record(self, record: dict[str, Any]) -> bool:
+        """Store an attempt's record, once: False (nothing written) if that attempt already has
+        one, so of two racing writers of the same attempt exactly one wins."""
+        key = self._task(record["run_id"], record["step"], record["task_id"])
+        return self.backend.put_once(f"{key}{record['attempt']}.record.json", _dump_json(record))
 
     def read_task_record(
         self, run_id: str, step: str, task_id: str, attempt: int
     ) -> dict[str, Any] | None:
-        path = os.path.join(self.task_dir(run_id, step, task_id), f"{attempt}.record.json")
-        try:
-            return read_json(path)
-        except FileNotFoundError:
-            return None
+        return self._read_json(f"{self._task(run_id, step, task_id)}{attempt}.record.json")
 
     def latest_attempt(self, run_id: str, step: str, task_id: str) -> int | None:
         """The highest attempt that was started (or recorded), or None."""
-        try:
-            names = os.listdir(self.task_dir(run_id, step, task_id))
-        except FileNotFoundError:
-            return None
-        attempts = [int(n.split(".", 1)[0]) for n in names if n[0].isdigit() and ".tmp" not in n]
+        names = self.backend.list(self._task(run_id, step, task_id))
+        attempts = [int(n.split(".", 1)[0]) for n in names if n[0].isdigit()]
         return max(attempts) if attempts else None
 
     def latest_record(self, run_id: str, step: str, task_id: str) -> dict[str, Any] | None:
@@ -494,21 +465,48 @@ class FlowStore:
             return None
         return self.read_task_record(run_id, step, task_id, attempt)
 
+    def _read_json(self, key: str) -> Any:
+        """The JSON object at ``key``, None if there is none.
+
+        :raises CorruptRecordError: the object is empty or not JSON (names where it is).
+        """
+        data = self.backend.get(key)
+        if data is None:
+            return None
+        if not data.strip():
+            raise CorruptRecordError(self._where(key), "the file is empty")
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise CorruptRecordError(self._where(key), f"not valid JSON ({exc})") from None
+
     def log_path(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> str:
-        return os.path.join(self.task_dir(run_id, step, task_id), f"{attempt}.{stream}.log")
+        """The file of an attempt's log (local roots only)."""
+        return self.backend.path(self.log_key(run_id, step, task_id, attempt, stream))
+
+    # -- code packages -------------------------------------------------------------------------
+
+    def put_package(self, sha: str, data: bytes) -> bool:
+        """Store a code package (gzip of the tar whose sha256 is ``sha``), once."""
+        return self.backend.put_once(f"{self._flow}code/{sha}.tar.gz", data)
+
+    def get_package(self, sha: str) -> bytes | None:
+        return self.backend.get(f"{self._flow}code/{sha}.tar.gz")
+
+    def log_key(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> str:
+        return f"{self._task(run_id, step, task_id)}{attempt}.{stream}.log"
 
     def read_log_times(
         self, run_id: str, step: str, task_id: str, attempt: int, stream: str
     ) -> list[float]:
-        """When each line of the log arrived (epoch seconds), as far as recorded."""
+        """When each line of the log arrived (epoch seconds), as far as recorded (local roots
+        record them; remote ones do not yet)."""
         import array
 
-        path = self.log_path(run_id, step, task_id, attempt, stream)[: -len("log")] + "times"
+        key = self.log_key(run_id, step, task_id, attempt, stream)[: -len("log")] + "times"
         stamps = array.array("d")
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except FileNotFoundError:
+        data = self.backend.get(key)
+        if data is None:
             return []
         stamps.frombytes(data[: len(data) - len(data) % stamps.itemsize])
         if sys.byteorder != "little":
@@ -516,11 +514,11 @@ class FlowStore:
         return stamps.tolist()
 
     def read_log(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> bytes:
-        try:
-            with open(self.log_path(run_id, step, task_id, attempt, stream), "rb") as fh:
-                return fh.read()
-        except FileNotFoundError:
-            return b""
+        return self.backend.get(self.log_key(run_id, step, task_id, attempt, stream)) or b""
+
+
+def _dump_json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def _run_sort_key(run_id: str) -> tuple[int, Any]:
@@ -528,9 +526,7 @@ def _run_sort_key(run_id: str) -> tuple[int, Any]:
 
 
 def iter_flow_names(root: str) -> Iterator[str]:
-    try:
-        for entry in os.scandir(root):
-            if entry.is_dir() and not entry.name.startswith("."):
-                yield entry.name
-    except FileNotFoundError:
-        return
+    """The flows stored under ``root``."""
+    for name in open_backend(root).list(""):
+        if name.endswith("/") and not name.startswith("."):
+            yield name[:-1]

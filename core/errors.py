@@ -52,6 +52,10 @@ class MissingPluginError(PluginError):
     """Something was asked for that no installed plugin provides."""
 
 
+class StorageBackendMissingError(MissingPluginError, UsageError):
+    """The datastore root's URL scheme has no installed backend (exit 2, names the plugin)."""
+
+
 class GraphValidationError(FlowkernelError):
     """The flow failed validation; nothing ran. Holds every problem that was found."""
 
@@ -111,9 +115,10 @@ class UnpicklableArtifactError(FlowkernelError):
 
 
 class StorageError(FlowkernelError):
-    """The datastore could not be written or read (disk full, read-only, damaged files).
+    """The datastore could not be written or read: disk full, read-only, damaged files, an
+    object store's endpoint down, credentials refused, bucket missing.
 
-    The message is one line naming the path and what is wrong with it.
+    The message is one line naming the path (or endpoint, bucket, credential) and what is wrong.
     """
 
     headline = "Storage error"

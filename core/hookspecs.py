@@ -24,7 +24,14 @@ if TYPE_CHECKING:
 
     from flowkernel.graph.model import FlowGraph
     from flowkernel.kernel import Kernel
-    from flowkernel.specs import DeployerSpec, RunInfo, RunResult, RuntimeSpec, TaskInfo
+    from flowkernel.specs import (
+        DeployerSpec,
+        RunInfo,
+        RunResult,
+        RuntimeSpec,
+        StorageBackendSpec,
+        TaskInfo,
+    )
 
 PROJECT = "flowkernel"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -105,6 +112,22 @@ def flowkernel_runtimes() -> list[RuntimeSpec]:
 
     :returns: a list of :class:`~flowkernel.specs.RuntimeSpec`. Names must be unique across
         plugins; a duplicate is reported as an error naming both plugins.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def flowkernel_storage_backends() -> list[StorageBackendSpec]:
+    """Register storage backends: where a datastore root's bytes live, by URL scheme.
+
+    Called once per kernel, the first time a datastore root with a URL scheme other than
+    ``file`` is opened (``--datastore-root s3://bucket/prefix``). Plain paths never call it.
+
+    :returns: a list of :class:`~flowkernel.specs.StorageBackendSpec`; ``name`` is the URL
+        scheme (``"s3"``) and ``factory(root)`` returns an object implementing
+        :class:`flowkernel.storage.StorageBackend`. Schemes must be unique across plugins; a
+        duplicate is reported as an error naming both plugins.
 
     .. versionadded:: 0.1
     """

@@ -32,7 +32,14 @@ if TYPE_CHECKING:
     import click
 
     from flowkernel.graph.model import FlowGraph, GraphProblem
-    from flowkernel.specs import DeployerSpec, RunInfo, RunResult, RuntimeSpec, TaskInfo
+    from flowkernel.specs import (
+        DeployerSpec,
+        RunInfo,
+        RunResult,
+        RuntimeSpec,
+        StorageBackendSpec,
+        TaskInfo,
+    )
 
 ENTRY_POINT_GROUP = "flowkernel.plugins"
 log = logging.getLogger("flowkernel.kernel")
@@ -77,6 +84,7 @@ class Kernel:
         self._graphs: dict[type, FlowGraph] = {}
         self._runtimes: dict[str, RuntimeSpec] | None = None
         self._deployers: dict[str, DeployerSpec] | None = None
+        self._storage: dict[str, StorageBackendSpec] | None = None
 
     # -- construction ------------------------------------------------------------------------
 
@@ -185,7 +193,7 @@ class Kernel:
         if registered is None:
             raise PluginError(f"plugin '{name}' is blocked or already registered")
         self._records.append(_record(self.pm, registered, plugin, "loaded"))
-        self._runtimes = self._deployers = None
+        self._runtimes = self._deployers = self._storage = None
         self._graphs.clear()
         return registered
 
@@ -255,6 +263,13 @@ class Kernel:
                 + self._disabled_hint()
             )
         return runtimes[name]
+
+    def storage_backends(self) -> dict[str, StorageBackendSpec]:
+        """Every registered storage backend by URL scheme (sorted)."""
+        if self._storage is None:
+            hook = self.pm.hook.flowkernel_storage_backends
+            self._storage = self._registry("storage backend", hook)
+        return self._storage
 
     # -- poll / log --------------------------------------------------------------------------
 

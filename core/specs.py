@@ -43,6 +43,20 @@ class DeployerSpec:
 
 
 @attrs.frozen
+class StorageBackendSpec:
+    """A storage backend a plugin offers (``flowkernel_storage_backends``).
+
+    ``name`` is the URL scheme it serves (``"s3"`` for ``s3://bucket/prefix`` roots);
+    ``factory(root)`` returns a :class:`flowkernel.storage.StorageBackend` for one normalized
+    root. The kernel serves plain paths and ``file://`` itself (the ``file`` scheme).
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+
+
+@attrs.frozen
 class RunInfo:
     """Identity of one run, as event hooks and log sinks see it."""
 

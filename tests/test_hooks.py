@@ -126,6 +126,35 @@ def test_hook_flowkernel_runtimes(kernel_factory):
     assert kernel.runtime("fake") is spec
 
 
+def test_hook_flowkernel_storage_backends(kernel_factory, tmp_path):
+    from flowkernel.errors import PluginError, StorageBackendMissingError
+    from flowkernel.specs import StorageBackendSpec
+    from flowkernel.storage import LocalBackend, open_backend
+    from flowkernel.storage.backend import forget_backends
+
+    def factory(root):  # a "mem://" root served by the local backend under tmp_path
+        backend = LocalBackend(str(tmp_path))
+        backend.root = root
+        return backend
+
+    spec = StorageBackendSpec(name="mem", factory=factory, description="for tests")
+    kernel = kernel_factory(plugins=[make_plugin(flowkernel_storage_backends=lambda: [spec])])
+    assert kernel.storage_backends()["mem"] is spec
+    assert set(kernel.storage_backends()) == {"file", "mem"}  # the kernel serves plain paths
+    backend = open_backend("mem://bucket/x/", kernel)
+    assert backend.root == "mem://bucket/x"  # normalized: no trailing slash
+    assert open_backend("mem://bucket/x", kernel) is backend  # cached per root
+    with pytest.raises(StorageBackendMissingError, match="install flowkernel-storage-s3"):
+        open_backend("s3://bucket/prefix", kernel)
+    forget_backends()
+    again = make_plugin(flowkernel_storage_backends=lambda: [spec])
+    kernel = kernel_factory(
+        plugins=[make_plugin(flowkernel_storage_backends=lambda: [spec]), again]
+    )
+    with pytest.raises(PluginError, match="two plugins register a storage backend named 'mem'"):
+        kernel.storage_backends()
+
+
 def test_hook_flowkernel_make_poller(kernel_factory):
     poller = object()
     first = make_plugin(flowkernel_make_poller=lambda: None)  # declines

@@ -23,6 +23,9 @@ ALLOWED_UPWARD = {
     # `flow._graph` on a flow the kernel has not built a graph for yet asks the installed graph
     # builder (Metaflow's graph navigation, `for step in flow`).
     ("flowkernel.flow.flowspec", "flowkernel.kernel"),
+    # a root with a URL scheme asks the installed storage backends for one (a client in a
+    # notebook has no kernel of its own yet)
+    ("flowkernel.storage.backend", "flowkernel.kernel"),
 }
 
 # Which layer each subpackage or top-level module belongs to; a module imports only from its own
@@ -35,6 +38,7 @@ LAYERS = {
     "not_provided": 0,
     "specs": 0,
     "hookspecs": 1,
+    "storage": 1,
     "flow": 2,
     "graph": 2,
     "datastore": 2,
@@ -47,6 +51,7 @@ LAYERS = {
     # Deployer reads the deployer registry (kernel) and drives commands (runner): a front-end
     "deployer": 7,
     "testing": 8,
+    "testing_s3": 8,
 }
 
 

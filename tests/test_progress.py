@@ -123,3 +123,33 @@ def test_output_captured_through_pipes_has_no_display(tmp_path):
     assert result.returncode == 0
     assert b"\x1b[" not in result.stdout + result.stderr
     assert b"Task is starting." in result.stdout and b"tasks done" not in result.stdout
+
+
+def test_a_terminal_that_goes_away_stops_the_display_not_the_run():
+    """EIO/EPIPE while drawing: the display stops, the streams come back, later console
+    writes fail as on a closed pipe (the runtime then drops its console sinks)."""
+    import contextlib
+
+    from flowkernel.engine.progress import LiveProgress, _Buffer
+
+    class GoneTerminal:
+        console = contextlib.nullcontext()
+
+        def refresh(self):
+            raise BrokenPipeError
+
+    out, err = sys.stdout, sys.stderr
+    display = LiveProgress(title="X/1")
+    buffer = _Buffer([])
+    display._saved = (out, err)
+    display._live = GoneTerminal()
+    sys.stdout = sys.stderr = buffer
+    try:
+        display.tick()
+    finally:
+        restored = (sys.stdout, sys.stderr)
+        sys.stdout, sys.stderr = out, err
+    assert restored == (out, err) and not display.live
+    with pytest.raises(BrokenPipeError):
+        buffer.write("late line\n")
+    display.stop()  # nothing left to take down

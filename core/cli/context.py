@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flowkernel.storage.backend import use_kernel
+
 if TYPE_CHECKING:
     from flowkernel.kernel import Kernel
 
@@ -17,6 +19,7 @@ def get_kernel() -> Kernel:
         from flowkernel.kernel import Kernel
 
         _KERNEL = Kernel.discover()
+        use_kernel(_KERNEL)
     return _KERNEL
 
 
@@ -24,3 +27,4 @@ def set_kernel(kernel: Kernel | None) -> None:
     """Use ``kernel`` for the next commands of this process (tests, embedding)."""
     global _KERNEL
     _KERNEL = kernel
+    use_kernel(kernel)

@@ -153,9 +153,18 @@ def cli(
 
 
 def _register_builtin_commands() -> None:
-    from flowkernel.cli import dump_cmd, graph_cmds, plugins_cmd, run_cmds, runs_cmd, tag_cmds
+    from flowkernel.cli import (
+        dump_cmd,
+        graph_cmds,
+        package_cmd,
+        plugins_cmd,
+        run_cmds,
+        runs_cmd,
+        tag_cmds,
+    )
 
     cli.add_command(runs_cmd.runs)
+    cli.add_command(package_cmd.package)
     cli.add_command(dump_cmd.dump)
     cli.add_command(tag_cmds.tag)
     cli.add_command(graph_cmds.show)

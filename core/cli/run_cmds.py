@@ -6,6 +6,7 @@ the command, so the flow file is loaded before the rest of the line is parsed.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,10 @@ _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help
 
 def _datastore_root(ctx: click.Context) -> str:
     from flowkernel.datastore import default_root
+    from flowkernel.storage import normalize_root
 
     root = (ctx.find_root().obj or {}).get("datastore_root")
-    return root or default_root()
+    return normalize_root(root) if root else default_root()
 
 
 def _common_run_options() -> list[click.Option]:
@@ -357,6 +359,13 @@ def _with_origin_configs(flow_cls: type, flow_file: str, root: str, origin: str 
 @click.option("--max-num-splits", type=int, default=None)
 @click.option("--tag", "tags", multiple=True)
 @click.option("--with", "decospecs", multiple=True)
+@click.option(
+    "--package",
+    default=None,
+    metavar="KEY",
+    help="Run the flow from code package KEY (`flow package`): FILE is then the flow file's "
+    "path inside the package, or - for the package's own flow file.",
+)
 @click.pass_context
 def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> None:
     """Internal: run one attempt of one task (what every runtime and deployer executes)."""
@@ -366,7 +375,17 @@ def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> Non
     from flowkernel.engine.runs import current_user
     from flowkernel.flow.decorators import attach_decospecs
     from flowkernel.flow.loader import load_flow
+    from flowkernel.storage.backend import declare_no_fork
 
+    declare_no_fork()  # one task, no workers: storage clients may skip their fork guards
+    if opts["package"]:
+        from flowkernel.engine.packages import fetch_package
+
+        packaged = fetch_package(_datastore_root(ctx), opts["package"])
+        if flow_file != "-":
+            packaged = os.path.join(os.path.dirname(packaged), flow_file)
+        flow_file = packaged
+    opts.pop("package")
     flow_cls = load_flow(flow_file)
     attach_decospecs(flow_cls, opts.pop("decospecs"))
     graph = get_kernel().build_graph(flow_cls)

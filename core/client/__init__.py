@@ -23,6 +23,7 @@ from flowkernel.errors import (
     NotFoundError,
 )
 from flowkernel.flow.current import current
+from flowkernel.storage import is_local_root, normalize_root
 
 #: One metadata entry of a task (Metaflow's shape): ``created_at`` is in epoch milliseconds.
 Metadata = namedtuple("Metadata", ["name", "value", "created_at", "type", "task"])
@@ -60,14 +61,16 @@ def get_namespace() -> str | None:
 
 
 def metadata(spec: str) -> str:
-    """Read from another datastore root (``local@/path`` or a path); returns the root."""
+    """Read from another datastore root: ``local@/path``, a path, or a URL a storage backend
+    serves (``s3://bucket/prefix``); returns the root."""
     global _root
-    _root = os.path.abspath(spec.split("@", 1)[1] if spec.startswith("local@") else spec)
+    _root = normalize_root(spec.split("@", 1)[1] if spec.startswith("local@") else spec)
     return _root
 
 
 def get_metadata() -> str:
-    return f"local@{_datastore_root()}"
+    root = _datastore_root()
+    return f"local@{root}" if is_local_root(root) else root
 
 
 def _datastore_root() -> str:
@@ -209,7 +212,7 @@ class Flow(_ClientObject):
     _DEPTH = 1
 
     def _load(self) -> None:
-        if not os.path.isdir(self._store.flow_dir):
+        if not self._store.has_flow():
             raise NotFoundError(f"Flow {self.id} does not exist under {self._store.root}")
 
     def _check_namespace(self) -> None:
@@ -342,7 +345,7 @@ class Run(_ClientObject):
         return self.steps()
 
     def __getitem__(self, step: str) -> Step:
-        if not os.path.isdir(os.path.join(self._store.run_dir(self.id), step)):
+        if step not in self._store.step_names(self.id):
             raise KeyError(step)
         return self._child(Step, step)
 
@@ -401,18 +404,16 @@ class Step(_ClientObject):
         _, run_id, step = self.path_components
         self._record = _run_record(self._store, run_id)
         self._store.flow_file = self._record.get("flow_file")
-        if not os.path.isdir(os.path.join(self._store.run_dir(run_id), step)):
+        if step not in self._store.step_names(run_id):
             raise NotFoundError(f"Step {self.pathspec} does not exist")
 
     def _run_record(self) -> dict[str, Any]:
         return self._record
 
-    def _first_started(self) -> float:
-        tdir = os.path.join(self._store.run_dir(self.path_components[1]), self.id)
-        try:
-            return min(e.stat().st_mtime for e in os.scandir(tdir))
-        except ValueError:
-            return 0.0
+    def _first_started(self) -> tuple[int, int, str]:
+        # task ids count up across the run as tasks launch: the smallest is the step's first
+        ids = self._store.task_ids(self.path_components[1], self.id)
+        return min((_task_order(t) for t in ids), default=(-1, -1, ""))
 
     def tasks(self, *tags: str) -> Iterator[Task]:
         """Every task of the step, newest first (by launch order)."""

@@ -2,8 +2,10 @@
 
 A sink has ``emit(line: LogLine)`` and ``close()``. The kernel ships two, registered by its
 built-in plugin: :class:`ConsoleSink` (each line on the controller's stdout, prefixed with
-``[run/step/task]``) and :class:`TaskLogFiles` (the per-attempt log files in the datastore that
-``flow logs`` and ``task.stdout`` read).
+``[run/step/task]``) and the per-attempt logs in the datastore that ``flow logs`` and
+``task.stdout`` read: :class:`TaskLogFiles` appends to files under a local root,
+:class:`TaskLogUploads` puts each attempt's log to a remote root every few seconds and whole when
+the attempt ends.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import struct
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -72,9 +75,9 @@ _STAMP = struct.Struct("<d")
 
 
 class TaskLogFiles:
-    """Append each line to ``<task dir>/<attempt>.<stream>.log`` as it arrives, and the time it
-    arrived to ``<attempt>.<stream>.times`` (one little-endian float64 per line: what
-    ``Task.loglines`` reads).
+    """Append each line to ``<task dir>/<attempt>.<stream>.log`` as it arrives (local roots),
+    and the time it arrived to ``<attempt>.<stream>.times`` (one little-endian float64 per
+    line: what ``Task.loglines`` reads).
 
     Keeps at most ``max_open`` files open (least recently used closed first).
     """
@@ -112,6 +115,66 @@ class TaskLogFiles:
     def close(self) -> None:
         while self._files:
             os.close(self._files.popitem()[1])
+
+
+class TaskLogUploads:
+    """Keep each attempt's log in memory and put it whole to the store (a remote root): at most
+    every ``interval`` seconds while lines arrive, and once more when the attempt finishes
+    (:func:`attempt_finished`) or the run ends. ``flow logs`` elsewhere sees a running task's
+    output with at most ``interval`` seconds of delay while it prints."""
+
+    def __init__(self, run: RunInfo, interval: float = 2.0):
+        from flowkernel.datastore import FlowStore
+
+        self.run = run
+        self.store = FlowStore(run.datastore_root, run.flow_name)
+        self.interval = interval
+        self._logs: dict[tuple[str, str, int, str], bytearray] = {}
+        self._dirty: set[tuple[str, str, int, str]] = set()
+        self._flushed_at = time.monotonic()
+        _UPLOADS[(run.flow_name, run.run_id)] = self
+
+    def emit(self, line: LogLine) -> None:
+        key = (line.step, line.task_id, line.attempt, line.stream)
+        buf = self._logs.get(key)
+        if buf is None:
+            buf = self._logs[key] = bytearray()
+        buf += encode(line.text) + (b"\n" if line.newline else b"")
+        self._dirty.add(key)
+        if time.monotonic() - self._flushed_at >= self.interval:
+            self.flush()
+
+    def flush(self, keys: Iterable[tuple[str, str, int, str]] | None = None) -> None:
+        for key in list(self._dirty if keys is None else keys):
+            if key in self._dirty:
+                self._dirty.discard(key)
+                step, task_id, attempt, stream = key
+                log_key = self.store.log_key(self.run.run_id, step, task_id, attempt, stream)
+                self.store.backend.put(log_key, bytes(self._logs[key]), durable=False)
+        if keys is None:
+            self._flushed_at = time.monotonic()
+
+    def attempt_finished(self, step: str, task_id: str, attempt: int) -> None:
+        """Put the attempt's logs whole and forget them (memory stays flat over a run)."""
+        keys = [(step, task_id, attempt, s) for s in ("stdout", "stderr")]
+        self.flush(keys)
+        for key in keys:
+            self._logs.pop(key, None)
+
+    def close(self) -> None:
+        _UPLOADS.pop((self.run.flow_name, self.run.run_id), None)
+        self.flush()
+
+
+#: The live upload sinks by (flow, run id): the task-finished hook flushes an attempt's logs.
+_UPLOADS: dict[tuple[str, str], TaskLogUploads] = {}
+
+
+def attempt_finished(run: RunInfo, step: str, task_id: str, attempt: int) -> None:
+    """An attempt of ``run`` ended: its logs reach a remote store completely now."""
+    sink = _UPLOADS.get((run.flow_name, run.run_id))
+    if sink is not None:
+        sink.attempt_finished(step, task_id, attempt)
 
 
 def abnormal_end_line(returncode: int | None, stopped_by_runtime: bool = False) -> str | None:

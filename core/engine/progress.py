@@ -129,8 +129,11 @@ class _Buffer(io.TextIOBase):
     def __init__(self, chunks: list[bytes]):
         self._chunks = chunks
         self.buffer = self  # ConsoleSink writes bytes to ``sys.stdout.buffer``
+        self.lost = False  #: the terminal went away: writes fail as they would on it
 
     def write(self, data: Any) -> int:
+        if self.lost:
+            raise BrokenPipeError("the terminal is gone")
         self._chunks.append(data if isinstance(data, bytes) else data.encode("utf-8", "replace"))
         return len(data)
 
@@ -178,7 +181,22 @@ class LiveProgress(Progress):
     def tick(self) -> None:
         now = time.time()
         if self._live is not None and now - self._last_draw >= REFRESH_SECONDS:
-            self._draw(now)
+            try:
+                self._draw(now)
+            except OSError:  # the terminal is gone (EIO, EPIPE): the run goes on without it
+                self._lose_terminal()
+
+    def _lose_terminal(self) -> None:
+        """Stop drawing; later console writes fail as on a closed pipe, which a runtime handles
+        (it drops its console sinks and keeps the log files)."""
+        self._live = None
+        self._chunks.clear()
+        if self._saved is not None:
+            buffer = sys.stdout
+            sys.stdout, sys.stderr = self._saved
+            self._saved = None
+            if isinstance(buffer, _Buffer):
+                buffer.lost = True
 
     def _draw(self, now: float) -> None:
         self._last_draw = now
@@ -198,6 +216,8 @@ class LiveProgress(Progress):
         try:
             self._draw(time.time())
             self._live.stop()
+        except OSError:
+            pass  # the terminal is gone: nothing left to take down
         finally:
             self._live = None
             if self._saved is not None:

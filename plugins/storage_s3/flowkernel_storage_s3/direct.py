@@ -1,0 +1,242 @@
+"""The storage contract on obstore, in the calling process.
+
+Configuration comes from the standard variables: ``AWS_ENDPOINT_URL`` (an ``http://`` endpoint
+works as is), ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``.
+``FLOWKERNEL_S3_RETRY_SECONDS`` (default 15) bounds how long a request is retried before the
+operation fails with a :class:`~flowkernel.errors.StorageError`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import obstore
+from obstore.exceptions import AlreadyExistsError, NotFoundError
+from obstore.store import S3Store
+
+from flowkernel.errors import StorageError
+
+#: obstore raises FileNotFoundError for a missing key (its NotFoundError is kept for safety)
+_MISSING = (NotFoundError, FileNotFoundError)
+#: Files above this are uploaded in parts of this size.
+PART_SIZE = 16 << 20
+
+
+def parse_root(root: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b/")``; ``s3://bucket`` -> ``("bucket", "")``."""
+    rest = root.split("://", 1)[1]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise StorageError(f"{root}: an s3:// root needs a bucket (s3://BUCKET/PREFIX)")
+    prefix = prefix.strip("/")
+    return bucket, prefix + "/" if prefix else ""
+
+
+def endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def make_store(bucket: str) -> S3Store:
+    """An obstore S3 store for ``bucket`` (no request is made: safe to create before a fork)."""
+    url = endpoint()
+    retry = timedelta(seconds=float(os.environ.get("FLOWKERNEL_S3_RETRY_SECONDS", "15")))
+    options: dict[str, Any] = {"connect_timeout": timedelta(seconds=5)}
+    kwargs: dict[str, Any] = {}
+    if url:
+        options["allow_http"] = url.startswith("http://")
+        kwargs = {"endpoint": url, "virtual_hosted_style_request": False}
+    if not os.environ.get("AWS_DEFAULT_REGION") and not os.environ.get("AWS_REGION"):
+        kwargs["region"] = "us-east-1"
+    return S3Store(
+        bucket,
+        client_options=options,
+        retry_config={
+            "max_retries": 4,
+            "retry_timeout": retry,
+            "backoff": {
+                "init_backoff": timedelta(milliseconds=100),
+                "max_backoff": timedelta(seconds=2),
+                "base": 2.0,
+            },
+        },
+        **kwargs,
+    )
+
+
+class S3Direct:
+    """One bucket and key prefix, through obstore in this process."""
+
+    def __init__(self, root: str, store: S3Store | None = None):
+        self.root = root
+        self.bucket, self.prefix = parse_root(root)
+        self.store = store or make_store(self.bucket)
+
+    def _fault(self, exc: Exception, key: str) -> StorageError:
+        return StorageError(describe_fault(exc, self.bucket, self.prefix + key))
+
+    def put_once(self, key: str, data: bytes, durable: bool = True) -> bool:
+        try:
+            obstore.put(self.store, self.prefix + key, data, mode="create")
+            return True
+        except AlreadyExistsError:
+            return False
+        except Exception as exc:
+            raise self._fault(exc, key) from None
+
+    def put(self, key: str, data: bytes, durable: bool = True) -> None:
+        try:
+            obstore.put(self.store, self.prefix + key, data)
+        except Exception as exc:
+            raise self._fault(exc, key) from None
+
+    def put_file(self, key: str, path: str) -> bool:
+        """Content-addressed blobs: one HEAD, and no upload at all if the blob is there."""
+        try:
+            if self.exists(key):
+                return False
+            size = os.path.getsize(path)
+            obstore.put(self.store, self.prefix + key, Path(path),
+                        use_multipart=size > PART_SIZE, chunk_size=PART_SIZE,
+                        max_concurrency=4)  # fmt: skip
+            return True
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._fault(exc, key) from None
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return bytes(obstore.get(self.store, self.prefix + key).bytes())
+        except _MISSING as exc:
+            _raise_if_no_bucket(exc, self.bucket)
+            return None
+        except Exception as exc:
+            raise self._fault(exc, key) from None
+
+    def open(self, key: str) -> IO[bytes]:
+        try:
+            result = obstore.get(self.store, self.prefix + key)
+        except _MISSING as exc:
+            _raise_if_no_bucket(exc, self.bucket)
+            raise FileNotFoundError(f"{self.root}/{key}") from None
+        except Exception as exc:
+            raise self._fault(exc, key) from None
+        return io.BufferedReader(_StreamReader(result.stream(min_chunk_size=8 << 20), self, key),
+                                 1 << 20)  # fmt: skip
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            return obstore.head(self.store, self.prefix + key)
+        except _MISSING as exc:
+            _raise_if_no_bucket(exc, self.bucket)
+            return None
+        except Exception as exc:
+            raise self._fault(exc, key) from None
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def size(self, key: str) -> int | None:
+        meta = self._head(key)
+        return None if meta is None else int(meta["size"])
+
+    def list(self, prefix: str) -> list[str]:
+        full = (self.prefix + prefix).rstrip("/")
+        try:
+            found = obstore.list_with_delimiter(self.store, full or None)
+        except _MISSING as exc:
+            _raise_if_no_bucket(exc, self.bucket)
+            return []
+        except Exception as exc:
+            raise self._fault(exc, prefix) from None
+        names = [p.rstrip("/").rsplit("/", 1)[-1] + "/" for p in found["common_prefixes"]]
+        names += [o["path"].rsplit("/", 1)[-1] for o in found["objects"]]
+        return names
+
+    def staging_dir(self) -> str:
+        return os.environ.get("FLOWKERNEL_S3_STAGING") or tempfile.gettempdir()
+
+    def download(self, key: str) -> str:
+        """Stream the object into a temporary file in the staging directory; returns its path."""
+        fd, path = tempfile.mkstemp(dir=self.staging_dir(), suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out, self.open(key) as reader:
+                while chunk := reader.read(8 << 20):
+                    out.write(chunk)
+        except BaseException:
+            os.unlink(path)
+            raise
+        return path
+
+
+class _StreamReader(io.RawIOBase):
+    """A raw reader over obstore's chunk stream (no copy of the whole object)."""
+
+    def __init__(self, stream: Any, owner: S3Direct, key: str):
+        self._stream = stream
+        self._chunk = memoryview(b"")
+        self._owner = owner
+        self._key = key
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        if not self._chunk:
+            try:
+                self._chunk = memoryview(next(self._stream))
+            except StopIteration:
+                return 0
+            except Exception as exc:
+                raise self._owner._fault(exc, self._key) from None
+        n = min(len(buf), len(self._chunk))
+        buf[:n] = self._chunk[:n]
+        self._chunk = self._chunk[n:]
+        return n
+
+
+_CODE = re.compile(r"<Code>([^<]+)</Code>")
+
+
+def _raise_if_no_bucket(exc: Exception, bucket: str) -> None:
+    if "NoSuchBucket" in str(exc):
+        raise StorageError(f"S3 bucket '{bucket}' does not exist at {endpoint() or 'AWS'}")
+
+
+def describe_fault(exc: Exception, bucket: str, key: str) -> str:
+    """One line for an S3 failure: what is wrong and where (endpoint, bucket, credentials)."""
+    text = str(exc)
+    where = endpoint() or "AWS S3"
+    code = _CODE.search(text)
+    code = code.group(1) if code else ""
+    if code == "NoSuchBucket":
+        return f"S3 bucket '{bucket}' does not exist at {where}"
+    if code in ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied") or (
+        type(exc).__name__ in ("PermissionDeniedError", "UnauthenticatedError")
+    ):
+        key_id = os.environ.get("AWS_ACCESS_KEY_ID") or "(none)"
+        return (
+            f"S3 at {where} refused the credentials for bucket '{bucket}' ({code or 'denied'}; "
+            f"AWS_ACCESS_KEY_ID={key_id}): check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+        )
+    lowered = text.lower()
+    if any(s in lowered for s in ("connection refused", "error sending request", "timed out",
+                                  "connect error", "dns error", "connection reset")):  # fmt: skip
+        return (
+            f"cannot reach the S3 endpoint {where} (bucket '{bucket}', key {key}): {_first(text)}"
+        )
+    return f"S3 request for {bucket}/{key} at {where} failed: {code or _first(text)}"
+
+
+def _first(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return line[:300]

@@ -1,0 +1,90 @@
+"""The storage backend contract, the local backend, and how a root picks its backend."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from flowkernel.datastore import FlowStore
+from flowkernel.storage import LocalBackend, normalize_root, open_backend, root_scheme
+from flowkernel.testing import check_storage_backend
+
+
+def test_local_backend_keeps_the_contract(tmp_path):
+    check_storage_backend(LocalBackend(str(tmp_path)))
+    assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
+
+
+def test_root_normalization(tmp_path):
+    assert normalize_root("rel", cwd=str(tmp_path)) == str(tmp_path / "rel")
+    assert normalize_root(f"file://{tmp_path}/x") == str(tmp_path / "x")
+    assert normalize_root("s3://bucket/prefix/") == "s3://bucket/prefix"
+    assert root_scheme("S3://b") == "s3" and root_scheme("/a/b") == "file"
+    assert root_scheme("C://x") == "file"  # one letter: a Windows drive, not a scheme
+
+
+def test_flowstore_records_are_write_once(tmp_path):
+    store = FlowStore(str(tmp_path), "F")
+    assert store.create_run_dir("1") and not store.create_run_dir("1")
+    record = {"run_id": "1", "step": "s", "task_id": "2", "attempt": 0, "x": 1}
+    assert store.write_task_record(record) is True
+    assert store.write_task_record({**record, "x": 2}) is False
+    assert store.read_task_record("1", "s", "2", 0)["x"] == 1
+    assert store.run_ids() == ["1"] and store.step_names("1") == ["s"]
+    assert store.task_ids("1", "s") == ["2"] and store.latest_attempt("1", "s", "2") == 0
+
+
+def test_large_artifact_streams_through_staging(tmp_path):
+    store = FlowStore(str(tmp_path), "F")
+    value = os.urandom(3 << 20)
+    sha, size = store.save("big", value)
+    assert store.save("big", value) == (sha, size)  # dedup: same content, same blob
+    assert store.load(sha) == value and store.blob_size(sha) == size
+    assert not os.listdir(open_backend(str(tmp_path)).staging_dir())
+
+
+def test_unknown_scheme_is_exit_2_naming_the_plugin(tmp_path):
+    flow = os.path.join(os.path.dirname(__file__), "flows", "shapes", "linear.py")
+    env = {**os.environ, "FLOWKERNEL_DISABLE_PLUGINS": "storage_s3"}
+    for root in ("s3://bucket/prefix", "gcs://bucket/p"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "flowkernel.cli", "--datastore-root", root, "run", flow],
+            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        hint = "flowkernel-storage-s3" if root.startswith("s3") else "gcs:// storage"
+        assert hint in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / ".flowkernel").exists()
+
+
+def test_client_metadata_takes_a_root(tmp_path):
+    from flowkernel import client
+
+    old = client._root
+    try:
+        assert client.metadata(f"local@{tmp_path}") == str(tmp_path)
+        assert client.get_metadata() == f"local@{tmp_path}"
+        assert client.metadata("s3://bucket/p/") == "s3://bucket/p"
+        assert client.get_metadata() == "s3://bucket/p"
+    finally:
+        client._root = old
+
+
+@pytest.mark.parametrize("how", ["env", "option"])
+def test_root_from_env_or_option(tmp_path, how):
+    flow = os.path.join(os.path.dirname(__file__), "flows", "shapes", "linear.py")
+    root = tmp_path / "elsewhere"
+    env = dict(os.environ)
+    args = [sys.executable, "-m", "flowkernel.cli"]
+    if how == "env":
+        env["FLOWKERNEL_DATASTORE_ROOT"] = str(root)
+    else:
+        args += ["--datastore-root", str(root)]
+    proc = subprocess.run([*args, "run", flow], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "LinearFlow" / "latest_run").exists()
+    assert not (tmp_path / ".flowkernel").exists()
