@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from flowkernel_notebook.display import graph_markdown
+from flowkernel_notebook.display import graph_markdown, graph_svg_of
 from flowkernel_notebook.flowfile import FlowFile, child_env
 
 if TYPE_CHECKING:
@@ -81,6 +81,9 @@ class NBDeployer:
 
     def _repr_markdown_(self) -> str:
         return graph_markdown(self.flow_cls, title=f"NBDeployer({self.flow_cls.__name__})")
+
+    def _repr_svg_(self) -> str:
+        return graph_svg_of(self.flow_cls)
 
     def __repr__(self) -> str:
         return f"NBDeployer({self.flow_cls.__name__}, flow_file={self.flow_file.path!r})"

@@ -1,16 +1,17 @@
-"""Rich display of a flow's graph in Jupyter: Markdown holding a Mermaid diagram.
+"""Rich display of a flow's graph in Jupyter: Markdown holding a Mermaid diagram, and an SVG.
 
-JupyterLab (4.1+), Notebook 7 and VS Code render a ```` ```mermaid ```` block in Markdown output;
-other front ends show the Mermaid text, which is still readable. An NBRunner has
-``_repr_markdown_``; a flow *class* cannot (IPython ignores display methods looked up on a
-class), so :func:`register_formatter` teaches the running IPython to display FlowSpec
-subclasses the same way. It runs when this package is imported in a kernel, and as
+JupyterLab (4.1+) and Notebook 7 render a ```` ```mermaid ```` block in Markdown output and
+prefer Markdown to SVG; VS Code renders no Mermaid but shows the SVG. An NBRunner has
+``_repr_markdown_`` and ``_repr_svg_``; a flow *class* cannot (IPython ignores display methods
+looked up on a class), so :func:`register_formatter` teaches the running IPython to display
+FlowSpec subclasses the same way. It runs when this package is imported in a kernel, and as
 ``%load_ext flowkernel_notebook``.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -30,15 +31,26 @@ def graph_markdown(flow_cls: type, title: str | None = None) -> str:
     return "\n".join(parts)
 
 
-def _flow_class_markdown(obj: Any) -> str | None:
-    from flowkernel.flow.flowspec import FlowSpec
+def graph_svg_of(flow_cls: type) -> str:
+    """The graph of ``flow_cls`` as SVG (for front ends that do not render Mermaid)."""
+    from flowkernel.kernel import Kernel
+    from flowkernel_notebook.svg import graph_svg
 
-    if isinstance(obj, type) and issubclass(obj, FlowSpec) and obj is not FlowSpec:
-        try:
-            return graph_markdown(obj)
-        except Exception:  # a display must never break the cell; the plain repr still shows
-            return None
-    return None
+    return graph_svg(Kernel.discover().build_graph(flow_cls))
+
+
+def _flow_class(render: Callable[[type], str]) -> Callable[[Any], str | None]:
+    def show(obj: Any) -> str | None:
+        from flowkernel.flow.flowspec import FlowSpec
+
+        if isinstance(obj, type) and issubclass(obj, FlowSpec) and obj is not FlowSpec:
+            try:
+                return render(obj)
+            except Exception:  # a display must never break the cell; the plain repr still shows
+                return None
+        return None
+
+    return show
 
 
 def register_formatter(shell: Any = None) -> bool:
@@ -54,6 +66,7 @@ def register_formatter(shell: Any = None) -> bool:
         return False
     from flowkernel.flow.flowspec import FlowSpec
 
-    formatter = shell.display_formatter.formatters["text/markdown"]
-    formatter.for_type(type(FlowSpec), _flow_class_markdown)
+    formatters = shell.display_formatter.formatters
+    formatters["text/markdown"].for_type(type(FlowSpec), _flow_class(graph_markdown))
+    formatters["image/svg+xml"].for_type(type(FlowSpec), _flow_class(graph_svg_of))
     return True

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from flowkernel.runner import ExecutingRun
-from flowkernel_notebook.display import graph_markdown
+from flowkernel_notebook.display import graph_markdown, graph_svg_of
 from flowkernel_notebook.flowfile import FlowFile, child_env
 
 if TYPE_CHECKING:
@@ -151,6 +151,9 @@ class NBRunner:
 
     def _repr_markdown_(self) -> str:
         return graph_markdown(self.flow_cls, title=f"NBRunner({self.flow_cls.__name__})")
+
+    def _repr_svg_(self) -> str:
+        return graph_svg_of(self.flow_cls)
 
     def __repr__(self) -> str:
         return f"NBRunner({self.flow_cls.__name__}, flow_file={self.flow_file.path!r})"

@@ -360,8 +360,10 @@ def test_a_flow_class_and_an_nbrunner_display_their_graph(run_notebook):
     for index in (2, 3):
         (markdown,) = done.data(index, "text/markdown")
         assert "```mermaid" in markdown and "step_start --> step_end" in markdown
+        (svg,) = done.data(index, "image/svg+xml")  # for front ends without Mermaid (VS Code)
+        assert svg.startswith("<svg") and ">start</text>" in svg and ">end</text>" in svg
     assert "NBRunner(CountFlow)" in done.data(3, "text/markdown")[0]
-    assert done.data(4, "text/markdown") == []
+    assert done.data(4, "text/markdown") == [] and done.data(4, "image/svg+xml") == []
 
 
 def test_the_example_notebook_runs(run_notebook, kernel_name):

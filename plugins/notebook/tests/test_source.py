@@ -7,6 +7,7 @@ import sys
 import textwrap
 import threading
 import types
+from pathlib import Path
 
 import pytest
 
@@ -149,18 +150,20 @@ def test_a_kernel_built_inside_ipython_makes_flow_classes_display_as_graphs(monk
     from flowkernel.flow.flowspec import FlowSpec
     from flowkernel.kernel import Kernel
 
-    registered = {}
+    registered: dict = {}
 
     class Formatter:
-        def for_type(self, kind, func):
-            registered[kind] = func
+        def __init__(self, mime):
+            self.mime = mime
 
-    shell = types.SimpleNamespace(
-        display_formatter=types.SimpleNamespace(formatters={"text/markdown": Formatter()})
-    )
+        def for_type(self, kind, func):
+            registered[self.mime, kind] = func
+
+    formatters = {mime: Formatter(mime) for mime in ("text/markdown", "image/svg+xml")}
+    shell = types.SimpleNamespace(display_formatter=types.SimpleNamespace(formatters=formatters))
     monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
     Kernel.discover(only=["notebook", "graph_ast"])
-    show = registered[type(FlowSpec)]
+    show = registered["text/markdown", type(FlowSpec)]
     assert show(int) is None  # other classes keep their usual display
 
     class ShownFlow(FlowSpec):
@@ -173,6 +176,7 @@ def test_a_kernel_built_inside_ipython_makes_flow_classes_display_as_graphs(monk
             pass
 
     assert "step_start --> step_end" in show(ShownFlow)
+    assert ">start</text>" in registered["image/svg+xml", type(FlowSpec)](ShownFlow)
 
 
 def test_a_name_set_by_a_magic_line_of_the_class_cell_is_reported_as_such(notebook):
@@ -195,3 +199,20 @@ def test_a_name_set_by_a_magic_line_of_the_class_cell_is_reported_as_such(notebo
         "helper (In [2])" in message
         and "x (set by no plain statement of any cell: by a magic line or exec())" in message
     )
+
+
+def test_the_svg_graph_has_a_box_per_step_and_an_arrow_per_edge():
+    import xml.etree.ElementTree as ET
+
+    from flowkernel.flow.loader import load_flow
+    from flowkernel.kernel import Kernel
+    from flowkernel_notebook.svg import graph_svg
+
+    flows = Path(__file__).resolve().parents[3] / "tests" / "flows" / "shapes"
+    graph = Kernel.discover().build_graph(load_flow(str(flows / "recursive_switch.py")))
+    root = ET.fromstring(graph_svg(graph))
+    ns = "{http://www.w3.org/2000/svg}"
+    names = [t.text for t in root.iter(f"{ns}text") if t.get("font-size") is None]
+    assert sorted(names) == sorted(graph.nodes)
+    edges = list(root.iter(f"{ns}line")) + list(root.iter(f"{ns}path"))[1:]  # [0]: the arrowhead
+    assert len(edges) == sum(len(n.out_funcs) for n in graph.nodes.values())
