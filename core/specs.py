@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    import click
+
+    from flowkernel.engine.runtime import Runtime
+    from flowkernel.kernel import Kernel
 
 
 @attrs.frozen
 class RuntimeSpec:
     """A runtime a plugin offers (``flowkernel_runtimes``); chosen by ``flow run --runtime=NAME``.
 
-    ``factory(kernel)`` returns an object whose ``run(ctx)`` executes a prepared run (a
-    :class:`flowkernel.engine.runs.RunContext`, for ``flow run`` and ``flow resume`` alike: a resume
-    context carries the tasks that may be cloned) and returns a :class:`RunResult`.
-    ``options`` are extra click options the runtime adds to ``flow run`` / ``flow resume``;
-    their values reach the runtime in ``ctx.options.extra``.
+    ``factory(kernel)`` returns a :class:`~flowkernel.engine.runtime.Runtime`: its ``run(ctx)``
+    executes a prepared run (a :class:`flowkernel.engine.runs.RunContext`, for ``flow run`` and
+    ``flow resume`` alike: a resume context carries the tasks that may be cloned) and returns a
+    :class:`RunResult`.
     """
 
     name: str
-    factory: Callable[..., Any]
+    factory: Callable[[Kernel], Runtime]
     description: str = ""
-    options: tuple[Any, ...] = ()
+    #: click options the runtime adds to ``flow run`` / ``flow resume`` (e.g. ``--isolation``);
+    #: their values reach it in ``ctx.options.extra`` by parameter name. ``Runner`` and
+    #: ``Kernel.run`` pass them as keyword arguments / ``runtime_options``.
+    options: tuple[click.Option, ...] = ()
 
 
 @attrs.frozen

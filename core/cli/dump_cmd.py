@@ -61,7 +61,7 @@ def dump(
             too_large = size > max_value_size
             value = TOO_LARGE if too_large else task._store.load(sha)
             if out_file is None:
-                info = task._record_or_raise().get("info", {}).get(name, {})
+                info = task._record_or_raise().info.get(name, {})
                 kind = info.get("type") or ("?" if too_large else type(value).__qualname__)
                 shown = TOO_LARGE if too_large else _show(value)
                 click.echo(f"{name} [size: {size} type: {kind}] = {shown}")
@@ -100,7 +100,7 @@ def _tasks(root: str, pathspec: str, flow_file: str | None) -> list[Any]:
 def _artifacts(task: Any, private: bool, names: list[str] | None) -> dict[str, str]:
     """The artifacts to show by name -> content hash."""
     try:
-        stored = task._record_or_raise()["artifacts"]
+        stored = task._record_or_raise().artifacts
     except NotFoundError:
         click.echo(f"{task.pathspec} has no completed attempt; nothing to dump", err=True)
         return {}

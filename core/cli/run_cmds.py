@@ -323,7 +323,7 @@ def _reject_parameters(flow_cls: type, args: list[str]) -> None:
 def _with_origin_configs(flow_cls: type, flow_file: str, root: str, origin: str | None) -> type:
     """Re-import the flow with the configs its origin run used (if it has configs)."""
     from flowkernel.datastore import FlowStore
-    from flowkernel.engine.executor import PARAMS_STEP, PARAMS_TASK
+    from flowkernel.engine.records import PARAMS_STEP, PARAMS_TASK, TaskRecord
     from flowkernel.flow.config import flow_configs, set_sources
     from flowkernel.flow.loader import load_flow
 
@@ -332,13 +332,13 @@ def _with_origin_configs(flow_cls: type, flow_file: str, root: str, origin: str 
         return flow_cls
     store = FlowStore(root, flow_cls.__name__)
     origin = origin or store.latest_run()
-    record = store.latest_record(origin, PARAMS_STEP, PARAMS_TASK) if origin else None
+    record = TaskRecord.read_latest(store, origin, PARAMS_STEP, PARAMS_TASK) if origin else None
     if record is None:
         return flow_cls  # start_resume reports the missing origin
     values = {
-        cfg.name: store.load(record["artifacts"][attr])
+        cfg.name: store.load(record.artifacts[attr])
         for attr, cfg in configs.items()
-        if attr in record["artifacts"]
+        if attr in record.artifacts
     }
     set_sources(values=values)
     return load_flow(flow_file, fresh=True)

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flowkernel.datastore import FlowStore, default_root, iter_flow_names
-from flowkernel.engine.executor import PARAMS_STEP, PARAMS_TASK
+from flowkernel.engine.records import PARAMS_STEP, PARAMS_TASK, TaskRecord
 from flowkernel.errors import (
     ExceptionWrapper,
     InvalidPathspecError,
@@ -390,7 +390,7 @@ class Run(_ClientObject):
         names = None
         if self._record.get("flow_file") and os.path.exists(self._record["flow_file"]):
             names = list(flow_parameters(load_flow(self._record["flow_file"])))
-        arts = task._record_or_raise()["artifacts"]
+        arts = task._record_or_raise().artifacts
         keep = names if names is not None else [n for n in arts if not n.startswith("_")]
         return {n: task[n].data for n in keep if n in arts}
 
@@ -505,8 +505,8 @@ def _run_record(store: FlowStore, run_id: str) -> dict[str, Any]:
 
 def _graph_info(store: FlowStore, run_id: str) -> dict[str, Any] | None:
     """The run's ``_graph_info`` (stored with its parameters), or None."""
-    record = store.latest_record(run_id, PARAMS_STEP, PARAMS_TASK)
-    sha = (record or {}).get("artifacts", {}).get("_graph_info")
+    record = TaskRecord.read_latest(store, run_id, PARAMS_STEP, PARAMS_TASK)
+    sha = record.artifacts.get("_graph_info") if record else None
     return store.load(sha) if sha else None
 
 
@@ -538,15 +538,15 @@ class Task(_ClientObject):
         if latest is None:
             raise NotFoundError(f"Task {self.pathspec} does not exist")
         self.current_attempt = latest if self._attempt_arg is None else self._attempt_arg
-        self._record = self._store.read_task_record(run_id, step, task_id, self.current_attempt)
+        self._record = TaskRecord.read(self._store, run_id, step, task_id, self.current_attempt)
 
     def _run_record(self) -> dict[str, Any]:
         return self._run
 
-    def _record_or_raise(self) -> dict[str, Any]:
+    def _record_or_raise(self) -> TaskRecord:
         if self._record is None:
-            self._record = self._store.read_task_record(
-                *self.path_components[1:], self.current_attempt
+            self._record = TaskRecord.read(
+                self._store, *self.path_components[1:], self.current_attempt
             )
         if self._record is None:
             raise NotFoundError(f"Task {self.pathspec} has no completed attempt (still running?)")
@@ -556,14 +556,14 @@ class Task(_ClientObject):
     def finished(self) -> bool:
         """The task is done: it succeeded, or @catch handled its failure."""
         record = self._record_or_none()
-        return bool(record and record.get("task_ok"))
+        return bool(record and record.task_ok)
 
     @property
     def successful(self) -> bool:
         record = self._record_or_none()
-        return bool(record and record.get("success"))
+        return bool(record and record.success)
 
-    def _record_or_none(self) -> dict[str, Any] | None:
+    def _record_or_none(self) -> TaskRecord | None:
         try:
             return self._record_or_raise()
         except NotFoundError:
@@ -572,47 +572,47 @@ class Task(_ClientObject):
     @property
     def finished_at(self) -> datetime | None:
         record = self._record_or_none()
-        return _datetime(record.get("finished_at")) if record else None
+        return _datetime(record.finished_at) if record else None
 
     @property
     def created_at(self) -> datetime | None:
         record = self._record_or_none()
-        return _datetime(record.get("started_at")) if record else None
+        return _datetime(record.started_at) if record else None
 
     @property
     def exception(self) -> ExceptionWrapper | None:
         """What made the task fail (None if it succeeded or @catch handled it)."""
         record = self._record_or_none()
-        if not record or record.get("task_ok") or not record.get("exception"):
+        if not record or record.task_ok or record.exception is None:
             return None
-        if "_exception" in record["artifacts"]:
-            value = self._store.load(record["artifacts"]["_exception"], "_exception", self.pathspec)
+        if "_exception" in record.artifacts:
+            value = self._store.load(record.artifacts["_exception"], "_exception", self.pathspec)
             if value is not None:
                 return value
         wrapper = ExceptionWrapper()
-        wrapper.type = record["exception"]["type"]
-        wrapper.exception = record["exception"]["message"]
+        wrapper.type = record.exception.type
+        wrapper.exception = record.exception.message
         return wrapper
 
     @property
     def index(self) -> int | None:
-        stack = (self._record_or_none() or {}).get("foreach_stack") or []
-        return stack[-1][3] if stack else None
+        record = self._record_or_none()
+        return record.foreach_index if record else None
 
     @property
     def origin_pathspec(self) -> str | None:
-        record = self._record_or_none() or {}
-        if not record.get("cloned"):
+        record = self._record_or_none()
+        if record is None or not record.cloned:
             return None
         flow, _, step, _ = self.path_components
-        return f"{flow}/{record['origin_run_id']}/{step}/{record['origin_task_id']}"
+        return f"{flow}/{record.origin_run_id}/{step}/{record.origin_task_id}"
 
     @property
     def parent_tasks(self) -> list[Task]:
-        record = self._record_or_none() or {}
+        record = self._record_or_none()
         flow, run_id = self.path_components[:2]
         out = []
-        for path in record.get("input_paths", ()):
+        for path in record.input_paths if record else ():
             step, task_id, _ = path.split("/")
             if step != PARAMS_STEP:
                 pathspec = f"{flow}/{run_id}/{step}/{task_id}"
@@ -631,8 +631,8 @@ class Task(_ClientObject):
         out = []
         for child_step in dict.fromkeys(successors):
             for child_id in sorted(self._store.task_ids(run_id, child_step), key=_task_order):
-                record = self._store.latest_record(run_id, child_step, child_id) or {}
-                if any(p.startswith(prefix) for p in record.get("input_paths", ())):
+                record = TaskRecord.read_latest(self._store, run_id, child_step, child_id)
+                if record and any(p.startswith(prefix) for p in record.input_paths):
                     pathspec = f"{flow}/{run_id}/{child_step}/{child_id}"
                     out.append(Task(pathspec, _namespace_check=False, _root=self._root))
         return out
@@ -647,14 +647,14 @@ class Task(_ClientObject):
         system = dict(t.split(":", 1) for t in self.system_tags if ":" in t)
         entries: list[Metadata] = []
         for attempt in range(latest, -1, -1):
-            record = self._store.read_task_record(run_id, step, task_id, attempt)
+            record = TaskRecord.read(self._store, run_id, step, task_id, attempt)
             if record is None:
                 continue
-            started = int(1000 * (record.get("started_at") or 0))
-            finished = int(1000 * (record.get("finished_at") or 0))
+            started = int(1000 * record.started_at)
+            finished = int(1000 * record.finished_at)
             fields = {
                 "attempt": str(attempt),
-                "origin-run-id": str(record.get("origin_run_id")),
+                "origin-run-id": str(record.origin_run_id),
                 "ds-type": "local",
                 "ds-root": self._root,
                 "runtime": system.get("runtime", "dev"),
@@ -662,12 +662,12 @@ class Task(_ClientObject):
                 "python_version": system.get("python_version", ""),
                 "script-name": os.path.basename(self._run.get("flow_file") or ""),
             }
-            if record.get("pid") is not None:
-                fields["pid"] = str(record["pid"])
-            if record.get("cloned"):
-                fields["origin-task-id"] = str(record.get("origin_task_id"))
+            if record.pid is not None:
+                fields["pid"] = str(record.pid)
+            if record.cloned:
+                fields["origin-task-id"] = str(record.origin_task_id)
             entries += [Metadata(k, v, started, k, self) for k, v in fields.items()]
-            ok = "True" if record.get("task_ok") else "False"
+            ok = "True" if record.task_ok else "False"
             entries.append(Metadata("attempt_ok", ok, finished, "internal_attempt_status", self))
             entries.append(Metadata("attempt-done", str(attempt), finished, "attempt-done", self))
         return entries
@@ -713,8 +713,8 @@ class Task(_ClientObject):
         where = (*self.path_components[1:], self.current_attempt, stream)
         data = self._store.read_log(*where)
         times = self._store.read_log_times(*where)
-        record = self._record_or_none() or {}
-        fallback = record.get("started_at") or 0.0
+        record = self._record_or_none()
+        fallback = record.started_at if record else 0.0
         for i, raw in enumerate(data.splitlines()):
             stamp = times[i] if i < len(times) else fallback
             line = raw.decode("utf-8", "replace") if as_unicode else raw
@@ -754,14 +754,14 @@ class Task(_ClientObject):
         return fields(*found)
 
     def _artifact_names(self) -> list[str]:
-        return [n for n in self._record_or_raise()["artifacts"] if not n.startswith("_")]
+        return [n for n in self._record_or_raise().artifacts if not n.startswith("_")]
 
     def __iter__(self) -> Iterator[DataArtifact]:
         for name in sorted(self._artifact_names()):
             yield self[name]
 
     def __getitem__(self, name: str) -> DataArtifact:
-        if name not in self._record_or_raise()["artifacts"]:
+        if name not in self._record_or_raise().artifacts:
             raise KeyError(name)
         return DataArtifact._of(self, name)
 
@@ -789,7 +789,7 @@ class ArtifactData:
 
     def __contains__(self, name: object) -> bool:
         hidden = isinstance(name, str) and name.startswith("_")
-        return not hidden and name in self._task._record_or_raise()["artifacts"]
+        return not hidden and name in self._task._record_or_raise().artifacts
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._task._artifact_names())
@@ -819,7 +819,7 @@ class DataArtifact(_ClientObject):
         task = Task(
             "/".join(self.path_components[:4]), _namespace_check=self._check, _root=self._root
         )
-        if self.id not in task._record_or_raise()["artifacts"]:
+        if self.id not in task._record_or_raise().artifacts:
             raise NotFoundError(f"Artifact {self.pathspec} does not exist")
         self._task = task
 
@@ -828,7 +828,7 @@ class DataArtifact(_ClientObject):
 
     @property
     def sha(self) -> str:
-        return self._task._record_or_raise()["artifacts"][self.id]
+        return self._task._record_or_raise().artifacts[self.id]
 
     @property
     def data(self) -> Any:

@@ -14,11 +14,12 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from flowkernel.engine.records import RunRecord, TaskFailure, TaskRecord, TaskRef, Transition
 from flowkernel.errors import (
     ExceptionWrapper,
     FailureHandledByCatch,
@@ -49,8 +50,6 @@ INTERNAL = frozenset(
         "_foreach_num_splits",
     }
 )
-PARAMS_STEP = "_parameters"
-PARAMS_TASK = "0"
 _IMMUTABLE = (str, bytes, int, float, bool, complex, type(None))
 
 
@@ -86,21 +85,22 @@ def run_task(
     graph: FlowGraph,
     store: FlowStore,
     spec: TaskSpec,
-    input_records: Sequence[dict[str, Any]] | None = None,
+    input_records: Sequence[TaskRecord | TaskRef] | None = None,
 ) -> int:
     """Run one attempt; returns 0 when the task is done (succeeded or caught), else 1.
 
     :param input_records: the records of ``spec.input_paths`` if the caller has them already
-        (a forked worker shares the controller's); else they are read from the store.
+        (a forked worker shares the controller's); else they are read from the store, as are
+        the records of inputs given as :class:`TaskRef` (a runtime keeps its memory flat so).
     """
     started = time.time()
     node = graph[spec.step]
-    if input_records is None:
-        input_records = [None] * len(spec.input_paths)
-    # a runtime may pass slim records (no artifacts) to keep its memory flat: read those
-    input_records = [
-        r if r is not None and "artifacts" in r else _read_input(store, spec, path)
-        for r, path in zip(input_records, spec.input_paths, strict=True)
+    given: Sequence[TaskRecord | TaskRef | None] = (
+        input_records if input_records is not None else [None] * len(spec.input_paths)
+    )
+    records = [
+        r if isinstance(r, TaskRecord) else _read_input(store, spec, path)
+        for r, path in zip(given, spec.input_paths, strict=True)
     ]
     flow = object.__new__(flow_cls)
     state = flow.__dict__
@@ -112,7 +112,7 @@ def run_task(
     stacktrace = ""
     inputs: Inputs | None = None
     try:
-        inputs = _bind_inputs(flow, flow_cls, graph, node, store, spec, input_records)
+        inputs = _bind_inputs(flow, flow_cls, graph, node, store, spec, records)
         _set_current(flow_cls, graph, spec, store)
         if "environment" in decos:
             os.environ.update({k: str(v) for k, v in decos["environment"]["vars"].items()})
@@ -127,9 +127,9 @@ def run_task(
     if exception is None and "catch" in decos and decos["catch"]["var"]:
         setattr(flow, decos["catch"]["var"], None)
     record = _persist(flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs)
-    if record.get("persist_error"):
-        exception = exception or RuntimeError(record["persist_error"])
-        stacktrace = stacktrace or record["persist_error"] + "\n"
+    if record.persist_error:
+        exception = exception or RuntimeError(record.persist_error)
+        stacktrace = stacktrace or record.persist_error + "\n"
         ok = False
     if not ok:
         _report_failure(spec, exception, stacktrace)
@@ -147,92 +147,95 @@ def user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def _read_input(store: FlowStore, spec: TaskSpec, path: str) -> dict[str, Any]:
+def _read_input(store: FlowStore, spec: TaskSpec, path: str) -> TaskRecord:
     step, task_id, attempt = parse_input_path(path)
-    record = store.read_task_record(spec.run_id, step, task_id, attempt)
+    record = TaskRecord.read(store, spec.run_id, step, task_id, attempt)
     if record is None:
         raise FlowkernelError(f"input {spec.run_id}/{path} has no record")
     return record
 
 
-def _bind_inputs(flow, flow_cls, graph, node, store, spec, records) -> Inputs | None:
+def _bind_inputs(
+    flow, flow_cls, graph, node, store, spec, records: Sequence[TaskRecord]
+) -> Inputs | None:
     """Set up lazy artifacts, foreach and iteration stacks; return the join's inputs."""
     state = flow.__dict__
     first = records[0]
-    parent_stack = [ForeachFrame(*f) for f in first.get("foreach_stack", ())]
-    iter_stack = list(first.get("iteration_stack", ()))
+    parent_stack = list(first.foreach_stack)
+    iter_stack = list(first.iteration_stack)
     inputs = None
     if node.type == "join":
         inputs = Inputs([_input_view(flow_cls, store, r) for r in records])
-        state["_fk_shas"] = _passdown(flow_cls, first["artifacts"])
+        state["_fk_shas"] = _passdown(flow_cls, first.artifacts)
         split = graph[node.split_parents[-1]] if node.split_parents else None
         if split is not None and split.type == "foreach" and parent_stack:
             _check_foreach_join(spec, records, parent_stack[-1])
             parent_stack = parent_stack[:-1]
     else:
-        state["_fk_shas"] = dict(first["artifacts"])
-        parent = graph[first["step"]] if first["step"] in graph else None  # noqa: SIM401
+        state["_fk_shas"] = dict(first.artifacts)
+        parent = graph[first.step] if first.step in graph else None  # noqa: SIM401
         if parent is not None and parent.type == "foreach" and spec.split_index is not None:
             # the frame's display value is not loaded: that would unpickle the whole list of
             # values in every one of the N tasks (the `_foreach_values` artifact has them)
             parent_stack.append(
                 ForeachFrame(
                     spec.step,
-                    first["foreach_var"],
-                    first["foreach_num_splits"],
+                    first.foreach_var,
+                    first.foreach_num_splits,
                     spec.split_index,
                     None,
                 )
             )
         if node.is_recursive_switch:
-            if first["step"] == node.name:
+            if first.step == node.name:
                 iter_stack[-1] += 1
             else:
                 iter_stack.append(0)
         elif parent is not None and parent.is_recursive_switch and iter_stack:
             iter_stack.pop()
-    state["_fk_where"] = f"{spec.flow_name}/{first['run_id']}/{first['step']}/{first['task_id']}"
+    state["_fk_where"] = f"{spec.flow_name}/{first.run_id}/{first.step}/{first.task_id}"
     state["_current_step"] = spec.step
     state["_foreach_stack"] = tuple(parent_stack)
     state["_iteration_stack"] = tuple(iter_stack)
     return inputs
 
 
-def _check_foreach_join(spec: TaskSpec, records, top: ForeachFrame) -> None:
+def _check_foreach_join(spec: TaskSpec, records: Sequence[TaskRecord], top: ForeachFrame) -> None:
     if len(records) != top.num_splits:
         raise InternalError(
             f"join step '{spec.step}' expected {top.num_splits} inputs from the foreach "
             f"but received {len(records)}"
         )
-    lineages = {tuple(tuple(f) for f in r["foreach_stack"][:-1]) for r in records}
+    lineages = {r.foreach_stack[:-1] for r in records}
     if len(lineages) > 1:
         raise InternalError(f"join step '{spec.step}' joins branches whose lineages differ")
 
 
-def _passdown(flow_cls: type, artifacts: dict[str, str]) -> dict[str, str]:
+def _passdown(flow_cls: type, artifacts: Mapping[str, str]) -> dict[str, str]:
     """What a join starts with: parameters, constants, ``name`` and the graph info."""
     keep = set(flow_cls._fk_readonly()) | {"_graph_info"}
     return {k: v for k, v in artifacts.items() if k in keep}
 
 
-def _input_view(flow_cls: type, store: FlowStore, record: dict[str, Any]) -> FlowSpec:
+def _input_view(flow_cls: type, store: FlowStore, record: TaskRecord) -> FlowSpec:
     view = object.__new__(flow_cls)
     view.__dict__.update(
         _fk_store=store,
         _fk_loaded={},
-        _fk_shas=dict(record["artifacts"]),
-        _current_step=record["step"],
-        _foreach_stack=tuple(ForeachFrame(*f) for f in record.get("foreach_stack", ())),
-        _task_pathspec=f"{record['run_id']}/{record['step']}/{record['task_id']}",
+        _fk_shas=dict(record.artifacts),
+        _current_step=record.step,
+        _foreach_stack=record.foreach_stack,
+        _task_pathspec=f"{record.run_id}/{record.step}/{record.task_id}",
     )
-    view.__dict__["_fk_where"] = f"{record.get('flow', '?')}/{view._task_pathspec}"
+    view.__dict__["_fk_where"] = f"{record.flow or '?'}/{view._task_pathspec}"
     return view
 
 
 def _set_current(flow_cls: type, graph: FlowGraph, spec: TaskSpec, store: FlowStore) -> None:
     project = None
     if getattr(flow_cls, "_fk_project", None) is not None:
-        project = (store.read_run_record(spec.run_id) or {}).get("project")
+        run = RunRecord.read(store, spec.run_id)
+        project = run.project if run else None
     parallel = None
     if spec.num_parallel:
         control = spec.task_id.split("_node_")[0]
@@ -331,7 +334,9 @@ def _catch(flow, node: Node, spec: TaskSpec, deco, exc, stacktrace) -> bool:
     return True
 
 
-def _persist(flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs) -> dict:
+def _persist(
+    flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs
+) -> TaskRecord:
     """Store every artifact of ``flow`` and write the attempt's record (always, even on failure)."""
     state = flow.__dict__
     readonly = flow_cls._fk_readonly()
@@ -356,40 +361,41 @@ def _persist(flow, flow_cls, node, store, spec, started, ok, exception, caught, 
         artifacts[name] = sha
         info[name] = {"size": size, "type": type(value).__qualname__}
     transition = state.get("_transition")
-    record = {
-        "flow": spec.flow_name,
-        "run_id": spec.run_id,
-        "step": spec.step,
-        "task_id": spec.task_id,
-        "attempt": spec.attempt,
-        "success": ok and not caught and persist_error is None,
-        "task_ok": ok and persist_error is None,
-        "artifacts": artifacts,
-        "info": info,
-        "input_paths": list(spec.input_paths),
-        "split_index": spec.split_index,
-        "foreach_stack": [list(f) for f in state["_foreach_stack"]],
-        "iteration_stack": list(state["_iteration_stack"]),
-        "transition": [list(transition[0]), transition[1]] if transition else None,
-        "foreach_var": state.get("_foreach_var"),
-        "foreach_num_splits": state.get("_foreach_num_splits"),
-        "exception": _exception_summary(exception) if exception is not None else None,
-        "caught": caught,
-        "origin_run_id": spec.origin_run_id,
-        "started_at": started,
-        "finished_at": time.time(),
-        "pid": os.getpid(),
-    }
+    failure = _failure(exception) if exception is not None else None
     if persist_error:
-        record["persist_error"] = persist_error
-        record["exception"] = {"type": "UnpicklableArtifactError", "message": persist_error}
-    store.write_task_record(record)
+        failure = TaskFailure("UnpicklableArtifactError", persist_error)
+    record = TaskRecord(
+        flow=spec.flow_name,
+        run_id=spec.run_id,
+        step=spec.step,
+        task_id=spec.task_id,
+        attempt=spec.attempt,
+        success=ok and not caught and persist_error is None,
+        task_ok=ok and persist_error is None,
+        artifacts=artifacts,
+        info=info,
+        input_paths=spec.input_paths,
+        split_index=spec.split_index,
+        foreach_stack=state["_foreach_stack"],
+        iteration_stack=state["_iteration_stack"],
+        transition=Transition(tuple(transition[0]), transition[1]) if transition else None,
+        foreach_var=state.get("_foreach_var"),
+        foreach_num_splits=state.get("_foreach_num_splits"),
+        exception=failure,
+        caught=caught,
+        origin_run_id=spec.origin_run_id,
+        started_at=started,
+        finished_at=time.time(),
+        pid=os.getpid(),
+        persist_error=persist_error,
+    )
+    record.write(store)
     return record
 
 
-def _exception_summary(exc: BaseException) -> dict[str, str]:
+def _failure(exc: BaseException) -> TaskFailure:
     klass = type(exc)
-    return {"type": f"{klass.__module__}.{klass.__qualname__}", "message": str(exc)}
+    return TaskFailure(f"{klass.__module__}.{klass.__qualname__}", str(exc))
 
 
 def _report_failure(spec: TaskSpec, exc: BaseException | None, stacktrace: str) -> None:

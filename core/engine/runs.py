@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from flowkernel.datastore import FlowStore
-from flowkernel.engine.executor import PARAMS_STEP, PARAMS_TASK, TaskSpec
-from flowkernel.engine.scheduling import TaskKey, record_key
+from flowkernel.engine.executor import TaskSpec
+from flowkernel.engine.records import PARAMS_STEP, PARAMS_TASK, RunRecord, TaskKey, TaskRecord
 from flowkernel.errors import UsageError
 
 if TYPE_CHECKING:
@@ -61,10 +61,10 @@ class RunContext:
     run_id: str
     user: str
     options: RunOptions
-    params_record: dict[str, Any] = attrs.field(eq=False)
+    params_record: TaskRecord = attrs.field(eq=False)
     origin_run_id: str | None = None
     #: resume only: origin task records by key, that may be cloned instead of run
-    clones: dict[TaskKey, dict[str, Any]] = attrs.field(factory=dict, eq=False)
+    clones: dict[TaskKey, TaskRecord] = attrs.field(factory=dict, eq=False)
     #: resume only: steps of which some origin tasks failed or never finished
     unfinished_steps: frozenset[str] = frozenset()
 
@@ -91,27 +91,24 @@ def _register_run(store, graph, flow_file, options, user, origin, flow_cls=None)
     _validate_tags(options.tags)
     project = resolve_project(flow_cls, user, options.branch, options.production)
     run_id = allocate_run(store)
-    store.write_run_record(
-        run_id,
-        {
-            "flow": store.flow_name,
-            "run_id": run_id,
-            "user": user,
-            "tags": list(options.tags),
-            "system_tags": [
-                f"user:{user}",
-                "runtime:dev",
-                f"python_version:{platform.python_version()}",
-                *(project.system_tags if project else ()),
-            ],
-            "project": project.to_dict() if project else None,
-            "created_at": time.time(),
-            "origin_run_id": origin,
-            "flow_file": flow_file,
-            "start_step": graph.start,
-            "end_step": graph.end,
-        },
-    )
+    RunRecord(
+        flow=store.flow_name,
+        run_id=run_id,
+        user=user,
+        tags=options.tags,
+        system_tags=(
+            f"user:{user}",
+            "runtime:dev",
+            f"python_version:{platform.python_version()}",
+            *(project.system_tags if project else ()),
+        ),
+        project=project.to_dict() if project else None,
+        created_at=time.time(),
+        origin_run_id=origin,
+        flow_file=flow_file,
+        start_step=graph.start,
+        end_step=graph.end,
+    ).write(store)
     if options.run_id_file:
         with open(options.run_id_file, "w") as fh:
             fh.write(run_id)
@@ -136,32 +133,10 @@ def start_run(
     values = {**flow_cls._fk_constants(), **configs, **params, "name": flow_cls.__name__}
     values["_graph_info"] = graph.to_dict()
     artifacts = {name: store.save(name, value)[0] for name, value in values.items()}
-    record = params_record(store.flow_name, run_id, artifacts)
+    record = TaskRecord.parameters(store.flow_name, run_id, artifacts)
     store.mark_started(run_id, PARAMS_STEP, PARAMS_TASK, 0)
-    store.write_task_record(record)
+    record.write(store)
     return RunContext(flow_cls, flow_file, graph, store, run_id, user, options, record)
-
-
-def params_record(flow: str, run_id: str, artifacts: dict[str, str], origin=None) -> dict:
-    now = time.time()
-    return {
-        "flow": flow,
-        "run_id": run_id,
-        "step": PARAMS_STEP,
-        "task_id": PARAMS_TASK,
-        "attempt": 0,
-        "success": True,
-        "task_ok": True,
-        "artifacts": artifacts,
-        "info": {},
-        "input_paths": [],
-        "foreach_stack": [],
-        "iteration_stack": [],
-        "transition": None,
-        "origin_run_id": origin,
-        "started_at": now,
-        "finished_at": now,
-    }
 
 
 def start_resume(
@@ -191,7 +166,7 @@ def start_resume(
     if step is not None and step not in graph:
         steps = ", ".join(n.name for n in graph)
         raise UsageError(f"Unknown step '{step}' to resume from; the flow's steps are: {steps}")
-    origin_params = store.latest_record(origin, PARAMS_STEP, PARAMS_TASK)
+    origin_params = TaskRecord.read_latest(store, origin, PARAMS_STEP, PARAMS_TASK)
     if origin_params is None:
         raise UsageError(f"run {origin} has no parameters record; it cannot be resumed")
     rerun = graph.downstream_of(step) if step else set()
@@ -201,16 +176,16 @@ def start_resume(
         if step_name == PARAMS_STEP or step_name in rerun or step_name not in graph:
             continue
         for task_id in store.task_ids(origin, step_name):
-            record = store.latest_record(origin, step_name, task_id)
-            if record is not None and record.get("task_ok"):
-                clones[record_key(record)] = record
+            record = TaskRecord.read_latest(store, origin, step_name, task_id)
+            if record is not None and record.task_ok:
+                clones[record.key] = record
             else:
                 unfinished.add(step_name)
     user = current_user()
     run_id = _register_run(store, graph, flow_file, options, user, origin, flow_cls)
-    record = params_record(store.flow_name, run_id, origin_params["artifacts"], origin)
+    record = TaskRecord.parameters(store.flow_name, run_id, origin_params.artifacts, origin)
     store.mark_started(run_id, PARAMS_STEP, PARAMS_TASK, 0)
-    store.write_task_record(record)
+    record.write(store)
     return RunContext(
         flow_cls,
         flow_file,
@@ -226,20 +201,13 @@ def start_resume(
     )
 
 
-def clone_record(ctx: RunContext, origin: dict[str, Any], task_id: str, inputs) -> dict:
+def clone_record(
+    ctx: RunContext, origin: TaskRecord, task_id: str, input_paths: tuple[str, ...]
+) -> TaskRecord:
     """Record a cloned task in the new run: same artifacts (by reference), new identity."""
-    record = dict(origin)
-    record.update(
-        run_id=ctx.run_id,
-        task_id=task_id,
-        attempt=0,
-        input_paths=[f"{r['step']}/{r['task_id']}/{r['attempt']}" for r in inputs],
-        origin_run_id=ctx.origin_run_id,
-        origin_task_id=origin["task_id"],
-        cloned=True,
-    )
-    ctx.store.mark_started(ctx.run_id, record["step"], task_id, 0)
-    ctx.store.write_task_record(record)
+    record = origin.cloned_as(ctx.run_id, task_id, input_paths, ctx.origin_run_id)
+    ctx.store.mark_started(ctx.run_id, record.step, task_id, 0)
+    record.write(store=ctx.store)
     return record
 
 

@@ -7,49 +7,40 @@ A runtime feeds every finished task's record to :meth:`Frontier.task_finished` a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
+from flowkernel.engine.records import TaskKey, TaskRecord, TaskRef
 from flowkernel.errors import TooManySplitsError
 
 if TYPE_CHECKING:
     from flowkernel.graph.model import FlowGraph
 
-TaskKey = tuple[str, tuple[int, ...], tuple[int, ...]]
-__all__ = ["Frontier", "ReadyTask", "TaskKey", "TooManySplitsError", "record_key"]
+__all__ = ["Frontier", "ReadyTask", "TaskKey", "TooManySplitsError"]
+
+#: A finished input: the full record, or (a join's waiting inputs) only its identity.
+Input = TaskRecord | TaskRef
 
 
 @attrs.frozen
 class ReadyTask:
-    """A task whose inputs are all done. ``inputs`` are the records of its input tasks."""
+    """A task whose inputs are all done.
+
+    ``inputs`` are its input tasks: full records, or refs (a join's inputs waited in memory
+    without their artifacts; the executor reads those records from the store).
+    """
 
     step: str
-    inputs: tuple[dict[str, Any], ...] = attrs.field(eq=False)
+    inputs: tuple[Input, ...] = attrs.field(eq=False)
     key: TaskKey
     split_index: int | None = None
+    #: ``@parallel``: the size of the gang this task belongs to
     num_parallel: int | None = None
 
     @property
     def input_paths(self) -> tuple[str, ...]:
-        return tuple(f"{r['step']}/{r['task_id']}/{r['attempt']}" for r in self.inputs)
-
-
-def record_key(record: dict[str, Any]) -> TaskKey:
-    """The key of a finished task, from its record."""
-    return (
-        record["step"],
-        tuple(f[3] for f in record.get("foreach_stack", ())),
-        tuple(record.get("iteration_stack", ())),
-    )
-
-
-_SLIM_KEYS = ("run_id", "step", "task_id", "attempt", "foreach_stack", "iteration_stack")
-
-
-def _slim(record: dict[str, Any]) -> dict[str, Any]:
-    """What a waiting join input keeps in memory (the executor reads the rest from the store)."""
-    return {k: record[k] for k in _SLIM_KEYS if k in record}
+        return tuple(r.path for r in self.inputs)
 
 
 class Frontier:
@@ -59,22 +50,25 @@ class Frontier:
         self.graph = graph
         self.max_num_splits = max_num_splits
         self._scheduled: set[TaskKey] = set()
-        self._waiting: dict[TaskKey, dict[Any, dict[str, Any]]] = {}
+        self._waiting: dict[TaskKey, dict[tuple, TaskRef]] = {}
         self._closes = {n.matching_join: n.name for n in graph if n.matching_join}
 
-    def start(self, params_record: dict[str, Any]) -> list[ReadyTask]:
+    def start(self, params_record: TaskRecord) -> list[ReadyTask]:
         """The start task, fed by the parameters task."""
         return self._emit(ReadyTask(self.graph.start, (params_record,), (self.graph.start, (), ())))
 
-    def task_finished(self, record: dict[str, Any]) -> list[ReadyTask]:
-        """Successors of a done task (its transition was validated by the executor)."""
-        node = self.graph[record["step"]]
-        if node.type == "end" or not record.get("transition"):
+    def task_finished(self, record: TaskRecord) -> list[ReadyTask]:
+        """Successors of a done task (its transition was validated by the executor).
+
+        :raises TooManySplitsError: a foreach split into more than ``max_num_splits`` tasks.
+        """
+        node = self.graph[record.step]
+        if node.type == "end" or record.transition is None:
             return []
-        _, indices, iters = record_key(record)
+        _, indices, iters = record.key
         ready: list[ReadyTask] = []
         if node.type == "foreach":
-            n = record["foreach_num_splits"] or 0
+            n = record.foreach_num_splits or 0
             if n > self.max_num_splits:
                 raise TooManySplitsError(
                     f"Foreach in step '{node.name}' yielded {n} child steps, more than the "
@@ -86,7 +80,7 @@ class Frontier:
                 key = (child, (*indices, i), iters)
                 ready += self._emit(ReadyTask(child, (record,), key, i, parallel and n))
             return ready
-        for target in record["transition"][0]:
+        for target in record.transition.targets:
             tnode = self.graph[target]
             if tnode.type == "join":
                 ready += self._arrive_at_join(target, record, indices, iters)
@@ -100,19 +94,19 @@ class Frontier:
             ready += self._emit(ReadyTask(target, (record,), (target, indices, next_iters)))
         return ready
 
-    def _arrive_at_join(self, join: str, record, indices, iters) -> list[ReadyTask]:
+    def _arrive_at_join(self, join: str, record: TaskRecord, indices, iters) -> list[ReadyTask]:
         split = self.graph[self._closes[join]] if join in self._closes else None
         in_order = {name: i for i, name in enumerate(sorted(self.graph[join].in_funcs))}
         if split is not None and split.type == "foreach":
             key = (join, indices[:-1], iters)
             group = self._waiting.setdefault(key, {})
-            group[(in_order.get(record["step"], 0), indices[-1])] = _slim(record)
-            if len(group) < record["foreach_stack"][-1][2]:
+            group[(in_order.get(record.step, 0), indices[-1])] = record.ref()
+            if len(group) < record.foreach_stack[-1].num_splits:
                 return []
         else:
             key = (join, indices, iters)
             group = self._waiting.setdefault(key, {})
-            group[(record["step"],)] = _slim(record)
+            group[(record.step,)] = record.ref()
             needed = len(split.out_funcs) if split is not None else len(self.graph[join].in_funcs)
             if len(group) < needed:
                 return []

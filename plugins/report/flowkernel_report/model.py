@@ -184,7 +184,7 @@ def _attempts(store: FlowStore, run_id: str, step: str, task_id: str) -> list[At
 def load_run(store: FlowStore, run_id: str) -> RunView:
     """Read run ``run_id`` of ``store``'s flow: its record, graph, every task and attempt."""
     from flowkernel.cli.runs_cmd import summarize_run
-    from flowkernel.engine.executor import PARAMS_STEP, PARAMS_TASK
+    from flowkernel.engine.records import PARAMS_STEP, PARAMS_TASK
     from flowkernel.errors import NotFoundError
 
     summary = summarize_run(store, run_id)

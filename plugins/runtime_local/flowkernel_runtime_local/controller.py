@@ -1,9 +1,11 @@
-"""The local runtime's controller: a single-threaded loop that launches, watches and retries
-task attempts, feeds their output to the log sinks, and stops everything on a final failure.
+"""The local runtime's controller: a single-threaded loop that starts task attempts as
+processes, watches them, feeds their output to the log sinks, and stops them when told.
 
-Each attempt runs in its own process: forked from this warm controller (the flow module and
-kernel already imported) or, with ``--isolation spawn``, a fresh interpreter running
-``flow step``. No threads are started, so forking is safe.
+What to run, what a finished attempt means, retries and fail-fast are the kernel's
+:class:`~flowkernel.dispatch.Dispatcher` (the same for every runtime); this module keeps only
+processes, pipes and polling. Each attempt runs in its own process: forked from this warm
+controller (the flow module and kernel already imported) or, with ``--isolation spawn``, a
+fresh interpreter running ``flow step``. No threads are started, so forking is safe.
 """
 
 from __future__ import annotations
@@ -13,18 +15,17 @@ import os
 import signal
 import sys
 import time
-from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from flowkernel.engine.executor import TaskSpec, run_task
+from flowkernel.engine.dispatch import Attempt, Dispatcher
+from flowkernel.engine.executor import run_task
 from flowkernel.engine.logs import abnormal_end_line
 from flowkernel.engine.progress import Progress, progress_for
-from flowkernel.engine.runs import clone_record, resume_plan, step_command
-from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
-from flowkernel.flow.decorators import MAX_ATTEMPTS, step_decorators, timeout_seconds
-from flowkernel.specs import LogLine, RunInfo, RunResult, TaskInfo
+from flowkernel.engine.runs import resume_plan, step_command
+from flowkernel.specs import LogLine, RunResult
 from flowkernel_runtime_local import workers
-from flowkernel_runtime_local.workers import Gang, Worker
+from flowkernel_runtime_local.workers import Worker
 
 if TYPE_CHECKING:
     from flowkernel.engine.runs import RunContext
@@ -38,8 +39,6 @@ _READ_SIZE = 1 << 16
 _READS_PER_ROUND = 16
 #: A line longer than this (bytes) reaches the sinks in pieces of this size.
 MAX_LINE = 1 << 20
-#: A task that exits with this code is never retried (as in Metaflow).
-NO_RETRY_EXIT_CODE = 202
 
 
 class _Interrupted(Exception):
@@ -55,10 +54,10 @@ class LocalRuntime:
     def run(self, ctx: RunContext) -> RunResult:
         return _Controller(self.kernel, ctx).execute()
 
-    resume = run
-
 
 class _Controller:
+    """Processes for one run; the :class:`Dispatcher` decides what they run (its Backend)."""
+
     def __init__(self, kernel: Kernel, ctx: RunContext):
         self.kernel = kernel
         self.ctx = ctx
@@ -66,32 +65,29 @@ class _Controller:
         self.quiet = opts.quiet
         isolation = opts.extra.get("isolation") or ("fork" if hasattr(os, "fork") else "spawn")
         self.isolation = isolation
-        self.info = RunInfo(
-            flow_name=ctx.store.flow_name,
-            run_id=ctx.run_id,
-            datastore_root=ctx.store.root,
-            runtime="local",
-            origin_run_id=ctx.origin_run_id,
-            tags=opts.tags,
-        )
-        self.frontier = Frontier(ctx.graph, opts.max_num_splits)
-        self.queue: deque[ReadyTask] = deque()
+        self.dispatcher = Dispatcher(kernel, ctx, self, runtime="local")
+        self.info = self.dispatcher.info
         self.workers: dict[int, Worker] = {}
         self.by_fd: dict[int, Worker] = {}
-        self.next_task_id = 1
-        self.failure: str | None = None
-        self.failed_steps: list[str] = []
-        self.progress = Progress()  #: replaced by a live display on a terminal in execute()
         self.pid = os.getpid()
         #: SIGINT/SIGTERM received so far; the handler only counts, the loop acts on it
         self.signals = 0
         #: the console (stdout) is gone (`| head`, a Runner caller that exited): stop writing
         self.console_lost = False
 
+    @property
+    def progress(self) -> Progress:
+        """The dispatcher's counts (a live display on a terminal, set in :meth:`execute`)."""
+        return self.dispatcher.progress
+
     # -- messages ------------------------------------------------------------------------------
 
     def say(
-        self, text: str, task: Worker | None = None, force: bool = False, err: bool = False
+        self,
+        text: str,
+        task: Attempt | Worker | None = None,
+        force: bool = False,
+        err: bool = False,
     ) -> None:
         """An engine message on the console (never in a task's own logs); ``err``: on stderr."""
         if (self.quiet or self.progress.live) and not force:
@@ -128,7 +124,9 @@ class _Controller:
         self.guardian = workers.Guardian.start()
         self.poller = self.kernel.make_poller()
         # before the sinks: on a terminal, the console sink then writes above the live display
-        self.progress = progress_for(self.quiet, f"{self.info.flow_name}/{self.ctx.run_id}")
+        self.dispatcher.progress = progress_for(
+            self.quiet, f"{self.info.flow_name}/{self.ctx.run_id}"
+        )
         self.sinks = list(self.kernel.log_sinks(self.info))
         old_handlers = {
             sig: signal.signal(sig, self._on_signal)
@@ -150,11 +148,12 @@ class _Controller:
             self.say(f"Cloned from the origin run: {', '.join(cloned) or 'nothing'}", force=True)
             self.say(f"Run again: {', '.join(rerun) or 'nothing'}", force=True)
         self.say(f"Workflow starting (run-id {self.ctx.run_id}):", force=True)
+        dispatcher = self.dispatcher
         try:
-            self._enqueue(self.frontier.start(self.ctx.params_record))
+            dispatcher.start()
             self._loop()
         except (KeyboardInterrupt, _Interrupted):
-            self.failure = self.failure or "interrupted"
+            dispatcher.failure = dispatcher.failure or "interrupted"
             self.say("Workflow interrupted: stopping every task.", force=True)
             self._stop_all()
         finally:
@@ -165,22 +164,31 @@ class _Controller:
                     self.say(f"log sink {type(sink).__name__} failed to close: {exc}", force=True)
             self.poller.close()
             self.progress.stop()
-        success = self.failure is None
+        success = dispatcher.failure is None
         if success:
             self.say("Done!", force=True)
         else:
             sys.stdout.flush()  # the summary on stderr comes after everything above it
-            self.say(f"Workflow failed: {self.failure}", force=True, err=True)
-        result = RunResult(self.info, success, self.failure or "", tuple(self.failed_steps))
+            self.say(f"Workflow failed: {dispatcher.failure}", force=True, err=True)
+        result = RunResult(
+            run=self.info,
+            success=success,
+            message=dispatcher.failure or "",
+            failed_steps=tuple(dispatcher.failed_steps),
+        )
         self.kernel.run_finished(self.info, result)
         return result
 
     def _loop(self) -> None:
         max_workers = max(1, self.ctx.options.max_workers)
-        while (self.queue and self.failure is None) or self.workers:
-            while self.queue and self.failure is None and len(self.workers) < max_workers:
+        dispatcher = self.dispatcher
+        while dispatcher.has_ready or self.workers:
+            # a @parallel gang starts whole, past --max-workers
+            while dispatcher.has_ready and len(self.workers) < max_workers:
                 self._check_signals()
-                self._start(self.queue.popleft())
+                group = dispatcher.next_group()
+                if group is not None:
+                    dispatcher.launch(group)
             self._check_signals()
             if not self.workers:
                 continue
@@ -191,7 +199,7 @@ class _Controller:
             self.progress.tick()
 
     def _check_signals(self) -> None:
-        if self.signals and self.failure != "interrupted":
+        if self.signals and self.dispatcher.failure != "interrupted":
             raise _Interrupted()
 
     def _poll_timeout(self) -> float:
@@ -202,101 +210,16 @@ class _Controller:
             timeout = min(timeout, max(0.0, min(deadlines) - time.time()))
         return timeout
 
-    # -- launching -----------------------------------------------------------------------------
+    # -- the dispatcher's backend --------------------------------------------------------------
 
-    def _start(self, ready: ReadyTask) -> None:
-        if ready.num_parallel:
-            self._start_gang(ready)
-            return
-        clone = self.ctx.clones.get(ready.key)
-        task_id = str(self.next_task_id)
-        self.next_task_id += 1
-        if clone is not None:
-            record = clone_record(self.ctx, clone, task_id, ready.inputs)
-            self._task_finished(TaskInfo(self.info, ready.step, task_id, 0, True, 0, cloned=True))
-            self._succeeded(record)
-            return
-        self._launch(ready, task_id, 0)
-
-    def _start_gang(self, first: ReadyTask) -> None:
-        """Start every node of a ``@parallel`` step at once (a gang ignores --max-workers)."""
-        members = [first] + [self.queue.popleft() for _ in range(first.num_parallel - 1)]
-        control = str(self.next_task_id)
-        self.next_task_id += 1
-        task_ids = [control] + [f"{control}_node_{i}" for i in range(1, len(members))]
-        clones = [self.ctx.clones.get(m.key) for m in members]
-        if all(clones):  # resume: a gang is cloned whole or runs again whole
-            for member, clone, task_id in zip(members, clones, task_ids, strict=True):
-                record = clone_record(self.ctx, clone, task_id, member.inputs)
-                self._task_finished(
-                    TaskInfo(self.info, member.step, task_id, 0, True, 0, cloned=True)
-                )
-                self._succeeded(record)
-            return
-        self._launch_gang(Gang(first.step, members, task_ids))
-
-    def _launch_gang(self, gang: Gang) -> None:
-        gang.records.clear()
-        gang.failure = None
-        for member, task_id in zip(gang.members, gang.task_ids, strict=True):
-            worker = self._launch(member, task_id, gang.attempt)
-            worker.gang = gang
-            gang.running.add(worker.pid)
-
-    def _gang_member_done(self, worker: Worker, record: dict[str, Any] | None, status: str):
-        """A node exited: stop the others if it failed; act once the whole gang is done."""
-        gang = worker.gang
-        gang.running.discard(worker.pid)
-        if record is not None and status == "ok":
-            gang.records[worker.ready.split_index] = record
-        elif gang.failure is None:
-            gang.failure = f"node {worker.ready.split_index} {status}"
-            others = [w for w in self.workers.values() if w.gang is gang]
-            for other in others:
-                self.say("Stopping this node: another node of the gang failed.", other, True)
-                other.deadline = time.time() + TIMEOUT_GRACE  # SIGKILL if SIGTERM is not enough
-            workers.signal_trees([w.pid for w in others])
-        if gang.running:
-            return
-        if gang.failure is None:
-            for node in sorted(gang.records):
-                self._succeeded(gang.records[node])
-            return
-        decos = step_decorators(getattr(self.ctx.flow_cls, gang.step))
-        if self.failure is None and gang.attempt + 1 < _max_attempts(decos):
-            message = f"Gang of step {gang.step} failed ({gang.failure}); retrying every node."
-            self.say(message, force=True)
-            gang.attempt += 1
-            self._launch_gang(gang)
-        elif self.failure is None:
-            message = f"Step {gang.step} (gang {gang.task_ids[0]}) failed: {gang.failure}."
-            self._fail(message, gang.step)
-
-    def _launch(self, ready: ReadyTask, task_id: str, attempt: int) -> Worker:
-        ctx = self.ctx
-        decos = step_decorators(getattr(ctx.flow_cls, ready.step))
-        spec = TaskSpec(
-            flow_name=ctx.store.flow_name,
-            run_id=ctx.run_id,
-            step=ready.step,
-            task_id=task_id,
-            attempt=attempt,
-            input_paths=ready.input_paths,
-            datastore_root=ctx.store.root,
-            split_index=ready.split_index,
-            max_user_code_retries=_user_retries(decos),
-            origin_run_id=ctx.origin_run_id,
-            user=ctx.user,
-            tags=ctx.options.tags,
-            num_parallel=ready.num_parallel,
-            max_num_splits=ctx.options.max_num_splits,
-        )
-        ctx.store.mark_started(ctx.run_id, ready.step, task_id, attempt)
-        self.progress.started(ready.step)
+    def launch(self, attempt: Attempt) -> None:
+        """Start one attempt's process (fork, or spawn ``flow step``)."""
+        ctx, spec = self.ctx, attempt.spec
         popen = None
         if self.isolation == "fork":
+            inputs = attempt.ready.inputs
             pid, out_fd, err_fd = workers.fork_worker(
-                lambda: run_task(ctx.flow_cls, ctx.graph, ctx.store, spec, ready.inputs),
+                lambda: run_task(ctx.flow_cls, ctx.graph, ctx.store, spec, inputs),
                 self.pid,
             )
         else:
@@ -304,13 +227,13 @@ class _Controller:
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             popen = workers.spawn_worker(step_command(ctx, spec), env)
             pid, out_fd, err_fd = popen.pid, popen.stdout.fileno(), popen.stderr.fileno()
-        seconds = timeout_seconds(decos["timeout"].attributes) if "timeout" in decos else 0
+        seconds = attempt.group.policy.timeout
         worker = Worker(
             pid=pid,
-            step=ready.step,
-            task_id=task_id,
-            attempt=attempt,
-            ready=ready,
+            step=spec.step,
+            task_id=spec.task_id,
+            attempt=spec.attempt,
+            job=attempt,
             fds={out_fd: "stdout", err_fd: "stderr"},
             started_at=time.time(),
             deadline=time.time() + seconds + TIMEOUT_GRACE if seconds else None,
@@ -322,8 +245,20 @@ class _Controller:
             self.by_fd[fd] = worker
         self.workers[pid] = worker
         self.guardian.watch(pid)
-        self.say("Task is starting" + (f" (retry {attempt})." if attempt else "."), worker)
-        return worker
+        self.say(
+            "Task is starting" + (f" (retry {spec.attempt})." if spec.attempt else "."), worker
+        )
+
+    def stop(self, attempts: Sequence[Attempt] | None) -> None:
+        """Stop some attempts (a gang whose node failed), or every task (the run failed)."""
+        if attempts is None:
+            self._stop_all()
+            return
+        ids = {(a.task_id, a.attempt) for a in attempts}
+        stopping = [w for w in self.workers.values() if (w.task_id, w.attempt) in ids]
+        for worker in stopping:
+            worker.deadline = time.time() + TIMEOUT_GRACE  # SIGKILL if SIGTERM is not enough
+        workers.signal_trees([w.pid for w in stopping])
 
     # -- output --------------------------------------------------------------------------------
 
@@ -422,125 +357,18 @@ class _Controller:
             self._finished(worker)
 
     def _finished(self, worker: Worker) -> None:
-        store, ctx = self.ctx.store, self.ctx
         ending = abnormal_end_line(worker.returncode, worker.killed)
         if ending is not None:  # the task's own stderr log says how it ended
             self._emit(worker, "stderr", [ending.encode()], True)
-        record = store.read_task_record(ctx.run_id, worker.step, worker.task_id, worker.attempt)
-        ok = worker.returncode == 0 and record is not None and record.get("task_ok")
-        if worker.gang is not None:
-            status = "ok" if ok else workers.describe_status(worker.returncode)
-            if not ok and record is None:
-                record = self._record_crash(worker, status)
-            self._task_finished(
-                TaskInfo(
-                    self.info,
-                    worker.step,
-                    worker.task_id,
-                    worker.attempt,
-                    bool(ok),
-                    worker.returncode,
-                )
-            )
-            self.say("Task finished successfully." if ok else f"Task failed ({status}).", worker)
-            self._gang_member_done(worker, record if ok else None, status)
-            return
-        if ok:
-            self._task_finished(
-                TaskInfo(self.info, worker.step, worker.task_id, worker.attempt, True, 0)
-            )
-            caught = not record.get("success")
-            self.say("Task finished; @catch handled its exception." if caught else
-                     "Task finished successfully.", worker)  # fmt: skip
-            self._succeeded(record)
-            return
-        status = workers.describe_status(worker.returncode)
-        if record is None:
-            record = self._record_crash(worker, status)
-        decos = step_decorators(getattr(ctx.flow_cls, worker.step))
-        attempts = _max_attempts(decos)
-        retry = (
-            not worker.killed
-            and worker.returncode != NO_RETRY_EXIT_CODE
-            and self.failure is None
-            and worker.attempt + 1 < attempts
+        self.dispatcher.finished(
+            worker.job,
+            worker.returncode,
+            stopped=worker.killed,
+            started_at=worker.started_at,
+            pid=worker.pid,
         )
-        self._task_finished(
-            TaskInfo(
-                self.info,
-                worker.step,
-                worker.task_id,
-                worker.attempt,
-                False,
-                worker.returncode,
-                will_retry=retry,
-            )
-        )
-        if retry:
-            self.say(f"Task failed ({status}); retrying.", worker, force=True)
-            self._launch(worker.ready, worker.task_id, worker.attempt + 1)
-            return
-        if worker.killed:
-            self.say(f"Task was stopped ({status}).", worker, force=True)
-            return
-        self.say(f"Task failed ({status}).", worker, force=True)
-        self._fail(f"Step {worker.step} (task-id {worker.task_id}) failed.", worker.step)
 
-    def _enqueue(self, ready: list[ReadyTask]) -> None:
-        for task in ready:
-            self.progress.queued(task.step)
-        self.queue.extend(ready)
-
-    def _task_finished(self, task: TaskInfo) -> None:
-        self.progress.finished(task.step, task.success, task.will_retry, task.cloned)
-        self.kernel.task_finished(task)
-
-    def _succeeded(self, record: dict[str, Any]) -> None:
-        try:
-            ready = self.frontier.task_finished(record)
-        except TooManySplitsError as exc:
-            self._fail(str(exc), record["step"])
-            return
-        node = self.ctx.graph[record["step"]]
-        if node.type == "foreach" and not self.quiet:
-            what = "a gang of" if node.num_parallel is not None else "foreach yields"
-            self.say(f"Step {node.name}: {what} {len(ready)} child tasks.")
-        self._enqueue(ready)
-
-    def _record_crash(self, worker: Worker, status: str) -> dict[str, Any]:
-        """The task died without writing its record: write a failed one for it."""
-        record = {
-            "flow": self.ctx.store.flow_name,
-            "run_id": self.ctx.run_id,
-            "step": worker.step,
-            "task_id": worker.task_id,
-            "attempt": worker.attempt,
-            "success": False,
-            "task_ok": False,
-            "artifacts": {},
-            "info": {},
-            "input_paths": list(worker.ready.input_paths),
-            "split_index": worker.ready.split_index,
-            "foreach_stack": [],
-            "iteration_stack": [],
-            "transition": None,
-            "exception": {"type": "TaskProcessDied", "message": f"the task process {status}"},
-            "returncode": worker.returncode,
-            "started_at": worker.started_at,
-            "finished_at": time.time(),
-            "pid": worker.pid,
-        }
-        self.ctx.store.write_task_record(record)
-        return record
-
-    # -- failure -------------------------------------------------------------------------------
-
-    def _fail(self, message: str, step: str) -> None:
-        if self.failure is None:
-            self.failure = message
-            self.failed_steps.append(step)
-            self.queue.clear()
-            self._stop_all()
+    # -- stopping ------------------------------------------------------------------------------
 
     def _stop_all(self, grace: float = 5.0) -> None:
         """Terminate every running task's process tree (SIGTERM, SIGKILL after ``grace``)."""
@@ -571,12 +399,3 @@ class _Controller:
                 worker.deadline = None
                 self.say("Task exceeded its @timeout: killing its process tree.", worker, True)
                 workers.signal_trees([worker.pid], signal.SIGKILL)
-
-
-def _user_retries(decos: dict[str, Any]) -> int:
-    return int(decos["retry"]["times"]) if "retry" in decos else 0
-
-
-def _max_attempts(decos: dict[str, Any]) -> int:
-    error_retries = 3 if "catch" in decos else 0
-    return min(MAX_ATTEMPTS, 1 + _user_retries(decos) + error_retries)

@@ -46,7 +46,7 @@ class Worker:
     step: str
     task_id: str
     attempt: int
-    ready: Any
+    job: Any  #: the dispatcher's Attempt this process runs
     fds: dict[int, str]  #: open read ends -> "stdout" / "stderr"
     started_at: float
     deadline: float | None = None
@@ -56,21 +56,7 @@ class Worker:
         factory=lambda: {"stdout": bytearray(), "stderr": bytearray()}
     )
     returncode: int | None = None
-    killed: bool = False
-    gang: Gang | None = None
-
-
-@attrs.define(eq=False)
-class Gang:
-    """The N nodes of one ``@parallel`` step: started together, retried and failed together."""
-
-    step: str
-    members: list[Any]  #: ReadyTask per node, in node order
-    task_ids: list[str]
-    attempt: int = 0
-    running: set[int] = attrs.field(factory=set)  #: pids of live members
-    records: dict[int, dict[str, Any]] = attrs.field(factory=dict)  #: node -> record (done)
-    failure: str | None = None  #: status of the first member that failed
+    killed: bool = False  #: stopped by the controller because the run is failing
 
 
 def reap_attempt(pid: int) -> int | None:
@@ -297,17 +283,6 @@ def detach_stdout() -> None:
         pass
     finally:
         os.close(null)
-
-
-def describe_status(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        extra = " (segmentation fault)" if returncode == -signal.SIGSEGV else ""
-        return f"killed by {name}{extra}"
-    return f"exited with status {returncode}"
 
 
 def now() -> float:

@@ -1,0 +1,361 @@
+"""The runtime-independent half of executing a run: which attempt to start next, what a
+finished attempt means, when to retry, when the run has failed.
+
+A runtime owns processes (or futures, or pods); the :class:`Dispatcher` owns everything else and
+is the same for every runtime, so a run behaves the same whichever engine executes it:
+
+* the :class:`~flowkernel.engine.scheduling.Frontier` and the queue of ready tasks;
+* task ids (one counter per run, from 1; ``@parallel`` nodes are ``<id>_node_<i>``);
+* resume: cloning a task instead of running it;
+* :class:`TaskGroup`: tasks that start, fail and retry together. A ``@parallel`` step's N
+  tasks form one group; every other task is a group of one, handled by the same code;
+* the :class:`~flowkernel.engine.policy.RetryPolicy`, the crashed record of a process that died
+  without writing its own, the ``flowkernel_task_finished`` hook, fail-fast.
+
+A runtime implements :class:`Backend` (start an attempt, stop some, print a message) and calls
+:meth:`Dispatcher.next_group` / :meth:`Dispatcher.launch` while it has capacity and
+:meth:`Dispatcher.finished` when an attempt's process ends.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+
+from flowkernel.engine.executor import TaskSpec
+from flowkernel.engine.policy import RetryPolicy, describe_exit
+from flowkernel.engine.progress import Progress
+from flowkernel.engine.records import TaskRecord
+from flowkernel.engine.runs import clone_record
+from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
+from flowkernel.specs import RunInfo, TaskInfo
+
+if TYPE_CHECKING:
+    from flowkernel.engine.runs import RunContext
+    from flowkernel.kernel import Kernel
+
+
+@attrs.define(eq=False)
+class TaskGroup:
+    """Tasks that start together, fail together and are retried together.
+
+    The nodes of a ``@parallel`` step (``gang`` is True), or one ordinary task.
+    """
+
+    step: str
+    members: tuple[ReadyTask, ...]
+    task_ids: tuple[str, ...]
+    policy: RetryPolicy
+    gang: bool = False
+    attempt: int = 0
+    #: members of the current attempt still running (by index)
+    running: set[int] = attrs.field(factory=set)
+    #: successful records of the current attempt (by member index)
+    records: dict[int, TaskRecord] = attrs.field(factory=dict)
+    #: the first failure of the current attempt, e.g. ``"node 1 exited with status 1"``
+    failure: str | None = None
+    #: whether the current attempt, having failed, will be retried (decided at its first failure)
+    will_retry: bool = False
+
+
+@attrs.frozen
+class Attempt:
+    """One attempt of one member of a group: what a runtime starts and reports back."""
+
+    group: TaskGroup = attrs.field(eq=False)
+    member: int  #: index in ``group.members`` (the ``@parallel`` node number)
+    spec: TaskSpec
+
+    @property
+    def ready(self) -> ReadyTask:
+        return self.group.members[self.member]
+
+    @property
+    def step(self) -> str:
+        return self.spec.step
+
+    @property
+    def task_id(self) -> str:
+        return self.spec.task_id
+
+    @property
+    def attempt(self) -> int:
+        return self.spec.attempt
+
+
+class Backend(Protocol):
+    """What a runtime does for the dispatcher."""
+
+    def launch(self, attempt: Attempt) -> None:
+        """Start ``attempt`` (its ``.started`` marker is written); report its end to
+        :meth:`Dispatcher.finished`."""
+
+    def stop(self, attempts: Sequence[Attempt] | None) -> None:
+        """Stop these running attempts (``None``: every running attempt: the run failed)."""
+
+    def say(self, text: str, attempt: Attempt | None = None, force: bool = False) -> None:
+        """An engine message for the user (``force``: even with ``--quiet``)."""
+
+
+class Dispatcher:
+    """Runs the shared policy of one run for a runtime (see the module docstring)."""
+
+    def __init__(self, kernel: Kernel, ctx: RunContext, backend: Backend, runtime: str):
+        self.kernel = kernel
+        self.ctx = ctx
+        self.backend = backend
+        self.info = RunInfo(
+            flow_name=ctx.store.flow_name,
+            run_id=ctx.run_id,
+            datastore_root=ctx.store.root,
+            runtime=runtime,
+            origin_run_id=ctx.origin_run_id,
+            tags=ctx.options.tags,
+        )
+        self.frontier = Frontier(ctx.graph, ctx.options.max_num_splits)
+        self.queue: deque[ReadyTask] = deque()
+        #: why the run failed (``None`` while it has not)
+        self.failure: str | None = None
+        self.failed_steps: list[str] = []
+        self._next_task_id = 1
+        self._policies: dict[str, RetryPolicy] = {}
+        #: counts per step, fed here; a runtime may replace it with a live display
+        #: (:func:`~flowkernel.engine.progress.progress_for`) and calls its ``tick``/``stop``
+        self.progress = Progress()
+
+    # -- scheduling ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Queue the start task."""
+        self._enqueue(self.frontier.start(self.ctx.params_record))
+
+    @property
+    def has_ready(self) -> bool:
+        """A task is ready and the run has not failed."""
+        return bool(self.queue) and self.failure is None
+
+    def policy(self, step: str) -> RetryPolicy:
+        policy = self._policies.get(step)
+        if policy is None:
+            policy = self._policies[step] = RetryPolicy.of_step(self.ctx.flow_cls, step)
+        return policy
+
+    def next_group(self) -> TaskGroup | None:
+        """The next group to launch, with task ids, or ``None`` if nothing is ready.
+
+        Tasks a resume clones are recorded on the way (their successors are queued).
+        """
+        while self.has_ready:
+            first = self.queue.popleft()
+            size = first.num_parallel or 1
+            members = (first, *(self.queue.popleft() for _ in range(size - 1)))
+            control = str(self._next_task_id)
+            self._next_task_id += 1
+            task_ids = (control, *(f"{control}_node_{i}" for i in range(1, size)))
+            clones = [self.ctx.clones.get(m.key) for m in members]
+            if all(clones):  # resume: a gang is cloned whole or runs again whole
+                for member, clone, task_id in zip(members, clones, task_ids, strict=True):
+                    self._clone(member, clone, task_id)
+                continue
+            gang = first.num_parallel is not None
+            return TaskGroup(first.step, members, task_ids, self.policy(first.step), gang)
+        return None
+
+    def launch(self, group: TaskGroup) -> list[Attempt]:
+        """Start the group's current attempt: every member, through the backend."""
+        group.records.clear()
+        group.failure = None
+        group.will_retry = False
+        attempts = [self._attempt(group, i) for i in range(len(group.members))]
+        for attempt in attempts:
+            self.ctx.store.mark_started(
+                self.ctx.run_id, attempt.step, attempt.task_id, attempt.attempt
+            )
+            group.running.add(attempt.member)
+            self.progress.started(attempt.step)
+            self.backend.launch(attempt)
+        return attempts
+
+    def _attempt(self, group: TaskGroup, member: int) -> Attempt:
+        ctx, ready = self.ctx, group.members[member]
+        spec = TaskSpec(
+            flow_name=ctx.store.flow_name,
+            run_id=ctx.run_id,
+            step=ready.step,
+            task_id=group.task_ids[member],
+            attempt=group.attempt,
+            input_paths=ready.input_paths,
+            datastore_root=ctx.store.root,
+            split_index=ready.split_index,
+            max_user_code_retries=group.policy.user_retries,
+            origin_run_id=ctx.origin_run_id,
+            user=ctx.user,
+            tags=ctx.options.tags,
+            num_parallel=ready.num_parallel,
+            max_num_splits=ctx.options.max_num_splits,
+        )
+        return Attempt(group, member, spec)
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def finished(
+        self,
+        attempt: Attempt,
+        returncode: int | None,
+        *,
+        stopped: bool = False,
+        started_at: float = 0.0,
+        pid: int | None = None,
+    ) -> TaskRecord:
+        """Attempt ``attempt`` ended with ``returncode``: record, report and act on it.
+
+        Reads the attempt's record (writes a crashed one if the process left none), fires
+        ``flowkernel_task_finished``, and then, once the whole group is done: queues the
+        successors, relaunches the group, or fails the run (and has the backend stop
+        everything). Returns the attempt's record.
+
+        :param stopped: the runtime stopped this attempt because the run is failing.
+        """
+        group = attempt.group
+        ctx = self.ctx
+        record = TaskRecord.read(
+            ctx.store, ctx.run_id, attempt.step, attempt.task_id, attempt.attempt
+        )
+        ok = returncode == 0 and record is not None and record.task_ok
+        status = "ok" if ok else describe_exit(returncode)
+        if record is None:
+            record = TaskRecord.crashed(
+                flow=ctx.store.flow_name,
+                run_id=ctx.run_id,
+                step=attempt.step,
+                task_id=attempt.task_id,
+                attempt=attempt.attempt,
+                status=status,
+                returncode=returncode,
+                input_paths=attempt.spec.input_paths,
+                split_index=attempt.spec.split_index,
+                started_at=started_at,
+                pid=pid,
+            )
+            record.write(ctx.store)
+        group.running.discard(attempt.member)
+        first_failure = not ok and group.failure is None
+        if ok:
+            group.records[attempt.member] = record
+        elif first_failure:
+            group.failure = f"node {attempt.spec.split_index} {status}" if group.gang else status
+            group.will_retry = group.policy.retries(
+                group.attempt, returncode, stopped=stopped, run_failing=self.failure is not None
+            )
+        self._report(attempt, ok, returncode, will_retry=not ok and group.will_retry)
+        self._say_finished(attempt, record, ok, status, stopped)
+        if first_failure and group.running:
+            others = [self._attempt(group, i) for i in sorted(group.running)]
+            for other in others:
+                self.backend.say(
+                    "Stopping this node: another node of the gang failed.", other, True
+                )
+            self.backend.stop(others)
+        if not group.running:
+            self._group_done(group, attempt, stopped)
+        return record
+
+    def _report(self, attempt: Attempt, ok: bool, returncode: int | None, will_retry: bool) -> None:
+        """The one place a ``TaskInfo`` is built for an attempt that ran."""
+        self.progress.finished(attempt.step, ok, will_retry)
+        self.kernel.task_finished(
+            TaskInfo(
+                run=self.info,
+                step=attempt.step,
+                task_id=attempt.task_id,
+                attempt=attempt.attempt,
+                success=ok,
+                returncode=returncode,
+                will_retry=will_retry,
+            )
+        )
+
+    def _say_finished(self, attempt: Attempt, record, ok: bool, status: str, stopped: bool) -> None:
+        say, group = self.backend.say, attempt.group
+        if ok:
+            caught = not record.success and not group.gang
+            say("Task finished; @catch handled its exception." if caught else
+                "Task finished successfully.", attempt)  # fmt: skip
+        elif group.gang:
+            say(f"Task failed ({status}).", attempt)
+        elif group.will_retry:
+            say(f"Task failed ({status}); retrying.", attempt, force=True)
+        elif stopped:
+            say(f"Task was stopped ({status}).", attempt, force=True)
+        else:
+            say(f"Task failed ({status}).", attempt, force=True)
+
+    def _group_done(self, group: TaskGroup, last: Attempt, stopped: bool) -> None:
+        if group.failure is None:
+            for member in sorted(group.records):
+                self._succeeded(group.records[member])
+            return
+        if group.will_retry and self.failure is None:
+            if group.gang:
+                message = (
+                    f"Gang of step {group.step} failed ({group.failure}); retrying every node."
+                )
+                self.backend.say(message, force=True)
+            group.attempt += 1
+            self.launch(group)
+        elif stopped and not group.gang:
+            return
+        elif self.failure is None:
+            if group.gang:
+                message = f"Step {group.step} (gang {group.task_ids[0]}) failed: {group.failure}."
+            else:
+                message = f"Step {group.step} (task-id {group.task_ids[0]}) failed."
+            self.fail(message, group.step)
+
+    def _clone(self, ready: ReadyTask, origin: TaskRecord, task_id: str) -> None:
+        record = clone_record(self.ctx, origin, task_id, ready.input_paths)
+        self.progress.finished(ready.step, True, cloned=True)
+        self.kernel.task_finished(
+            TaskInfo(
+                run=self.info,
+                step=ready.step,
+                task_id=task_id,
+                attempt=0,
+                success=True,
+                returncode=0,
+                cloned=True,
+            )
+        )
+        self._succeeded(record)
+
+    def _succeeded(self, record: TaskRecord) -> None:
+        try:
+            ready = self.frontier.task_finished(record)
+        except TooManySplitsError as exc:
+            self.fail(str(exc), record.step)
+            return
+        node = self.ctx.graph[record.step]
+        if node.type == "foreach":
+            what = "a gang of" if node.num_parallel is not None else "foreach yields"
+            self.backend.say(f"Step {node.name}: {what} {len(ready)} child tasks.")
+        self._enqueue(ready)
+
+    def _enqueue(self, ready: list[ReadyTask]) -> None:
+        for task in ready:
+            self.progress.queued(task.step)
+        self.queue.extend(ready)
+
+    # -- failure -------------------------------------------------------------------------------
+
+    def fail(self, message: str, step: str | None = None) -> None:
+        """Fail the run (the first failure wins): start nothing more, stop what runs."""
+        if self.failure is not None:
+            return
+        self.failure = message
+        if step is not None:
+            self.failed_steps.append(step)
+        self.queue.clear()
+        self.backend.stop(None)

@@ -1,0 +1,80 @@
+"""The example runtime of docs/writing-a-runtime.md, run from the page itself on every graph shape:
+each run must match the local runtime's (tasks per step, the end task's data and output)."""
+
+from __future__ import annotations
+
+import re
+import types
+from pathlib import Path
+
+import pytest
+
+from flowkernel.engine.runtime import Runtime
+from flowkernel.kernel import Kernel
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "writing-a-runtime.md"
+SHAPES = sorted((ROOT / "tests" / "flows" / "shapes").glob("*.py"))
+#: shapes also run with every task in its own `flow step` interpreter (slower)
+SUBPROCESS_SHAPES = ("foreach.py", "parallel.py", "recursive_switch_inside_foreach.py")
+
+
+def _example_plugin() -> types.ModuleType:
+    text = PAGE.read_text()
+    section = text.split("## A sequential runtime", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    module = types.ModuleType("sequential_runtime_example")
+    exec(compile(code, str(PAGE), "exec"), module.__dict__)
+    return module
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Kernel:
+    return Kernel.discover(plugins=[("sequential_example", _example_plugin())])
+
+
+def _summary(run) -> dict:
+    end = run.end_task
+    return {
+        "successful": run.successful,
+        "tasks": {step.id: len(list(step)) for step in run},
+        "data": {name: end[name].data for name in end.data},
+        "stdout": end.stdout,
+    }
+
+
+def test_the_example_is_a_runtime(kernel):
+    spec = kernel.runtime("sequential")
+    assert isinstance(spec.factory(kernel), Runtime)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda p: p.stem)
+def test_the_example_runtime_runs_every_shape_like_the_local_one(kernel, tmp_path, shape):
+    root = str(tmp_path / "ds")
+    local = kernel.run(str(shape), datastore_root=root, runtime="local")
+    expected = _summary(local)
+    assert expected["successful"]
+    runtimes = ["sequential"]
+    if shape.name in SUBPROCESS_SHAPES:
+        runtimes.append("sequential-subprocess")
+    for runtime in runtimes:
+        run = kernel.run(str(shape), datastore_root=root, runtime=runtime)
+        assert _summary(run) == expected, runtime
+
+
+def test_the_example_runtime_applies_the_shared_retry_policy(kernel, tmp_path):
+    """@retry and @catch behave as on the local runtime: the policy is the dispatcher's."""
+    flow = ROOT / "examples" / "retry_catch.py"
+    root = str(tmp_path / "ds")
+    local = kernel.run(str(flow), datastore_root=root, runtime="local")
+    run = kernel.run(str(flow), datastore_root=root, runtime="sequential")
+    summary, expected = _summary(run), _summary(local)
+    assert summary.pop("data").keys() == expected.pop("data").keys()  # an exception in it
+    assert summary == expected
+    assert "fragile failed with: builtins.TypeError" in run.end_task.stdout
+    attempts = {
+        step.id: [task.current_attempt for task in step] for step in run if step.id != "end"
+    }
+    assert attempts == {
+        step.id: [task.current_attempt for task in step] for step in local if step.id != "end"
+    }
