@@ -28,6 +28,7 @@ import io
 import json
 import os
 import pickle
+import re
 import sys
 import time
 import uuid
@@ -37,6 +38,7 @@ from typing import Any
 from flowkernel.errors import (
     CorruptArtifactError,
     CorruptRecordError,
+    InvalidPathspecError,
     StorageError,
     UnpicklableArtifactError,
 )
@@ -56,6 +58,27 @@ DEFAULT_ROOT_NAME = ".flowkernel"
 def default_root() -> str:
     """``FLOWKERNEL_DATASTORE_ROOT``, else ``./.flowkernel`` (absolute; URLs as they are)."""
     return normalize_root(os.environ.get("FLOWKERNEL_DATASTORE_ROOT") or DEFAULT_ROOT_NAME)
+
+
+#: What the engine creates as a flow, run, step or task name: no separators, no dot-names.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}")
+_SHA = re.compile(r"[0-9a-f]{40,128}")
+
+
+def check_name(kind: str, name: str) -> str:
+    """``name`` if it is a valid ``kind`` (flow, run id, step, task id) component of a key.
+
+    Letters, digits, ``_ . -``, not starting with a dot and without ``..``: a pathspec
+    component can never leave the datastore root (``..``, ``/``, an absolute path).
+
+    :raises InvalidPathspecError: naming the kind and the value.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise InvalidPathspecError(
+            f"invalid {kind} {name!r}: names are letters, digits, '_', '.' and '-' "
+            "(no path separators, no '..')"
+        )
+    return name
 
 
 def _write_file(path: str, data: bytes, durable: bool) -> None:
@@ -264,13 +287,15 @@ class FlowStore:
     def __init__(self, root: str, flow_name: str, flow_file: str | None = None):
         self.backend = open_backend(root)
         self.root = self.backend.root
-        self.flow_name = flow_name
+        self.flow_name = check_name("flow", flow_name)
         self.flow_file = flow_file
         self._flow = flow_name + "/"
 
     # -- artifacts -----------------------------------------------------------------------------
 
     def blob_key(self, sha: str) -> str:
+        if not isinstance(sha, str) or not _SHA.fullmatch(sha):
+            raise InvalidPathspecError(f"invalid artifact hash {sha!r}: expected hex digits")
         return f"{self._flow}data/{sha[:2]}/{sha}"
 
     def blob_path(self, sha: str) -> str:
@@ -291,11 +316,14 @@ class FlowStore:
         value's own size.
 
         :raises UnpicklableArtifactError: naming the artifact ``name``.
+        :raises StorageError: the blob could not be written (disk full, ...), naming the path.
         """
         writer = _SpillWriter(self.backend, _STREAM_THRESHOLD)
         try:
             try:
                 pickle.dump(value, writer, protocol=PICKLE_PROTOCOL)
+            except StorageError:  # disk full while spilling: not the value's fault
+                raise
             except Exception as exc:
                 raise UnpicklableArtifactError(name, f"{type(exc).__name__}: {exc}") from None
             sha = writer.sha.hexdigest()
@@ -350,6 +378,26 @@ class FlowStore:
             raise error
         return value
 
+    def damaged_blob(self, shas: Any, checked: dict[str, bool]) -> str | None:
+        """Where the first of ``shas`` whose blob is missing or damaged is, or None.
+
+        A local blob is hashed, a remote object checked for existence (object stores write
+        whole objects). ``checked`` caches verdicts by sha across calls (each blob read once).
+        """
+        for sha in shas:
+            key = self.blob_key(sha)
+            if sha not in checked:
+                if isinstance(self.backend, LocalBackend):
+                    try:
+                        checked[sha] = file_sha1(self.backend.path(key)) == sha
+                    except OSError:
+                        checked[sha] = False
+                else:
+                    checked[sha] = self.backend.size(key) is not None
+            if not checked[sha]:
+                return self._where(key)
+        return None
+
     def blob_size(self, sha: str) -> int:
         key = self.blob_key(sha)
         size = self.backend.size(key)
@@ -361,19 +409,25 @@ class FlowStore:
     # -- runs ----------------------------------------------------------------------------------
 
     def _run(self, run_id: str) -> str:
-        return f"{self._flow}{run_id}/"
+        return f"{self._flow}{check_name('run id', run_id)}/"
 
     def run_dir(self, run_id: str) -> str:
         """The run's directory (local roots only)."""
-        return self.backend.path(f"{self._flow}{run_id}")
+        return self.backend.path(self._run(run_id)[:-1])
 
     def has_flow(self) -> bool:
         """True once the flow has a run (or a run being created) under this root."""
         return self.backend.exists(f"{self._flow}latest_run") or bool(self.run_ids())
 
     def create_run_dir(self, run_id: str) -> bool:
-        """Reserve ``run_id``; False if it is taken (run ids never collide, across hosts too)."""
-        return self.backend.put_once(self._run(run_id) + "_id", run_id.encode())
+        """Reserve ``run_id``; False if it is taken (run ids never collide, across hosts too).
+
+        :raises StorageError: the root is not writable (one line naming the root and why).
+        """
+        try:
+            return self.backend.put_once(self._run(run_id) + "_id", run_id.encode())
+        except StorageError as exc:
+            raise StorageError(f"the datastore root {self.root} is not writable: {exc}") from None
 
     def write_run_record(self, run_id: str, record: dict[str, Any]) -> bool:
         """Store the run record (once: False if the run already had one)."""
@@ -423,17 +477,18 @@ class FlowStore:
     # -- steps and tasks -----------------------------------------------------------------------
 
     def _task(self, run_id: str, step: str, task_id: str) -> str:
-        return f"{self._flow}{run_id}/{step}/{task_id}/"
+        check_name("step", step)
+        return f"{self._run(run_id)}{step}/{check_name('task id', task_id)}/"
 
     def task_dir(self, run_id: str, step: str, task_id: str) -> str:
         """The task's directory (local roots only)."""
-        return self.backend.path(f"{self._flow}{run_id}/{step}/{task_id}")
+        return self.backend.path(self._task(run_id, step, task_id)[:-1])
 
     def step_names(self, run_id: str) -> list[str]:
         return [n[:-1] for n in self.backend.list(self._run(run_id)) if n.endswith("/")]
 
     def task_ids(self, run_id: str, step: str) -> list[str]:
-        names = self.backend.list(f"{self._flow}{run_id}/{step}/")
+        names = self.backend.list(f"{self._run(run_id)}{check_name('step', step)}/")
         return [n[:-1] for n in names if n.endswith("/")]
 
     def mark_started(self, run_id: str, step: str, task_id: str, attempt: int) -> None:

@@ -148,7 +148,8 @@ class NotFoundError(FlowkernelError):
 
 
 class InvalidPathspecError(FlowkernelError):
-    """A pathspec with the wrong number of components."""
+    """A pathspec with the wrong number of components, or a component that is not a valid name
+    (one that could lead outside the datastore: `..`, a path separator, an absolute path)."""
 
 
 class NamespaceMismatchError(FlowkernelError):

@@ -19,7 +19,8 @@ class RunSummary:
 
     flow: str
     run_id: str
-    #: "succeeded", "failed", or "running" (also a run whose controller died without a trace)
+    #: "succeeded", "failed", or "running" (also a run whose controller died without a trace);
+    #: "broken": the run's record is damaged
     status: str
     started_at: float
     finished_at: float | None  #: the last task's end (None before any task ended)
@@ -35,8 +36,17 @@ class RunSummary:
 
 
 def summarize_run(store: FlowStore, run_id: str) -> RunSummary | None:
-    """Read a run's record and its tasks' latest records (None if ``run_id`` has no record)."""
-    record = store.read_run_record(run_id)
+    """Read a run's record and its tasks' latest records (None if ``run_id`` has no record).
+
+    A run whose record is damaged is listed with status "broken"; a damaged task record counts
+    as a failed task.
+    """
+    from flowkernel.errors import CorruptRecordError
+
+    try:
+        record = store.read_run_record(run_id)
+    except CorruptRecordError:
+        return RunSummary(store.flow_name, run_id, "broken", 0.0, None, ())
     if record is None:
         return None
     end_step = record.get("end_step") or "end"
@@ -44,7 +54,11 @@ def summarize_run(store: FlowStore, run_id: str) -> RunSummary | None:
     last = None
     for step in store.step_names(run_id):
         for task_id in store.task_ids(run_id, step):
-            task = store.latest_record(run_id, step, task_id)
+            try:
+                task = store.latest_record(run_id, step, task_id)
+            except CorruptRecordError:
+                failed = True
+                continue
             if task is None:
                 continue
             if task.get("finished_at"):

@@ -14,9 +14,10 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from flowkernel.datastore import FlowStore, default_root, iter_flow_names
+from flowkernel.datastore import FlowStore, check_name, default_root, iter_flow_names
 from flowkernel.engine.records import PARAMS_STEP, PARAMS_TASK, TaskRecord
 from flowkernel.errors import (
+    CorruptRecordError,
     ExceptionWrapper,
     InvalidPathspecError,
     NamespaceMismatchError,
@@ -89,6 +90,9 @@ def _datetime(epoch: float | None) -> datetime | None:
 # -- objects --------------------------------------------------------------------------------------
 
 
+_KINDS = ("flow", "run id", "step", "task id", "artifact")
+
+
 class _ClientObject:
     _NAME = "object"
     _DEPTH = 0
@@ -100,6 +104,9 @@ class _ClientObject:
                 f"{type(self).__name__} needs a pathspec with {self._DEPTH} component(s), "
                 f"got {pathspec!r}"
             )
+        # nothing may lead outside the datastore root
+        for kind, part in zip(_KINDS, parts, strict=False):
+            check_name(kind, part)
         self.path_components = parts
         self.pathspec = "/".join(parts)
         self.id = parts[-1]
@@ -221,11 +228,20 @@ class Flow(_ClientObject):
             raise NamespaceMismatchError(f"Flow {self.id} has no run in namespace '{ns}'")
 
     def runs(self, *tags: str) -> Iterator[Run]:
-        """Runs in the namespace having every given tag, newest first."""
+        """Runs in the namespace having every given tag, newest first.
+
+        A run whose record is damaged (empty, truncated) is skipped; ``flow[run_id]`` on it
+        raises :class:`CorruptRecordError` naming the file.
+        """
         for run_id in self._store.run_ids():
             try:
                 run = self._child(Run, run_id)
-            except (NotFoundError, NamespaceMismatchError):
+            except (
+                NotFoundError,
+                NamespaceMismatchError,
+                CorruptRecordError,
+                InvalidPathspecError,
+            ):
                 continue
             if all(t in run.tags for t in tags):
                 yield run

@@ -31,6 +31,7 @@ from flowkernel.engine.progress import Progress
 from flowkernel.engine.records import TaskRecord
 from flowkernel.engine.runs import clone_record
 from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
+from flowkernel.errors import StorageError
 from flowkernel.specs import RunInfo, TaskInfo
 
 if TYPE_CHECKING:
@@ -240,7 +241,10 @@ class Dispatcher:
                 started_at=started_at,
                 pid=pid,
             )
-            record.write(ctx.store)
+            try:
+                record.write(ctx.store)
+            except StorageError as exc:  # disk full: the run still fails cleanly, hooks fire
+                self.backend.say(f"Could not record how the task ended: {exc}", attempt, True)
         group.running.discard(attempt.member)
         first_failure = not ok and group.failure is None
         if ok:

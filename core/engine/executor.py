@@ -25,6 +25,7 @@ from flowkernel.errors import (
     FailureHandledByCatch,
     FlowkernelError,
     InternalError,
+    StorageError,
     TimeoutException,
     UnpicklableArtifactError,
 )
@@ -126,7 +127,12 @@ def run_task(
     ok = exception is None or caught
     if exception is None and "catch" in decos and decos["catch"]["var"]:
         setattr(flow, decos["catch"]["var"], None)
-    record = _persist(flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs)
+    try:
+        record = _persist(flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs)
+    except StorageError as err:  # the record itself could not be written (disk full, ...)
+        _report_failure(spec, err, "")
+        current._clear()
+        return 1
     if record.persist_error:
         exception = exception or RuntimeError(record.persist_error)
         stacktrace = stacktrace or record.persist_error + "\n"
@@ -343,7 +349,8 @@ def _persist(
     artifacts = dict(state["_fk_shas"])
     loaded = state["_fk_loaded"]
     info: dict[str, Any] = {}
-    persist_error = None
+    persist_error: str | None = None
+    persist_type = "UnpicklableArtifactError"
     if exception is not None and not caught:
         state["_exception"] = ExceptionWrapper(exception)
     for name, value in list(state.items()):
@@ -355,15 +362,16 @@ def _persist(
             continue  # read but not reassigned: the inherited sha stands
         try:
             sha, size = store.save(name, value)
-        except UnpicklableArtifactError as err:
-            persist_error = persist_error or str(err)
+        except (UnpicklableArtifactError, StorageError) as err:
+            if persist_error is None:
+                persist_error, persist_type = str(err), type(err).__name__
             continue
         artifacts[name] = sha
         info[name] = {"size": size, "type": type(value).__qualname__}
     transition = state.get("_transition")
     failure = _failure(exception) if exception is not None else None
     if persist_error:
-        failure = TaskFailure("UnpicklableArtifactError", persist_error)
+        failure = TaskFailure(persist_type, persist_error)
     record = TaskRecord(
         flow=spec.flow_name,
         run_id=spec.run_id,

@@ -16,7 +16,7 @@ import attrs
 from flowkernel.datastore import FlowStore
 from flowkernel.engine.executor import TaskSpec
 from flowkernel.engine.records import PARAMS_STEP, PARAMS_TASK, RunRecord, TaskKey, TaskRecord
-from flowkernel.errors import UsageError
+from flowkernel.errors import StorageError, UsageError
 
 if TYPE_CHECKING:
     from flowkernel.graph.model import FlowGraph
@@ -169,6 +169,13 @@ def start_resume(
     origin_params = TaskRecord.read_latest(store, origin, PARAMS_STEP, PARAMS_TASK)
     if origin_params is None:
         raise UsageError(f"run {origin} has no parameters record; it cannot be resumed")
+    checked: dict[str, bool] = {}  # blob verdicts: each blob is verified once
+    damaged = store.damaged_blob(origin_params.artifacts.values(), checked)
+    if damaged is not None:
+        raise StorageError(
+            f"run {origin} cannot be resumed: the data file {damaged} of its parameters is "
+            "missing or damaged"
+        )
     rerun = graph.downstream_of(step) if step else set()
     clones = {}
     unfinished = set()
@@ -177,7 +184,13 @@ def start_resume(
             continue
         for task_id in store.task_ids(origin, step_name):
             record = TaskRecord.read_latest(store, origin, step_name, task_id)
-            if record is not None and record.task_ok:
+            # a task is cloned only if every artifact it hands on is intact: one whose blob
+            # is missing or damaged runs again (and its save repairs the blob)
+            if (
+                record is not None
+                and record.task_ok
+                and store.damaged_blob(record.artifacts.values(), checked) is None
+            ):
                 clones[record.key] = record
             else:
                 unfinished.add(step_name)

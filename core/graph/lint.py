@@ -29,6 +29,7 @@ from flowkernel.graph.model import FlowGraph, GraphProblem, Node
 RULES: dict[str, str] = {
     "source-unavailable": "the source of a step could not be read",
     "reserved-step-name": "a step uses a reserved name (name, next, input, index, cmd)",
+    "step-shadows-flowspec": "a step has the name of a FlowSpec method (merge_artifacts, ...)",
     "no-start-step": "no step is the start step",
     "several-start-steps": "more than one step is marked @step(start=True)",
     "no-end-step": "no step is the end step",
@@ -61,6 +62,7 @@ RULES: dict[str, str] = {
 }
 
 RESERVED_STEP_NAMES = frozenset({"name", "next", "input", "index", "cmd"})
+_FLOWSPEC_MODULE = "flowkernel.flow.flowspec"
 _STEP_NAME = re.compile(r"^[a-z0-9_]+$")
 _NEXT_FORMS = (
     "self.next(self.a) | self.next(self.a, self.b) | self.next(self.a, foreach='items') | "
@@ -74,6 +76,7 @@ def check_flow(flow_cls: type, graph: FlowGraph) -> list[GraphProblem]:
     problems = list(graph.problems)
     for check in (
         _reserved_names,
+        _flowspec_names,
         _start_end,
         _start_end_edges,
         _step_names,
@@ -151,6 +154,27 @@ def _reserved_names(lint: Linter) -> Iterator[GraphProblem]:
                 node,
                 f"'{node.name}' is a reserved word and cannot be the name of a step",
                 f"rename the step (reserved: {', '.join(sorted(RESERVED_STEP_NAMES))})",
+            )
+
+
+def _flowspec_names(lint: Linter) -> Iterator[GraphProblem]:
+    """A step named like a FlowSpec method replaces it: ``merge_artifacts`` as a step makes every
+    join that calls ``self.merge_artifacts(inputs)`` call the step instead."""
+    base = next(
+        (k for k in getattr(lint.flow_cls, "__mro__", ()) if k.__module__ == _FLOWSPEC_MODULE),
+        None,
+    )
+    if base is None:
+        return
+    taken = {n for n in dir(base) if not n.startswith("_")} - RESERVED_STEP_NAMES
+    for node in lint.nodes.values():
+        if node.name in taken:
+            yield lint.problem(
+                "step-shadows-flowspec",
+                node,
+                f"step '{node.name}' has the name of the FlowSpec method {node.name}() and "
+                "would replace it",
+                f"rename the step (FlowSpec's names: {', '.join(sorted(taken))})",
             )
 
 

@@ -23,6 +23,7 @@ from flowkernel.engine.executor import run_task
 from flowkernel.engine.logs import abnormal_end_line
 from flowkernel.engine.progress import Progress, progress_for
 from flowkernel.engine.runs import resume_plan, step_command
+from flowkernel.errors import StorageError
 from flowkernel.specs import LogLine, RunResult
 from flowkernel_runtime_local import workers
 from flowkernel_runtime_local.workers import Worker
@@ -155,6 +156,10 @@ class _Controller:
         except (KeyboardInterrupt, _Interrupted):
             dispatcher.failure = dispatcher.failure or "interrupted"
             self.say("Workflow interrupted: stopping every task.", force=True)
+            self._stop_all()
+        except StorageError as exc:  # the datastore failed under us (disk full, read-only)
+            dispatcher.failure = dispatcher.failure or str(exc)
+            self.say(f"Storage error: {exc}; stopping every task.", force=True, err=True)
             self._stop_all()
         finally:
             for sink in self.sinks:
