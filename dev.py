@@ -3,9 +3,12 @@
 
     python3 dev.py example    set up (if needed), run the example flow, show how to read it
     python3 dev.py test       set up (if needed), lint, and run every test of kernel and plugins
-    python3 dev.py flow ...   run the `flow` command of the environment
+    python3 dev.py flow ...   run the `flow` command of .venv (files relative to where you are)
+    python3 dev.py dist       build a wheel of every distribution into dist/
+    PYTHON dev.py install     install the kernel and every plugin into PYTHON's environment
 
 The virtual environment lives in .venv; it is rebuilt only when a pyproject.toml changes.
+`dist` and `install` do not need it: they use the interpreter that runs dev.py.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ def fingerprint() -> str:
     return h.hexdigest()
 
 
+#: Quiet pip about setuptools' note that editable installs use a finder (shown once per
+#: distribution, it looks like an error and is not one).
+_PIP_ENV = {**os.environ, "PYTHONWARNINGS": "ignore:Editable installation"}
+
+
 def setup() -> None:
     """Create .venv and install every distribution editable, unless nothing changed."""
     if STAMP.exists() and STAMP.read_text() == fingerprint():
@@ -53,11 +61,11 @@ def setup() -> None:
     if not (BIN / "python").exists():
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "--upgrade", "pip", "setuptools>=77"], check=True)
+    subprocess.run([*pip, "--upgrade", "pip", "setuptools>=77"], check=True, env=_PIP_ENV)
     editable: list[str] = []
     for dist in distributions():
         editable += ["-e", str(dist)]
-    subprocess.run([*pip, *editable, "-e", f"{ROOT}[test]"], check=True)
+    subprocess.run([*pip, *editable, "-e", f"{ROOT}[test]"], check=True, env=_PIP_ENV)
     STAMP.write_text(fingerprint())
 
 
@@ -69,19 +77,64 @@ def compile_bytecode() -> None:
                    stdout=subprocess.DEVNULL)  # fmt: skip
 
 
-def run(cmd: list[str]) -> int:
+def run(cmd: list[str], cwd: Path = ROOT) -> int:
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("PYTHONPATH", None)
-    return subprocess.call(cmd, cwd=ROOT, env=env)
+    return subprocess.call(cmd, cwd=cwd, env=env)
+
+
+def _no_isolation() -> list[str]:
+    """Build in this environment when it has a setuptools new enough (much faster than pip's
+    isolated build environments, one per distribution); else let pip isolate the builds."""
+    from importlib import metadata
+
+    try:
+        major = int(metadata.version("setuptools").split(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        return []
+    return ["--no-build-isolation"] if major >= 77 else []
+
+
+def dist(out: Path) -> int:
+    """Build a wheel of the kernel and of every plugin into ``out`` (replacing older ones), so
+    that ``pip install --find-links dist 'flowkernel[all]'`` works on another machine (the
+    third-party dependencies come from the package index)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("flowkernel*.whl"):
+        old.unlink()
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q"]
+    cmd += _no_isolation()
+    code = subprocess.call([*cmd, "-w", str(out), *map(str, distributions())], env=_PIP_ENV)
+    if code == 0:
+        wheels = sorted(p.name for p in out.glob("flowkernel*.whl"))
+        print(f"dev.py: {len(wheels)} wheels in {out}:", *wheels, sep="\n  ")
+        print(f"install with: pip install --find-links {out} 'flowkernel[all]'")
+    return code
+
+
+def install(pip_args: list[str]) -> int:
+    """Install the kernel and every plugin (not editable) into the environment of the Python
+    running this script: ``/path/to/env/bin/python dev.py install``."""
+    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *pip_args]
+    cmd += _no_isolation()
+    code = subprocess.call([*cmd, *map(str, distributions())], env=_PIP_ENV)
+    if code == 0:
+        scripts = Path(sys.executable).parent
+        print(f"dev.py: installed into {sys.prefix}; the flow command is {scripts / 'flow'}")
+    return code
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
+    command, rest = argv[0], argv[1:]
+    if command == "dist":
+        return dist(Path(rest[0]).resolve() if rest else ROOT / "dist")
+    if command == "install":
+        return install(rest)
     setup()
     compile_bytecode()
-    command, rest = argv[0], argv[1:]
     if command == "example":
         return run(EXAMPLE) or run(["python", "-c", READ_BACK])
     if command == "test":
@@ -90,7 +143,7 @@ def main(argv: list[str]) -> int:
             return code
         return run(["python", "-m", "pytest", *rest])
     if command == "flow":
-        return run(["flow", *rest])
+        return run(["flow", *rest], cwd=Path.cwd())  # FILE arguments are the caller's
     print(f"dev.py: unknown command {command!r}\n{__doc__}", file=sys.stderr)
     return 2
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from flowkernel.flow.flowspec import FlowSpec
     from flowkernel.flow.parameters import IncludeFile, JSONType, Parameter
     from flowkernel.flow.project import project
+    from flowkernel.flow.schedule import schedule
     from flowkernel.hookspecs import hookimpl
     from flowkernel.kernel import Kernel
     from flowkernel.runner import Runner
@@ -79,6 +80,7 @@ _LAZY = {
     "environment": "flowkernel.flow.decorators",
     "parallel": "flowkernel.flow.decorators",
     "project": "flowkernel.flow.project",
+    "schedule": "flowkernel.flow.schedule",
     "hookimpl": "flowkernel.hookspecs",
     "Kernel": "flowkernel.kernel",
     "Flow": "flowkernel.client",
@@ -130,6 +132,7 @@ __all__ = [
     "project",
     "resources",
     "retry",
+    "schedule",
     "step",
     "timeout",
 ]

@@ -32,6 +32,7 @@ import re
 import sys
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -434,7 +435,7 @@ class FlowStore:
         return self.backend.put_once(self._run(run_id) + "_run.json", _dump_json(record))
 
     def read_run_record(self, run_id: str) -> dict[str, Any] | None:
-        return self._read_json(self._run(run_id) + "_run.json")
+        return self._read_record(self._run(run_id) + "_run.json")
 
     def write_tag_change(self, run_id: str, remove: list[str], add: list[str]) -> None:
         """Record one change of the run's user tags: ``remove`` then ``add``, as one step.
@@ -488,8 +489,40 @@ class FlowStore:
         return [n[:-1] for n in self.backend.list(self._run(run_id)) if n.endswith("/")]
 
     def task_ids(self, run_id: str, step: str) -> list[str]:
-        names = self.backend.list(f"{self._run(run_id)}{check_name('step', step)}/")
-        return [n[:-1] for n in names if n.endswith("/")]
+        prefix = f"{self._run(run_id)}{check_name('step', step)}/"
+        if getattr(self.backend, "list_all", None) is not None:
+            return self._snapshot_step(prefix)
+        return [n[:-1] for n in self.backend.list(prefix) if n.endswith("/")]
+
+    def _snapshot_step(self, prefix: str) -> list[str]:
+        """A remote step in a few requests: one recursive listing gives every task and its
+        latest attempt, and the records of those attempts are fetched concurrently. The
+        attempts are reused for :data:`SNAPSHOT_SECONDS` (a client iterating a step sees the
+        step as it was listed); records are write-once, so they stay cached."""
+        attempts: dict[str, int] = {}
+        recorded: set[str] = set()
+        for key in self.backend.list_all(prefix):
+            task_id, _, name = key.partition("/")
+            if "/" in name or not name[:1].isdigit():
+                continue
+            attempt = int(name.split(".", 1)[0])
+            if attempt >= attempts.get(task_id, -1):
+                attempts[task_id] = attempt
+            if name.endswith(".record.json"):
+                recorded.add(f"{task_id}/{name}")
+        _ATTEMPTS[(self.root, prefix)] = (time.monotonic(), attempts)
+        wanted = [
+            f"{prefix}{t}/{a}.record.json"
+            for t, a in attempts.items()
+            if f"{t}/{a}.record.json" in recorded
+            and (self.root, f"{prefix}{t}/{a}.record.json") not in _RECORDS
+        ]
+        get_many = getattr(self.backend, "get_many", None)
+        if get_many is not None and wanted:
+            for key, data in zip(wanted, get_many(wanted), strict=True):
+                if data is not None:
+                    _remember(self.root, key, self._parse_json(key, data))
+        return list(attempts)
 
     def mark_started(self, run_id: str, step: str, task_id: str, attempt: int) -> None:
         """Record that attempt ``attempt`` was launched."""
@@ -504,10 +537,14 @@ class FlowStore:
     def read_task_record(
         self, run_id: str, step: str, task_id: str, attempt: int
     ) -> dict[str, Any] | None:
-        return self._read_json(f"{self._task(run_id, step, task_id)}{attempt}.record.json")
+        return self._read_record(f"{self._task(run_id, step, task_id)}{attempt}.record.json")
 
     def latest_attempt(self, run_id: str, step: str, task_id: str) -> int | None:
         """The highest attempt that was started (or recorded), or None."""
+        snapshot = _ATTEMPTS.get((self.root, f"{self._flow}{run_id}/{step}/"))
+        fresh = snapshot is not None and time.monotonic() - snapshot[0] < SNAPSHOT_SECONDS
+        if fresh and task_id in snapshot[1]:
+            return snapshot[1][task_id]
         names = self.backend.list(self._task(run_id, step, task_id))
         attempts = [int(n.split(".", 1)[0]) for n in names if n[0].isdigit()]
         return max(attempts) if attempts else None
@@ -519,6 +556,16 @@ class FlowStore:
             return None
         return self.read_task_record(run_id, step, task_id, attempt)
 
+    def _read_record(self, key: str) -> Any:
+        """A write-once record: remote ones are cached once read (they never change)."""
+        cached = _RECORDS.get((self.root, key))
+        if cached is not None:
+            return cached
+        record = self._read_json(key)
+        if record is not None and getattr(self.backend, "get_many", None) is not None:
+            _remember(self.root, key, record)
+        return record
+
     def _read_json(self, key: str) -> Any:
         """The JSON object at ``key``, None if there is none.
 
@@ -527,6 +574,9 @@ class FlowStore:
         data = self.backend.get(key)
         if data is None:
             return None
+        return self._parse_json(key, data)
+
+    def _parse_json(self, key: str, data: bytes) -> Any:
         if not data.strip():
             raise CorruptRecordError(self._where(key), "the file is empty")
         try:
@@ -569,6 +619,20 @@ class FlowStore:
 
     def read_log(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> bytes:
         return self.backend.get(self.log_key(run_id, step, task_id, attempt, stream)) or b""
+
+
+#: How long a step listing's attempts answer ``latest_attempt`` (remote backends only).
+SNAPSHOT_SECONDS = 2.0
+_ATTEMPTS: dict[tuple[str, str], tuple[float, dict[str, int]]] = {}
+#: Records read from remote backends, by (root, key): write-once, so never stale.
+_RECORDS: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_RECORDS_MAX = 20_000
+
+
+def _remember(root: str, key: str, record: Any) -> None:
+    _RECORDS[(root, key)] = record
+    if len(_RECORDS) > _RECORDS_MAX:
+        _RECORDS.popitem(last=False)
 
 
 def _dump_json(obj: Any) -> bytes:

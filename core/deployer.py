@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from flowkernel.errors import FlowkernelError
+from flowkernel.errors import DeployerError, FlowkernelError
 from flowkernel.runner.procs import CommandProcess
 
 if TYPE_CHECKING:
@@ -35,20 +35,6 @@ if TYPE_CHECKING:
 
 #: Deployer(**top_level) keyword -> root ``flow`` option.
 TOP_LEVEL = {"datastore_root": "--datastore-root"}
-
-
-class DeployerError(FlowkernelError, RuntimeError):
-    """A deployer command failed; the message is the command's own error text."""
-
-    headline = "Deployer error"
-
-    def __init__(
-        self, message: str, returncode: int | None = None, stdout: str = "", stderr: str = ""
-    ):
-        super().__init__(message)
-        self.returncode = returncode
-        self.stdout = stdout
-        self.stderr = stderr
 
 
 def _deployers() -> dict[str, DeployerSpec]:

@@ -6,6 +6,7 @@ Errors a user can fix carry a plain message and, where one helps, a hint. The CL
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,10 +43,52 @@ class FlowImportError(FlowkernelError):
         self.path = path
 
 
+class ConfigError(UsageError):
+    """A config that cannot be read or parsed (a usage error: exit code 2)."""
+
+
+class FlowStartError(FlowkernelError, RuntimeError):
+    """A ``Runner`` flow did not start (validation or usage error); the message is the child
+    process's own error, its exit code and output are kept."""
+
+    def __init__(self, message: str, returncode: int | None, stdout: str, stderr: str):
+        super().__init__(message)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class DeployerError(FlowkernelError, RuntimeError):
+    """A deployer command failed; the message is the command's own error text."""
+
+    headline = "Deployer error"
+
+    def __init__(
+        self, message: str, returncode: int | None = None, stdout: str = "", stderr: str = ""
+    ):
+        super().__init__(message)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
 class PluginError(FlowkernelError):
-    """A plugin could not be loaded, is missing, or two plugins claim the same name."""
+    """A plugin could not be loaded, is missing, failed in a hook, or two plugins claim the
+    same name. ``plugin`` and ``hook`` name the culprit when one is known."""
 
     headline = "Plugin error"
+    plugin: str | None = None
+    hook: str | None = None
+
+    @classmethod
+    def in_hook(cls, plugin: str, hook: str, exc: BaseException) -> PluginError:
+        """Plugin ``plugin`` raised ``exc`` in its implementation of ``hook``."""
+        error = cls(
+            f"plugin {plugin} failed in {hook}: {type(exc).__name__}: {exc}; update or fix the "
+            f"plugin, or run without it (FLOWKERNEL_DISABLE_PLUGINS={plugin})"
+        )
+        error.plugin, error.hook = plugin, hook
+        return error
 
 
 class MissingPluginError(PluginError):
@@ -67,9 +110,29 @@ class GraphValidationError(FlowkernelError):
 
 
 class InvalidNextError(FlowkernelError):
-    """A ``self.next()`` call that does not match what the flow's graph allows."""
+    """A ``self.next()`` call that does not match what the flow's graph allows.
+
+    ``step``, ``file`` and ``line`` say where (the message starts with them when known).
+    """
 
     headline = "Invalid self.next() transition detected"
+
+    def __init__(
+        self,
+        msg: str,
+        *,
+        step: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+    ):
+        self.step, self.file, self.line = step, file, line
+        where = []
+        if step is not None:
+            where.append(f"step '{step}'")
+        if line is not None:
+            where.append(f"{os.path.basename(file)}, line {line}" if file else f"line {line}")
+        super().__init__(f"{' '.join(where[:1])} ({where[1]}): {msg}" if len(where) == 2 else
+                         f"{where[0]}: {msg}" if where else msg)  # fmt: skip
 
 
 class MergeArtifactsError(FlowkernelError):
@@ -161,6 +224,12 @@ class InternalError(FlowkernelError):
     the graph, a join with the wrong number of inputs, ...)."""
 
     headline = "Internal error"
+
+
+class TransitionMismatchError(InvalidNextError, InternalError):
+    """A finished task's transition does not match the graph (no ``self.next()``, a target the
+    graph does not have): an :class:`InvalidNextError` naming the step and line, and an
+    :class:`InternalError` as Metaflow reports it."""
 
 
 class TaggingError(FlowkernelError):

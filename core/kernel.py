@@ -25,12 +25,14 @@ import attrs
 import pluggy
 
 from flowkernel import hookspecs
-from flowkernel.errors import GraphValidationError, MissingPluginError, PluginError
+from flowkernel.errors import FlowkernelError, GraphValidationError, MissingPluginError, PluginError
 from flowkernel.specs import PluginRecord
 
 if TYPE_CHECKING:
     import click
 
+    from flowkernel.engine.logs import LogSink
+    from flowkernel.engine.poller import Poller
     from flowkernel.graph.model import FlowGraph, GraphProblem
     from flowkernel.specs import (
         DeployerSpec,
@@ -249,7 +251,7 @@ class Kernel:
     def runtimes(self) -> dict[str, RuntimeSpec]:
         """Every registered runtime by name (sorted)."""
         if self._runtimes is None:
-            self._runtimes = self._registry("runtime", self.pm.hook.flowkernel_runtimes)
+            self._runtimes = self._registry("runtime", "flowkernel_runtimes")
         return self._runtimes
 
     def runtime(self, name: str) -> RuntimeSpec:
@@ -267,15 +269,14 @@ class Kernel:
     def storage_backends(self) -> dict[str, StorageBackendSpec]:
         """Every registered storage backend by URL scheme (sorted)."""
         if self._storage is None:
-            hook = self.pm.hook.flowkernel_storage_backends
-            self._storage = self._registry("storage backend", hook)
+            self._storage = self._registry("storage backend", "flowkernel_storage_backends")
         return self._storage
 
     # -- poll / log --------------------------------------------------------------------------
 
-    def make_poller(self) -> Any:
+    def make_poller(self) -> Poller:
         """A poller for this platform (the kernel's ``selectors`` fallback at worst)."""
-        return self.pm.hook.flowkernel_make_poller()
+        return self._call("flowkernel_make_poller")
 
     def declined_hooks(self) -> dict[str, list[str]]:
         """Plugin name -> the argument-free "who handles this?" hooks it declines on this
@@ -292,16 +293,16 @@ class Kernel:
                 answer.close()
         return declined
 
-    def log_sinks(self, run: RunInfo) -> list[Any]:
+    def log_sinks(self, run: RunInfo) -> list[LogSink]:
         """Every sink that wants the lines of ``run``."""
-        return [s for sinks in self.pm.hook.flowkernel_log_sinks(run=run) for s in sinks or ()]
+        return [s for sinks in self._call("flowkernel_log_sinks", run=run) for s in sinks or ()]
 
     # -- deploy / CLI ------------------------------------------------------------------------
 
     def deployers(self) -> dict[str, DeployerSpec]:
         """Every registered deployer by name (sorted)."""
         if self._deployers is None:
-            self._deployers = self._registry("deployer", self.pm.hook.flowkernel_deployers)
+            self._deployers = self._registry("deployer", "flowkernel_deployers")
         return self._deployers
 
     def deployer(self, name: str) -> DeployerSpec:
@@ -314,11 +315,19 @@ class Kernel:
         return deployers[name]
 
     def extend_cli(self, cli: click.Group) -> None:
-        """Let every plugin add its commands; a plugin that raises is reported, not fatal."""
-        kwargs = {"cli": cli}
-        for impl in self.pm.hook.flowkernel_cli.get_hookimpls():
+        """Let every plugin add its commands; a plugin that raises is reported, not fatal.
+
+        Each plugin is called through the hook (a subset caller holding it and every wrapper),
+        so tracing and wrappers see the calls.
+        """
+        impls = self.pm.hook.flowkernel_cli.get_hookimpls()
+        wrappers = [i for i in impls if i.wrapper or i.hookwrapper]
+        for impl in impls:
+            if impl in wrappers:
+                continue
+            others = [i.plugin for i in impls if i is not impl and i not in wrappers]
             try:
-                impl.function(*(kwargs[arg] for arg in impl.argnames))
+                self.pm.subset_hook_caller("flowkernel_cli", remove_plugins=others)(cli=cli)
             except Exception as exc:
                 log.warning("plugin %s could not add its commands: %s", impl.plugin_name, exc)
 
@@ -347,19 +356,56 @@ class Kernel:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _registry(self, kind: str, hook: Any) -> dict[str, Any]:
-        """Merge the records of a registration hook into one name-keyed, sorted registry."""
-        found: dict[str, tuple[str, Any]] = {}
-        for impl in hook.get_hookimpls():
-            for spec in impl.function() or ():
+    def _call(self, hook_name: str, **kwargs: Any) -> Any:
+        """Call a hook through ``pm.hook`` (tracing and wrappers see it).
+
+        :raises PluginError: an implementation raised something other than a flowkernel error;
+            the error names the plugin, the hook and what to do.
+        """
+        try:
+            return getattr(self.pm.hook, hook_name)(**kwargs)
+        except FlowkernelError:
+            raise
+        except Exception as exc:
+            plugin = self._culprit(hook_name, kwargs) or "?"
+            raise PluginError.in_hook(plugin, hook_name, exc) from exc
+
+    def _culprit(self, hook_name: str, kwargs: dict[str, Any]) -> str | None:
+        """The plugin whose implementation of ``hook_name`` raises (asked one by one; used
+        only once the hook call has failed)."""
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            if impl.wrapper or impl.hookwrapper:
+                continue
+            try:
+                impl.function(*(kwargs[arg] for arg in impl.argnames))
+            except Exception:
+                return impl.plugin_name
+        return None
+
+    def _registry(self, kind: str, hook_name: str) -> dict[str, Any]:
+        """Merge the records of registration hook ``hook_name`` into one name-keyed, sorted
+        registry; two plugins registering one name is a :class:`PluginError` naming both."""
+        found: dict[str, Any] = {}
+        for specs in self._call(hook_name):
+            for spec in specs or ():
                 if spec.name in found:
-                    other = found[spec.name][0]
+                    owners = self._owners(hook_name, spec.name)
                     raise PluginError(
                         f"two plugins register a {kind} named '{spec.name}': "
-                        f"{other} and {impl.plugin_name}"
+                        f"{' and '.join(owners)} (hook {hook_name}); uninstall one, or block it "
+                        f"with FLOWKERNEL_DISABLE_PLUGINS={owners[-1]}"
                     )
-                found[spec.name] = (impl.plugin_name, spec)
-        return {name: found[name][1] for name in sorted(found)}
+                found[spec.name] = spec
+        return {name: found[name] for name in sorted(found)}
+
+    def _owners(self, hook_name: str, name: str) -> list[str]:
+        """The plugins whose ``hook_name`` registers ``name`` (to explain a duplicate)."""
+        return [
+            impl.plugin_name
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls()
+            if not (impl.wrapper or impl.hookwrapper)
+            and any(spec.name == name for spec in impl.function() or ())
+        ]
 
     def _disabled_hint(self) -> str:
         off = [r.name for r in self._records if r.status in ("blocked", "failed")]

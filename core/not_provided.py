@@ -20,7 +20,6 @@ NOT_PROVIDED: dict[str, str] = {
     "pypi_base": "a flow-wide PyPI environment; install the packages in the run's environment",
     "card": "Metaflow cards; `flow report RUN` writes an HTML report of a run (graph, timeline, "
     "artifacts, logs)",
-    "schedule": "@schedule for deployed flows (not yet)",
     "trigger": "event triggering of deployed flows (not yet)",
     "trigger_on_finish": "flow-to-flow triggering of deployed flows (not yet)",
     "kubernetes": "@kubernetes: run a step in a pod; not provided (deployers run whole flows)",

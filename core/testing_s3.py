@@ -57,6 +57,16 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+def _die_with_parent() -> None:
+    """In the server's process before exec: SIGTERM when the test process dies, even by
+    SIGKILL, so a killed test run leaves no server behind (Linux; elsewhere a no-op)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class SeaweedFS:
     """One ``weed mini`` process (master, volume, filer and S3 gateway) and its data directory."""
 
@@ -101,7 +111,12 @@ class SeaweedFS:
         log = open(self.directory / "weed.log", "ab")  # noqa: SIM115 - the child keeps it
         with log:
             self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         self._wait_ready(timeout)
         return self

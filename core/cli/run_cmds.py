@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import click
 
 from flowkernel.errors import DecoratorError, UsageError
@@ -30,12 +32,17 @@ def _datastore_root(ctx: click.Context) -> str:
 
 
 def _common_run_options() -> list[click.Option]:
+    """The options of run and resume every runtime understands (defaults: RunOptions')."""
+    from flowkernel.engine.runs import RunOptions
+
+    default = RunOptions.default
     return [
-        click.Option(["--runtime"], default="local", show_default=True, help="Runtime to use."),
-        click.Option(["--max-workers"], type=int, default=16, show_default=True,
-                     help="Most tasks running at once."),
-        click.Option(["--max-num-splits"], type=int, default=100, show_default=True,
-                     help="Most tasks one foreach may create."),
+        click.Option(["--runtime"], default=default("runtime"), show_default=True,
+                     help="Runtime to use."),
+        click.Option(["--max-workers"], type=int, default=default("max_workers"),
+                     show_default=True, help="Most tasks running at once."),
+        click.Option(["--max-num-splits"], type=int, default=default("max_num_splits"),
+                     show_default=True, help="Most tasks one foreach may create."),
         click.Option(["--tag", "tags"], multiple=True, help="Tag the run (repeatable)."),
         click.Option(["--run-id-file"], default=None, help="Write the run id to this file."),
         click.Option(["--quiet"], is_flag=True, help="Only task output and errors."),
@@ -110,8 +117,11 @@ def _option_values(args: list[str], option: str) -> list[str]:
 
 
 def _runtime_name(args: list[str]) -> str:
+    """The runtime named on the command line: its own options are parsed with the others."""
+    from flowkernel.engine.runs import RunOptions
+
     names = _option_values(args, "--runtime")
-    return names[-1] if names else "local"
+    return names[-1] if names else RunOptions.default("runtime")
 
 
 #: Options of ``flow`` itself, given before the command (``flow --datastore-root X run F``).
@@ -175,6 +185,7 @@ def _options(ctx: click.Context, values: dict[str, Any], runtime_params) -> RunO
     root = ctx.find_root().obj or {}
     return RunOptions(
         datastore_root=_datastore_root(ctx),
+        runtime=values["runtime"],
         max_workers=values["max_workers"],
         max_num_splits=values["max_num_splits"],
         tags=tuple(values["tags"]),
@@ -215,41 +226,69 @@ def _finish(ctx: click.Context, result: Any, flow_file: str) -> None:
     sys.exit(0 if result.success else 1)
 
 
+@attrs.frozen
+class _Invocation:
+    """A parsed ``flow run`` / ``flow resume``: the validated flow and how to run it."""
+
+    kernel: Kernel
+    flow_cls: type
+    graph: Any
+    values: dict[str, Any]
+    options: RunOptions
+
+
+def _prepare(
+    ctx: click.Context,
+    name: str,
+    flow_file: str,
+    args: list[str],
+    command_params: Callable[[type], list[click.Parameter]],
+) -> _Invocation:
+    """What run and resume share: load the flow with its ``--with`` decorators, validate it, and
+    parse the command line (the common options, ``@project``'s, the runtime's own and
+    ``command_params(flow_cls)``) into :class:`RunOptions`."""
+    from flowkernel.cli.context import get_kernel
+
+    kernel = get_kernel()
+    flow_cls, graph = _load(flow_file, kernel, _option_values(args, "--with"))
+    runtime_params = list(kernel.runtime(_runtime_name(args)).options)
+    own = _common_run_options() + _project_options(flow_cls, ctx) + runtime_params
+    values = _parse(name, own + command_params(flow_cls), args)
+    options = _options(ctx, values, runtime_params)
+    return _Invocation(kernel, flow_cls, graph, values, options)
+
+
+def _execute(ctx: click.Context, invocation: _Invocation, run_ctx: Any, flow_file: str) -> None:
+    """Announce the run (to a Runner), execute it with its runtime, exit with its status."""
+    from flowkernel.engine.runs import execute
+
+    _announce(invocation.values, run_ctx)
+    _finish(ctx, execute(invocation.kernel, run_ctx), flow_file)
+
+
 @click.command(context_settings=_PASS_THROUGH, add_help_option=False)
 @click.argument("flow_file", required=False, metavar="FILE")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> None:
     """Run the flow in FILE. Its Parameters are options: flow run FILE --help lists them."""
-    from flowkernel.cli.context import get_kernel
     from flowkernel.engine.runs import current_user, start_run
+    from flowkernel.flow.config import add_sources, take_config_options
     from flowkernel.flow.parameters import flow_parameters, resolve_parameters
 
     if flow_file is None or flow_file in ("--help", "-h"):
         click.echo(ctx.get_help())
         return
     _require_flow_file("run", flow_file, args)
-    from flowkernel.flow.config import add_sources, take_config_options
-
-    rest, files, values = take_config_options(list(args))
-    add_sources(files, values)
-    kernel = get_kernel()
-    flow_cls, graph = _load(flow_file, kernel, _option_values(rest, "--with"))
-    runtime = kernel.runtime(_runtime_name(rest))
-    runtime_params = list(runtime.options)
-    params = _parameter_options(flow_cls)
-    own = _common_run_options() + _project_options(flow_cls, ctx) + runtime_params
-    values = _parse("run", own + params, rest)
-    given = {attr: values.get(attr) for attr in flow_parameters(flow_cls)}
-    converted = {
-        attr: flow_parameters(flow_cls)[attr].split(v) if v is not None else None
-        for attr, v in given.items()
-    }
-    resolved = resolve_parameters(flow_cls, converted, current_user())
-    options = _options(ctx, values, runtime_params)
-    run_ctx = start_run(flow_cls, graph, _abspath(flow_file), resolved, options)
-    _announce(values, run_ctx)
-    _finish(ctx, runtime.factory(kernel).run(run_ctx), flow_file)
+    rest, files, config_values = take_config_options(list(args))
+    add_sources(files, config_values)
+    inv = _prepare(ctx, "run", flow_file, rest, _parameter_options)
+    declared = flow_parameters(inv.flow_cls)
+    given = {attr: inv.values.get(attr) for attr in declared}
+    converted = {a: declared[a].split(v) if v is not None else None for a, v in given.items()}
+    resolved = resolve_parameters(inv.flow_cls, converted, current_user())
+    run_ctx = start_run(inv.flow_cls, inv.graph, _abspath(flow_file), resolved, inv.options)
+    _execute(ctx, inv, run_ctx, flow_file)
 
 
 @click.command(context_settings=_PASS_THROUGH, add_help_option=False)
@@ -261,51 +300,46 @@ def resume(ctx: click.Context, flow_file: str | None, args: tuple[str, ...]) -> 
 
     flow resume FILE [STEP] [--origin-run-id ID]: STEP and everything after it run again.
     """
-    from flowkernel.cli.context import get_kernel
     from flowkernel.engine.runs import start_resume
+    from flowkernel.flow.config import take_config_options
 
     if flow_file is None or flow_file in ("--help", "-h"):
         click.echo(ctx.get_help())
         return
     _require_flow_file("resume", flow_file, args)
-    from flowkernel.flow.config import take_config_options
-
     _, files, config_values = take_config_options(list(args))
     if files or config_values or (ctx.find_root().obj or {}).get("configs_given"):
         raise UsageError(
             "resume reuses the configs of the origin run; --config and --config-value "
             "cannot be given"
         )
-    kernel = get_kernel()
-    decospecs = _option_values(list(args), "--with")
-    flow_cls, _ = _load(flow_file, kernel, decospecs)
-    _reject_parameters(flow_cls, list(args))
-    runtime = kernel.runtime(_runtime_name(list(args)))
-    runtime_params = list(runtime.options)
-    extra = [
-        click.Argument(["step"], required=False),
-        click.Option(["--origin-run-id"], default=None, help="Run to resume (default: latest)."),
-    ]
-    own = _common_run_options() + _project_options(flow_cls, ctx) + runtime_params
-    values = _parse("resume", own + extra, list(args))
-    root = _datastore_root(ctx)
-    fresh = _with_origin_configs(flow_cls, flow_file, root, values["origin_run_id"])
-    if fresh is not flow_cls:
+
+    def resume_params(flow_cls: type) -> list[click.Parameter]:
+        _reject_parameters(flow_cls, list(args))
+        return [
+            click.Argument(["step"], required=False),
+            click.Option(
+                ["--origin-run-id"], default=None, help="Run to resume (default: latest)."
+            ),
+        ]
+
+    inv = _prepare(ctx, "resume", flow_file, list(args), resume_params)
+    origin = inv.values["origin_run_id"]
+    flow_cls = _with_origin_configs(inv.flow_cls, flow_file, inv.options.datastore_root, origin)
+    if flow_cls is not inv.flow_cls:
         from flowkernel.flow.decorators import attach_decospecs
 
-        attach_decospecs(fresh, decospecs)
-    flow_cls = fresh
-    graph = kernel.validated_graph(flow_cls)
+        attach_decospecs(flow_cls, inv.options.decospecs)
+    graph = inv.kernel.validated_graph(flow_cls)
     run_ctx = start_resume(
         flow_cls,
         graph,
         _abspath(flow_file),
-        _options(ctx, values, runtime_params),
-        origin_run_id=values["origin_run_id"],
-        step=values["step"],
+        inv.options,
+        origin_run_id=origin,
+        step=inv.values["step"],
     )
-    _announce(values, run_ctx)
-    _finish(ctx, runtime.factory(kernel).run(run_ctx), flow_file)
+    _execute(ctx, inv, run_ctx, flow_file)
 
 
 def _reject_parameters(flow_cls: type, args: list[str]) -> None:

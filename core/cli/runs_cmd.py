@@ -41,41 +41,41 @@ def summarize_run(store: FlowStore, run_id: str) -> RunSummary | None:
     A run whose record is damaged is listed with status "broken"; a damaged task record counts
     as a failed task.
     """
+    from flowkernel.engine.records import RunRecord, TaskRecord
     from flowkernel.errors import CorruptRecordError
 
     try:
-        record = store.read_run_record(run_id)
+        record = RunRecord.read(store, run_id)
     except CorruptRecordError:
         return RunSummary(store.flow_name, run_id, "broken", 0.0, None, ())
     if record is None:
         return None
-    end_step = record.get("end_step") or "end"
     failed = ended = False
     last = None
     for step in store.step_names(run_id):
         for task_id in store.task_ids(run_id, step):
             try:
-                task = store.latest_record(run_id, step, task_id)
+                task = TaskRecord.read_latest(store, run_id, step, task_id)
             except CorruptRecordError:
                 failed = True
                 continue
             if task is None:
                 continue
-            if task.get("finished_at"):
-                last = max(last or 0.0, task["finished_at"])
-            if not task.get("task_ok"):
+            if task.finished_at:
+                last = max(last or 0.0, task.finished_at)
+            if not task.task_ok:
                 failed = True
-            elif step == end_step:
+            elif step == record.end_step:
                 ended = True
     status = "succeeded" if ended else "failed" if failed else "running"
     return RunSummary(
         flow=store.flow_name,
         run_id=run_id,
         status=status,
-        started_at=record.get("created_at", 0.0),
+        started_at=record.created_at,
         finished_at=last if status != "running" else None,
-        tags=tuple(record.get("tags", ())),
-        origin_run_id=record.get("origin_run_id"),
+        tags=record.tags,
+        origin_run_id=record.origin_run_id,
     )
 
 

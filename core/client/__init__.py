@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flowkernel.datastore import FlowStore, check_name, default_root, iter_flow_names
-from flowkernel.engine.records import PARAMS_STEP, PARAMS_TASK, TaskRecord
+from flowkernel.engine.records import PARAMS_STEP, PARAMS_TASK, RunRecord, TaskRecord
 from flowkernel.errors import (
     CorruptRecordError,
     ExceptionWrapper,
@@ -120,8 +120,8 @@ class _ClientObject:
     def _load(self) -> None:
         pass
 
-    def _run_record(self) -> dict[str, Any]:
-        return {}
+    def _run_record(self) -> RunRecord:
+        return _NO_RUN
 
     @property
     def user_tags(self) -> frozenset[str]:
@@ -130,14 +130,14 @@ class _ClientObject:
         if cached is None:
             if self._DEPTH < 2:
                 return frozenset()
-            initial = self._run_record().get("tags", [])
+            initial = list(self._run_record().tags)
             cached = frozenset(self._store.user_tags(self.path_components[1], initial))
             self._user_tags = cached
         return cached
 
     @property
     def system_tags(self) -> frozenset[str]:
-        return frozenset(self._run_record().get("system_tags", ()))
+        return frozenset(self._run_record().system_tags)
 
     @property
     def tags(self) -> frozenset[str]:
@@ -259,8 +259,8 @@ class Flow(_ClientObject):
     def created_at(self) -> datetime | None:
         """When the flow's first run was created."""
         ids = self._store.run_ids()
-        record = self._store.read_run_record(ids[-1]) if ids else None
-        return _datetime(record.get("created_at")) if record else None
+        record = RunRecord.read(self._store, ids[-1]) if ids else None
+        return _datetime(record.created_at) if record else None
 
     @property
     def latest_run(self) -> Run | None:
@@ -278,18 +278,18 @@ class Run(_ClientObject):
     _DEPTH = 2
 
     def _load(self) -> None:
-        record = self._store.read_run_record(self.id)
+        record = RunRecord.read(self._store, self.id)
         if record is None:
             raise NotFoundError(f"Run {self.pathspec} does not exist")
         self._record = record
-        self._store.flow_file = record.get("flow_file")
+        self._store.flow_file = record.flow_file
 
-    def _run_record(self) -> dict[str, Any]:
+    def _run_record(self) -> RunRecord:
         return self._record
 
     @property
     def created_at(self) -> datetime:
-        return _datetime(self._record["created_at"])
+        return _datetime(self._record.created_at)
 
     # -- tags ----------------------------------------------------------------------------------
 
@@ -338,7 +338,7 @@ class Run(_ClientObject):
     @property
     def flow_file(self) -> str | None:
         """Absolute path of the flow file the run was started from."""
-        return self._record.get("flow_file")
+        return self._record.flow_file
 
     @property
     def trigger(self) -> Any:
@@ -347,7 +347,7 @@ class Run(_ClientObject):
 
     @property
     def origin_pathspec(self) -> str | None:
-        origin = self._record.get("origin_run_id")
+        origin = self._record.origin_run_id
         return f"{self.path_components[0]}/{origin}" if origin else None
 
     def steps(self, *tags: str) -> Iterator[Step]:
@@ -367,7 +367,7 @@ class Run(_ClientObject):
 
     @property
     def end_task(self) -> Task | None:
-        end = self._record.get("end_step") or "end"
+        end = self._record.end_step
         try:
             return self[end].task
         except KeyError:
@@ -404,8 +404,9 @@ class Run(_ClientObject):
             f"{self.pathspec}/{PARAMS_STEP}/{PARAMS_TASK}", _namespace_check=False, _root=self._root
         )
         names = None
-        if self._record.get("flow_file") and os.path.exists(self._record["flow_file"]):
-            names = list(flow_parameters(load_flow(self._record["flow_file"])))
+        flow_file = self._record.flow_file
+        if flow_file and os.path.exists(flow_file):
+            names = list(flow_parameters(load_flow(flow_file)))
         arts = task._record_or_raise().artifacts
         keep = names if names is not None else [n for n in arts if not n.startswith("_")]
         return {n: task[n].data for n in keep if n in arts}
@@ -419,11 +420,11 @@ class Step(_ClientObject):
     def _load(self) -> None:
         _, run_id, step = self.path_components
         self._record = _run_record(self._store, run_id)
-        self._store.flow_file = self._record.get("flow_file")
+        self._store.flow_file = self._record.flow_file
         if step not in self._store.step_names(run_id):
             raise NotFoundError(f"Step {self.pathspec} does not exist")
 
-    def _run_record(self) -> dict[str, Any]:
+    def _run_record(self) -> RunRecord:
         return self._record
 
     def _first_started(self) -> tuple[int, int, str]:
@@ -465,7 +466,7 @@ class Step(_ClientObject):
     @property
     def origin_pathspec(self) -> str | None:
         """The same step in the run this one resumed (None for a fresh run)."""
-        origin = self._record.get("origin_run_id")
+        origin = self._record.origin_run_id
         return f"{self.path_components[0]}/{origin}/{self.id}" if origin else None
 
     def control_tasks(self, *tags: str) -> Iterator[Task]:
@@ -501,18 +502,20 @@ class Step(_ClientObject):
         return [self.parent[name] for name in sorted(names)]
 
 
-_RUN_RECORDS: dict[tuple[str, str, str], dict[str, Any]] = {}
+_RUN_RECORDS: dict[tuple[str, str, str], RunRecord] = {}
+#: what a Step or Task of a run without a record sees (empty tags, default steps)
+_NO_RUN = RunRecord(flow="", run_id="", user="")
 
 
-def _run_record(store: FlowStore, run_id: str) -> dict[str, Any]:
+def _run_record(store: FlowStore, run_id: str) -> RunRecord:
     """The run's record, read once per process: it is written once (tag changes live in their
     own files), and a step's 10,000 tasks would otherwise read it 10,000 times."""
     key = (store.root, store.flow_name, run_id)
     record = _RUN_RECORDS.get(key)
     if record is None:
-        record = store.read_run_record(run_id)
+        record = RunRecord.read(store, run_id)
         if record is None:
-            return {}
+            return _NO_RUN
         if len(_RUN_RECORDS) >= 4096:
             _RUN_RECORDS.clear()
         _RUN_RECORDS[key] = record
@@ -549,14 +552,14 @@ class Task(_ClientObject):
     def _load(self) -> None:
         _, run_id, step, task_id = self.path_components
         self._run = _run_record(self._store, run_id)
-        self._store.flow_file = self._run.get("flow_file")
+        self._store.flow_file = self._run.flow_file
         latest = self._store.latest_attempt(run_id, step, task_id)
         if latest is None:
             raise NotFoundError(f"Task {self.pathspec} does not exist")
         self.current_attempt = latest if self._attempt_arg is None else self._attempt_arg
         self._record = TaskRecord.read(self._store, run_id, step, task_id, self.current_attempt)
 
-    def _run_record(self) -> dict[str, Any]:
+    def _run_record(self) -> RunRecord:
         return self._run
 
     def _record_or_raise(self) -> TaskRecord:
@@ -676,7 +679,7 @@ class Task(_ClientObject):
                 "runtime": system.get("runtime", "dev"),
                 "user": system.get("user", ""),
                 "python_version": system.get("python_version", ""),
-                "script-name": os.path.basename(self._run.get("flow_file") or ""),
+                "script-name": os.path.basename(self._run.flow_file or ""),
             }
             if record.pid is not None:
                 fields["pid"] = str(record.pid)
@@ -839,7 +842,7 @@ class DataArtifact(_ClientObject):
             raise NotFoundError(f"Artifact {self.pathspec} does not exist")
         self._task = task
 
-    def _run_record(self) -> dict[str, Any]:
+    def _run_record(self) -> RunRecord:
         return self._task._run
 
     @property

@@ -27,6 +27,7 @@ from flowkernel.errors import (
     InternalError,
     StorageError,
     TimeoutException,
+    TransitionMismatchError,
     UnpicklableArtifactError,
 )
 from flowkernel.flow.current import ParallelInfo, current
@@ -302,24 +303,28 @@ def _arm_timeout(step: str, seconds: float) -> None:
 
 
 def _check_transition(node: Node, transition: Any) -> None:
+    def mismatch(msg: str) -> TransitionMismatchError:
+        line = node.next_lineno or node.func_lineno
+        return TransitionMismatchError(msg, step=node.name, file=node.source_file, line=line)
+
     if node.type == "end":
         if transition is not None:
-            raise InternalError(f"the end step '{node.name}' must not call self.next()")
+            raise mismatch("the end step must not call self.next()")
         return
     if transition is None:
-        raise InternalError(
-            f"step '{node.name}' finished without calling self.next(); it must be the last "
-            f"statement of the step (expected a transition to {', '.join(node.out_funcs)})"
+        raise mismatch(
+            "the step finished without calling self.next(); it must be the last statement of "
+            f"the step (expected a transition to {', '.join(node.out_funcs)})"
         )
     targets = list(transition[0])
     if node.type == "split-switch":
         if len(targets) != 1 or targets[0] not in node.out_funcs:
-            raise InternalError(f"switch step '{node.name}' chose an unknown step {targets}")
+            raise mismatch(f"the switch chose an unknown step {targets}")
     elif targets != list(node.out_funcs):
-        raise InternalError(
-            f"step '{node.name}' called self.next() with {targets} but the flow's graph "
-            f"expects {list(node.out_funcs)}; make sure there is one unconditional "
-            "self.next() at the end of the step"
+        raise mismatch(
+            f"self.next() was called with {targets} but the flow's graph expects "
+            f"{list(node.out_funcs)}; make sure there is one unconditional self.next() at the "
+            "end of the step"
         )
 
 

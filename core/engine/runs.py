@@ -20,6 +20,8 @@ from flowkernel.errors import StorageError, UsageError
 
 if TYPE_CHECKING:
     from flowkernel.graph.model import FlowGraph
+    from flowkernel.kernel import Kernel
+    from flowkernel.specs import RunResult
 
 
 def current_user() -> str:
@@ -36,10 +38,16 @@ def current_user() -> str:
 
 @attrs.frozen
 class RunOptions:
-    """What ``flow run`` / ``flow resume`` / ``Runner`` pass to a runtime."""
+    """How to run: what ``flow run`` / ``flow resume``, ``Runner`` and ``Kernel.run`` pass to a
+    runtime. The defaults live here only; the command line and the in-process API take theirs
+    from these fields (see :meth:`default`)."""
 
     datastore_root: str
+    #: the runtime that executes the run (a name from the ``flowkernel_runtimes`` registry)
+    runtime: str = "local"
+    #: at most this many tasks running at once (a ``@parallel`` gang starts whole)
     max_workers: int = 16
+    #: at most this many tasks one foreach may create
     max_num_splits: int = 100
     tags: tuple[str, ...] = ()
     run_id_file: str | None = None
@@ -47,7 +55,18 @@ class RunOptions:
     decospecs: tuple[str, ...] = ()  #: ``--with`` decorators (spawned tasks attach them too)
     branch: str | None = None  #: ``@project`` flows: ``--branch`` (None: from the environment)
     production: bool | None = None  #: ``@project`` flows: ``--production``
+    #: the runtime's own options (declared in its ``RuntimeSpec.options``), by parameter name
     extra: dict[str, Any] = attrs.field(factory=dict)
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The default of field ``name`` (what an option left out means)."""
+        return getattr(attrs.fields(cls), name).default
+
+    @classmethod
+    def given(cls, datastore_root: str, **values: Any) -> RunOptions:
+        """Options from keyword values where ``None`` means "the default"."""
+        return cls(datastore_root, **{k: v for k, v in values.items() if v is not None})
 
 
 @attrs.frozen
@@ -69,6 +88,14 @@ class RunContext:
     unfinished_steps: frozenset[str] = frozenset()
 
 
+def execute(kernel: Kernel, ctx: RunContext) -> RunResult:
+    """Run a prepared run (or resume) with the runtime its options name; returns its result.
+
+    The one place every way of starting a run hands over to a runtime.
+    """
+    return kernel.runtime(ctx.options.runtime).factory(kernel).run(ctx)
+
+
 def _validate_tags(tags: tuple[str, ...]) -> None:
     for tag in tags:
         if not isinstance(tag, str) or not tag or len(tag) > 500:
@@ -85,12 +112,17 @@ def allocate_run(store: FlowStore) -> str:
     return str(run_id)
 
 
-def _register_run(store, graph, flow_file, options, user, origin, flow_cls=None) -> str:
+def _register_run(
+    store, graph, flow_file, options, user, origin, flow_cls=None, run_id=None
+) -> str:
     from flowkernel.flow.project import resolve_project
 
     _validate_tags(options.tags)
     project = resolve_project(flow_cls, user, options.branch, options.production)
-    run_id = allocate_run(store)
+    if run_id is None:
+        run_id = allocate_run(store)
+    elif not store.create_run_dir(run_id):
+        raise UsageError(f"run {run_id} of {store.flow_name} exists already")
     RunRecord(
         flow=store.flow_name,
         run_id=run_id,
@@ -121,11 +153,16 @@ def start_run(
     flow_file: str | None,
     params: dict[str, Any],
     options: RunOptions,
+    run_id: str | None = None,
 ) -> RunContext:
-    """Allocate the run, store its parameters and constants (the ``_parameters`` task)."""
+    """Allocate the run, store its parameters and constants (the ``_parameters`` task).
+
+    :param run_id: the run's id when a scheduler names runs (``argo-<workflow>``); else a new
+        one is allocated. A given id that exists already is a :class:`UsageError`.
+    """
     store = FlowStore(options.datastore_root, flow_cls.__name__, flow_file)
     user = current_user()
-    run_id = _register_run(store, graph, flow_file, options, user, None, flow_cls)
+    run_id = _register_run(store, graph, flow_file, options, user, None, flow_cls, run_id)
     store.set_latest_run(run_id)
     from flowkernel.flow.config import flow_configs, thaw
 

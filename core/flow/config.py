@@ -19,17 +19,13 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from flowkernel.errors import UsageError
+from flowkernel.errors import ConfigError, UsageError
 
 ENV_FILES = "FLOWKERNEL_FLOW_CONFIG"
 ENV_VALUES = "FLOWKERNEL_FLOW_CONFIG_VALUE"
 
 _files: dict[str, str] = {}
 _values: dict[str, Any] = {}
-
-
-class ConfigError(UsageError):
-    """A config that cannot be read or parsed (a usage error: exit code 2)."""
 
 
 def set_sources(files: Mapping[str, str] | None = None, values: Mapping[str, Any] | None = None):

@@ -50,6 +50,14 @@ class ForeachFrame(NamedTuple):
     value: str | None  #: display value (None: not recorded; ``_foreach_values`` has them all)
 
 
+def _caller_location() -> tuple[str | None, int | None]:
+    """File and line of the innermost frame outside this module (the step's ``self.next``)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else (None, None)
+
+
 def _display_value(value: Any) -> str:
     """The short display string recorded per foreach element."""
     text = str(value) if isinstance(value, (str, int, float, bool)) else reprlib.repr(value)
@@ -237,7 +245,10 @@ class FlowSpec:
         step = self.__dict__.get("_current_step", "?")
 
         def fail(msg: str) -> InvalidNextError:
-            return InvalidNextError(f"Invalid self.next() transition in step '{step}': {msg}")
+            file, line = _caller_location()
+            return InvalidNextError(
+                f"invalid self.next() transition: {msg}", step=step, file=file, line=line
+            )
 
         foreach = kwargs.pop("foreach", None)
         num_parallel = kwargs.pop("num_parallel", None)

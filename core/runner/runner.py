@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from flowkernel.errors import FlowkernelError
+from flowkernel.errors import FlowStartError
 from flowkernel.runner.procs import CommandProcess
 
 #: Options of ``flow run`` / ``flow resume`` by keyword -> (option, expected type); lists become
@@ -34,6 +34,8 @@ RUN_OPTIONS = {
     "quiet": ("--quiet", bool),
     "run_id_file": ("--run-id-file", str),
     "isolation": ("--isolation", str),
+    "dask_scheduler": ("--dask-scheduler", str),
+    "dask_scheduler_file": ("--dask-scheduler-file", str),
     "decospecs": ("--with", list),
     "branch": ("--branch", str),  # @project flows
     "production": ("--production", bool),
@@ -44,16 +46,6 @@ TOP_LEVEL = {"datastore_root": ("--datastore-root", str), **RUN_OPTIONS}
 #: (``metadata="local"``...), options with no effect here are accepted and ignored.
 METAFLOW_LOCAL_ONLY = {"metadata": "local", "datastore": "local", "environment": "local"}
 METAFLOW_IGNORED = ("pylint", "event_logger", "monitor", "package_suffixes")
-
-
-class FlowStartError(FlowkernelError, RuntimeError):
-    """The flow did not start (validation or usage error); the message is the child's error."""
-
-    def __init__(self, message: str, returncode: int | None, stdout: str, stderr: str):
-        super().__init__(message)
-        self.returncode = returncode
-        self.stdout = stdout
-        self.stderr = stderr
 
 
 def _check_type(kind: str, name: str, value: Any, expected: Any) -> None:
@@ -308,9 +300,10 @@ class Runner:
     :param file_read_timeout: seconds to wait for the run to start (its id to come back).
     :param profile: Metaflow's configuration profile: accepted for compatibility, no effect.
     :param top_level: ``flow`` options: runtime, max_workers, max_num_splits, datastore_root,
-        tags, quiet, run_id_file, isolation, decospecs, branch, production, config_value,
-        config; and Metaflow's ``metadata="local"``, ``datastore="local"``,
-        ``environment="local"``, ``pylint``, ``event_logger``, ``monitor`` (no effect here).
+        tags, quiet, run_id_file, isolation, dask_scheduler, dask_scheduler_file, decospecs,
+        branch, production, config_value, config; and Metaflow's ``metadata="local"``,
+        ``datastore="local"``, ``environment="local"``, ``pylint``, ``event_logger``,
+        ``monitor`` (no effect here).
     """
 
     def __init__(

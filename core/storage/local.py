@@ -13,6 +13,7 @@ import errno
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from typing import IO
 
 from flowkernel.errors import StorageError
@@ -88,7 +89,7 @@ class LocalBackend:
     def put_once(self, key: str, data: bytes, durable: bool = True) -> bool:
         path = self.path(key)
         if not data:  # an empty marker is whole as soon as it exists: one exclusive create
-            return _create_empty(path)
+            return _create_empty(path, self.staging_dir)
         if os.path.exists(path):  # a stat is cheaper than writing a blob twice
             return False
         written = _link_once(self._write_tmp(path, data, durable), path)
@@ -155,10 +156,10 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-def _create_empty(path: str) -> bool:
+def _create_empty(path: str, staging: Callable[[], str]) -> bool:
     """Create an empty file exclusively. A missing directory appears with the file already in
-    it (built under a hidden temporary name, then renamed), so a crash never leaves a task
-    directory without its start marker."""
+    it (built in the staging directory, then renamed into place), so a crash never leaves a
+    task directory without its start marker, and no listing ever sees a half-made one."""
     flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY
     try:
         try:
@@ -167,9 +168,8 @@ def _create_empty(path: str) -> bool:
         except FileNotFoundError:
             pass
         folder = os.path.dirname(path)
-        parent = os.path.dirname(folder)
-        os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".{os.path.basename(folder)}.{uuid.uuid4().hex}")
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        tmp = os.path.join(staging(), f"dir.{uuid.uuid4().hex}")
         os.mkdir(tmp)
         os.close(os.open(os.path.join(tmp, os.path.basename(path)), flags, 0o644))
         try:

@@ -158,10 +158,12 @@ def _artifact(store: FlowStore, name: str, sha: str, types: dict[str, str]) -> A
 
 
 def _attempts(store: FlowStore, run_id: str, step: str, task_id: str) -> list[Attempt]:
+    from flowkernel.engine.records import TaskRecord
+
     latest = store.latest_attempt(run_id, step, task_id)
     attempts = []
     for k in range(0 if latest is None else latest + 1):
-        record = store.read_task_record(run_id, step, task_id, k)
+        record = TaskRecord.read(store, run_id, step, task_id, k)
         out = store.read_log(run_id, step, task_id, k, "stdout").decode("utf-8", "replace")
         err = store.read_log(run_id, step, task_id, k, "stderr").decode("utf-8", "replace")
         if record is None:
@@ -169,31 +171,29 @@ def _attempts(store: FlowStore, run_id: str, step: str, task_id: str) -> list[At
             start = os.path.getmtime(started) if os.path.exists(started) else None
             attempts.append(Attempt(k, start, None, "running", None, out, err))
             continue
-        exc = record.get("exception") or None
-        text = f"{exc.get('type')}: {exc.get('message')}" if isinstance(exc, dict) else None
-        if record.get("task_ok"):
-            status = "ok" if record.get("success", True) else "caught"
+        exc = record.exception
+        text = f"{exc.type}: {exc.message}" if exc is not None else None
+        if record.task_ok:
+            status = "ok" if record.success else "caught"
         else:
             status = "retried" if k < (latest or 0) else "failed"
-        attempts.append(
-            Attempt(k, record.get("started_at"), record.get("finished_at"), status, text, out, err)
-        )
+        attempts.append(Attempt(k, record.started_at, record.finished_at, status, text, out, err))
     return attempts
 
 
 def load_run(store: FlowStore, run_id: str) -> RunView:
     """Read run ``run_id`` of ``store``'s flow: its record, graph, every task and attempt."""
     from flowkernel.cli.runs_cmd import summarize_run
-    from flowkernel.engine.records import PARAMS_STEP, PARAMS_TASK
+    from flowkernel.engine.records import PARAMS_STEP, PARAMS_TASK, RunRecord, TaskRecord
     from flowkernel.errors import NotFoundError
 
     summary = summarize_run(store, run_id)
     if summary is None:
         raise NotFoundError(f"no run {store.flow_name}/{run_id} under {store.root}")
-    record = store.read_run_record(run_id) or {}
+    record = RunRecord.read(store, run_id)
     graph: dict[str, Any] = {}
-    params = store.latest_record(run_id, PARAMS_STEP, PARAMS_TASK)
-    sha = (params or {}).get("artifacts", {}).get("_graph_info")
+    params = TaskRecord.read_latest(store, run_id, PARAMS_STEP, PARAMS_TASK)
+    sha = params.artifacts.get("_graph_info") if params else None
     if sha:
         try:
             graph = store.load(sha)  # a plain dict of str/list: unpickling it runs no code
@@ -208,18 +208,18 @@ def load_run(store: FlowStore, run_id: str) -> RunView:
             attempts = _attempts(store, run_id, step, task_id)
             if not attempts:
                 continue
-            final = store.read_task_record(run_id, step, task_id, attempts[-1].number) or {}
+            final = TaskRecord.read(store, run_id, step, task_id, attempts[-1].number)
             artifacts = sorted(
                 (
                     _artifact(store, name, sha, types)
-                    for name, sha in final.get("artifacts", {}).items()
+                    for name, sha in (final.artifacts if final else {}).items()
                     if not name.startswith("_")
                 ),
                 key=lambda a: a.name,
             )
             tasks.append(
                 TaskView(
-                    step, task_id, tuple(attempts), tuple(artifacts), bool(final.get("cloned"))
+                    step, task_id, tuple(attempts), tuple(artifacts), bool(final and final.cloned)
                 )
             )
     tasks.sort(key=lambda t: (t.attempts[0].started_at or 0.0, _task_order(t.task_id)))
@@ -230,7 +230,7 @@ def load_run(store: FlowStore, run_id: str) -> RunView:
         started_at=summary.started_at,
         finished_at=summary.finished_at,
         tags=summary.tags,
-        user=record.get("user"),
+        user=record.user if record else None,
         origin_run_id=summary.origin_run_id,
         graph=graph if isinstance(graph, dict) else {},
         tasks=tuple(tasks),

@@ -20,7 +20,10 @@ from typing import IO, Any
 
 from flowkernel.errors import StorageError
 
-_OPS = frozenset({"put_once", "put", "put_file", "get", "exists", "size", "list", "download"})
+_OPS = frozenset(
+    {"put_once", "put", "put_file", "get", "exists", "size", "list", "download", "list_all",
+     "get_many"}
+)  # fmt: skip
 
 
 def _send(stream: IO[bytes], obj: Any) -> None:

@@ -79,6 +79,14 @@ class S3Backend:
     def list(self, prefix: str) -> list[str]:
         return self._call("list", prefix)
 
+    def list_all(self, prefix: str) -> list[str]:
+        """Optional fast path: every key under ``prefix`` (FlowStore lists a step with it)."""
+        return self._call("list_all", prefix)
+
+    def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """Optional fast path: several objects fetched concurrently."""
+        return self._call("get_many", keys)
+
     def staging_dir(self) -> str:
         return os.environ.get("FLOWKERNEL_S3_STAGING") or tempfile.gettempdir()
 

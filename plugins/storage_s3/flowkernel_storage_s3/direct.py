@@ -162,6 +162,46 @@ class S3Direct:
         names += [o["path"].rsplit("/", 1)[-1] for o in found["objects"]]
         return names
 
+    def list_all(self, prefix: str) -> list[str]:
+        """Every key under ``prefix``, relative to it (one request per 1,000 keys)."""
+        full = self.prefix + prefix
+        try:
+            return [
+                obj["path"][len(full) :]
+                for batch in obstore.list(self.store, full.rstrip("/") or None, chunk_size=1000)
+                for obj in batch
+            ]
+        except _MISSING as exc:
+            _raise_if_no_bucket(exc, self.bucket)
+            return []
+        except Exception as exc:
+            raise self._fault(exc, prefix) from None
+
+    def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """Several objects at once (32 requests in flight); None for a missing one."""
+        import asyncio
+
+        async def one(key: str, limit: asyncio.Semaphore) -> bytes | None:
+            async with limit:
+                try:
+                    result = await obstore.get_async(self.store, self.prefix + key)
+                    return bytes(await result.bytes_async())
+                except _MISSING:
+                    return None
+
+        async def all_of() -> list[bytes | None]:
+            limit = asyncio.Semaphore(32)
+            return list(await asyncio.gather(*(one(k, limit) for k in keys)))
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop running here: run our own
+            try:
+                return asyncio.run(all_of())
+            except Exception as exc:
+                raise self._fault(exc, keys[0] if keys else "") from None
+        return [self.get(k) for k in keys]
+
     def staging_dir(self) -> str:
         return os.environ.get("FLOWKERNEL_S3_STAGING") or tempfile.gettempdir()
 

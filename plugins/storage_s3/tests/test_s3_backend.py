@@ -126,3 +126,28 @@ def test_endpoint_down_is_one_clear_line(s3_root, monkeypatch):
     monkeypatch.setenv("FLOWKERNEL_S3_RETRY_SECONDS", "1")
     with pytest.raises(StorageError, match=r"cannot reach the S3 endpoint http://127.0.0.1:9"):
         S3Direct(s3_root).get("x")
+
+
+def test_a_step_snapshot_gives_latest_attempts_and_records(s3_root):
+    """FlowStore lists a remote step in one recursive listing and reads its records
+    concurrently; what it answers matches the store."""
+    from flowkernel.datastore import FlowStore
+
+    store = FlowStore(s3_root, "SnapFlow")
+    for i in range(20):
+        task = str(i + 2)
+        store.mark_started("1", "work", task, 0)
+        if i % 3 == 0:  # retried: attempt 1 started, its record not written yet
+            store.write_task_record({"run_id": "1", "step": "work", "task_id": task,
+                                     "attempt": 0, "ok": False})  # fmt: skip
+            store.mark_started("1", "work", task, 1)
+        else:
+            store.write_task_record({"run_id": "1", "step": "work", "task_id": task,
+                                     "attempt": 0, "ok": True})  # fmt: skip
+    assert sorted(store.task_ids("1", "work"), key=int) == [str(i + 2) for i in range(20)]
+    for i in range(20):
+        task = str(i + 2)
+        expected = 1 if i % 3 == 0 else 0
+        assert store.latest_attempt("1", "work", task) == expected
+        record = store.latest_record("1", "work", task)
+        assert (record is None) if expected else record["ok"] is True

@@ -162,7 +162,9 @@ def test_server_lost_mid_run_then_resume_completes(tmp_path, client_on, monkeypa
         assert proc.returncode != 0, out + err
         assert "cannot reach the S3 endpoint" in out + err
         server.start()
-        resumed = flow(root, tmp_path, "resume", str(script), env={"FAST": "1"})
+        # the default retry window: a freshly restarted server may answer 500 for a moment
+        resumed = flow(root, tmp_path, "resume", str(script),
+                       env={"FAST": "1", "FLOWKERNEL_S3_RETRY_SECONDS": "15"})  # fmt: skip
         assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
         client = client_on(root)
         run = client.Flow("SlowFlow").latest_run
@@ -185,3 +187,14 @@ def test_a_task_runs_from_a_package_on_s3(s3_root, client_on, tmp_path):
     task = client.Task(f"PackagedFlow/{run_id}/start/91", _namespace_check=False)
     assert task.data.x == 42 and task.data.word == "packaged"
     assert not (tmp_path / "elsewhere" / ".flowkernel").exists()
+
+
+def test_runner_with_an_s3_root(s3_root, client_on, tmp_path):
+    from flowkernel import Runner
+
+    with Runner(str(SHAPES / "linear.py"), datastore_root=s3_root, cwd=str(tmp_path)) as runner:
+        result = runner.run()
+        assert result.status == "successful"
+        assert result.run.data.x == 2
+    assert not (tmp_path / ".flowkernel").exists()
+    forget_backends()

@@ -1,0 +1,1 @@
+"""flowkernel-deploy-argo: the ``argo-workflows`` deployer (see docs/deploying.md)."""

@@ -1,0 +1,1 @@
+"""The ``dask`` runtime: flowkernel tasks as ``flow step`` processes on a Dask cluster."""

@@ -1,0 +1,361 @@
+"""The dask runtime's controller: runs a run's task attempts on a Dask cluster from the ``flow``
+process.
+
+What runs when, retries, ``@catch``, gangs, resume clones, records, the task hooks and fail-fast
+are the kernel's :class:`~flowkernel.engine.dispatch.Dispatcher` (the same for every runtime);
+this module is its backend. Dask only places and runs
+:func:`flowkernel_runtime_dask.worker.run_job`, which runs ``flow step`` in a child process on a
+worker and relays its lines. Completions and log lines arrive on Dask's event-loop thread and are
+queued; this thread handles them, so hooks and sinks are called from one thread only.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from flowkernel.engine.dispatch import Attempt, Dispatcher
+from flowkernel.engine.logs import abnormal_end_line
+from flowkernel.engine.progress import progress_for
+from flowkernel.engine.runs import resume_plan, step_command
+from flowkernel.specs import LogLine, RunResult
+from flowkernel_runtime_dask.placement import Placement
+from flowkernel_runtime_dask.worker import KILL_GRACE, Job, run_job
+
+if TYPE_CHECKING:
+    from flowkernel.engine.runs import RunContext
+    from flowkernel.kernel import Kernel
+
+#: Extra seconds a task gets past its @timeout (the in-task alarm fires first) before its
+#: process group is killed on the worker.
+TIMEOUT_GRACE = 5.0
+#: Seconds to wait, once an attempt finished, for its last relayed lines to arrive.
+LINES_WAIT = 5.0
+#: Environment variables of the controller every step gets too (the worker has its own).
+FORWARDED_ENV_PREFIX = "FLOWKERNEL_"
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@attrs.define(eq=False)
+class _OnCluster:
+    """An attempt submitted to the cluster."""
+
+    attempt: Attempt
+    future: Any
+    started_at: float
+    stopped: bool = False  #: stopped by the controller because the run is failing
+
+
+class DaskRuntime:
+    """The ``dask`` runtime: ``run(ctx)`` executes a prepared run on a Dask cluster."""
+
+    def __init__(self, kernel: Kernel):
+        self.kernel = kernel
+
+    def run(self, ctx: RunContext) -> RunResult:
+        from flowkernel_runtime_dask.cluster import dask_client
+
+        extra = ctx.options.extra
+        say = _Console(ctx.options.quiet)
+        with dask_client(
+            extra.get("dask_scheduler") or os.environ.get("FLOWKERNEL_DASK_SCHEDULER"),
+            extra.get("dask_scheduler_file"),
+            ctx.options.max_workers,
+            say,
+        ) as client:
+            return _Controller(self.kernel, ctx, client, say).execute()
+
+
+class _Console:
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def __call__(self, text: str, where: str = "", force: bool = False, err: bool = False) -> None:
+        """An engine message on the console (never in a task's own logs); ``err``: on stderr."""
+        if self.quiet and not force:
+            return
+        stream = sys.stderr if err else sys.stdout
+        stream.write(f"{time.strftime('%H:%M:%S')} {where}{text}\n")
+        stream.flush()
+
+
+class _Controller:
+    """Futures on the cluster for one run; the :class:`Dispatcher` decides what they run."""
+
+    def __init__(self, kernel: Kernel, ctx: RunContext, client: Any, console: _Console):
+        self.kernel, self.ctx, self.client, self.console = kernel, ctx, client, console
+        self.dispatcher = Dispatcher(kernel, ctx, self, runtime="dask")
+        self.info = self.dispatcher.info
+        self.running: dict[str, _OnCluster] = {}  #: by Dask key
+        nonce = uuid.uuid4().hex[:8]
+        self.prefix = f"flowkernel-{ctx.store.flow_name}-{ctx.run_id}-{nonce}"
+        self.topic = f"{self.prefix}-logs"
+        self.stop_name = f"{self.prefix}-stop"
+        self.done: queue.Queue = queue.Queue()
+        self.lines: queue.Queue = queue.Queue()
+        self.received: Counter[tuple[str, int, str]] = Counter()
+        self.env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
+
+    def say(
+        self, text: str, attempt: Attempt | None = None, force: bool = False, err: bool = False
+    ) -> None:
+        """An engine message on the console (the dispatcher's backend calls it too)."""
+        if self.dispatcher.progress.live and not force:
+            return  # the live display shows task starts and ends as counts
+        where = f"[{self.ctx.run_id}/{attempt.step}/{attempt.task_id}] " if attempt else ""
+        self.console(text, where, force, err)
+
+    # -- main loop -----------------------------------------------------------------------------
+
+    def execute(self) -> RunResult:
+        from distributed import Event
+
+        self.placement = Placement.of(self.client, self.ctx)
+        # before the sinks: on a terminal, the console sink then writes above the live display
+        self.dispatcher.progress = progress_for(
+            self.ctx.options.quiet, f"{self.info.flow_name}/{self.ctx.run_id}"
+        )
+        self.sinks = list(self.kernel.log_sinks(self.info))
+        self.stop_event = Event(self.stop_name, client=self.client)
+        self.client.subscribe_topic(self.topic, lambda event: self.lines.put(event[1]))
+        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+        self.kernel.run_started(self.info)
+        if self.ctx.origin_run_id:
+            cloned, rerun = resume_plan(self.ctx)
+            self.say(f"Resuming run {self.ctx.origin_run_id} as run {self.ctx.run_id}.", force=True)
+            self.say(f"Cloned from the origin run: {', '.join(cloned) or 'nothing'}", force=True)
+            self.say(f"Run again: {', '.join(rerun) or 'nothing'}", force=True)
+        self.say(f"Workflow starting (run-id {self.ctx.run_id}) on Dask:", force=True)
+        dispatcher = self.dispatcher
+        try:
+            dispatcher.start()
+            self._loop()
+        except (KeyboardInterrupt, _Interrupted):
+            dispatcher.failure = dispatcher.failure or "interrupted"
+            self.say("Workflow interrupted: stopping every task.", force=True)
+            self._stop_all()
+        finally:
+            signal.signal(signal.SIGTERM, old_term)
+            self._cleanup()
+        success = dispatcher.failure is None
+        if success:
+            self.say("Done!", force=True)
+        else:
+            sys.stdout.flush()  # the summary on stderr comes after everything above it
+            self.say(f"Workflow failed: {dispatcher.failure}", force=True, err=True)
+        result = RunResult(
+            run=self.info,
+            success=success,
+            message=dispatcher.failure or "",
+            failed_steps=tuple(dispatcher.failed_steps),
+        )
+        self.kernel.run_finished(self.info, result)
+        return result
+
+    def _loop(self) -> None:
+        max_workers = max(1, self.ctx.options.max_workers)
+        dispatcher = self.dispatcher
+        while dispatcher.has_ready or self.running:
+            # a @parallel gang starts whole, past --max-workers
+            while dispatcher.has_ready and len(self.running) < max_workers:
+                group = dispatcher.next_group()
+                if group is None:
+                    continue
+                refusal = group.gang and self.placement.gang_refusal(group.step, len(group.members))
+                if refusal:
+                    dispatcher.fail(refusal, group.step)
+                else:
+                    dispatcher.launch(group)
+            if self.running:
+                self._wait(0.2)
+            self.dispatcher.progress.tick()
+
+    def _wait(self, timeout: float) -> None:
+        """Relay the lines that arrived; handle the attempts that finished."""
+        try:
+            future = self.done.get(timeout=timeout)
+        except queue.Empty:
+            future = None
+        self._relay_lines()
+        while future is not None:
+            self._completed(future)
+            try:
+                future = self.done.get_nowait()
+            except queue.Empty:
+                future = None
+
+    def _cleanup(self) -> None:
+        try:
+            self.client.unsubscribe_topic(self.topic)
+            self.stop_event.clear()
+        except Exception:  # the cluster is already gone: nothing left to release there
+            pass
+        self._relay_lines()
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:
+                self.say(f"log sink {type(sink).__name__} failed to close: {exc}", force=True)
+        self.dispatcher.progress.stop()
+
+    # -- the dispatcher's backend --------------------------------------------------------------
+
+    def launch(self, attempt: Attempt) -> None:
+        """Submit one attempt: a Dask task that runs ``flow step`` on a worker."""
+        ctx, spec, group = self.ctx, attempt.spec, attempt.group
+        seconds = group.policy.timeout
+        stops = (self.stop_name, self._gang_event(attempt)) if group.gang else (self.stop_name,)
+        job = Job(
+            argv=tuple(step_command(ctx, spec)),
+            env=self.env,
+            cwd=os.getcwd(),
+            topic=self.topic,
+            task=(spec.step, spec.task_id, spec.attempt),
+            stop_events=stops,
+            kill_after=seconds + TIMEOUT_GRACE if seconds else None,
+            store=(ctx.store.root, ctx.store.flow_name, ctx.run_id),
+        )
+        key = f"{self.prefix}-{spec.step}-{spec.task_id}-{spec.attempt}"
+        future = self.client.submit(
+            run_job,
+            job,
+            key=key,
+            pure=False,
+            retries=0,
+            resources=self.placement.resources(spec.step) or None,
+            workers=self.placement.gang_workers(len(group.members)) if group.gang else None,
+            allow_other_workers=False,
+        )
+        self.running[key] = _OnCluster(attempt, future, time.time())
+        future.add_done_callback(self.done.put)
+        self.say("Task is starting" + (f" (retry {spec.attempt})." if spec.attempt else "."),
+                 attempt)  # fmt: skip
+
+    def stop(self, attempts: Sequence[Attempt] | None) -> None:
+        """Stop the other nodes of a gang, or every running task (the run failed): their
+        supervisors on the workers kill the steps' process groups."""
+        from distributed import Event
+
+        if attempts is None:
+            for entry in self.running.values():
+                entry.stopped = True
+                self.say("Stopping this task: the workflow is failing.", entry.attempt, True)
+            self.stop_event.set()
+            return
+        for name in {self._gang_event(a) for a in attempts}:
+            Event(name, client=self.client).set()
+
+    def _gang_event(self, attempt: Attempt) -> str:
+        return f"{self.prefix}-gang-{attempt.group.task_ids[0]}-{attempt.attempt}"
+
+    # -- output --------------------------------------------------------------------------------
+
+    def _relay_lines(self) -> None:
+        while True:
+            try:
+                msg = self.lines.get_nowait()
+            except queue.Empty:
+                return
+            self._emit(msg)
+
+    def _emit(self, msg: dict[str, Any]) -> None:
+        step, task_id, attempt, stream = msg["step"], msg["task_id"], msg["attempt"], msg["stream"]
+        self.received[(task_id, attempt, stream)] += len(msg["lines"])
+        last = len(msg["lines"]) - 1
+        for i, raw in enumerate(msg["lines"]):
+            line = LogLine(
+                self.info,
+                step,
+                task_id,
+                attempt,
+                stream,
+                bytes(raw).decode("utf-8", "surrogateescape"),
+                msg["t"],
+                msg.get("pid"),
+                newline=msg["newline"] or i < last,
+            )
+            for sink in list(self.sinks):
+                try:
+                    sink.emit(line)
+                except Exception as exc:
+                    self.sinks.remove(sink)
+                    name = type(sink).__name__
+                    self.say(f"log sink {name} failed and was disabled: {exc}", force=True)
+
+    def _await_lines(self, attempt: Attempt, expected: dict[str, int]) -> None:
+        """Relay lines until every line the attempt wrote has arrived (they travel through the
+        scheduler on a different path than the result)."""
+        deadline = time.monotonic() + LINES_WAIT
+        key = (attempt.task_id, attempt.attempt)
+        while any(self.received[(*key, s)] < n for s, n in expected.items()):
+            if time.monotonic() > deadline:
+                self.say("Some output lines of this task did not arrive in time.", attempt, True)
+                return
+            try:
+                self._emit(self.lines.get(timeout=0.05))
+            except queue.Empty:
+                pass
+
+    # -- exits ---------------------------------------------------------------------------------
+
+    def _completed(self, future: Any) -> None:
+        entry = self.running.pop(future.key, None)
+        if entry is None:
+            return
+        attempt = entry.attempt
+        try:
+            result = future.result()
+        except BaseException as exc:  # KilledWorker, CancelledError, a worker-side error
+            self.say(f"Dask could not run this task: {type(exc).__name__}: {exc}", attempt, True)
+            result = {}
+        self._await_lines(attempt, result.get("lines") or {})
+        returncode = result.get("returncode")
+        if result.get("reused"):  # the attempt had finished on a worker that died afterwards
+            record = self.ctx.store.read_task_record(
+                self.ctx.run_id, attempt.step, attempt.task_id, attempt.attempt
+            )
+            returncode = 0 if record is not None and record.get("task_ok") else 1
+        if result.get("stopped") == "timeout":
+            self.say("Task exceeded its @timeout: its process group was killed.", attempt, True)
+        stopped = entry.stopped or result.get("stopped") is not None
+        ending = abnormal_end_line(returncode, stopped)
+        if ending is not None:  # the task's own stderr log says how it ended
+            self._emit({"step": attempt.step, "task_id": attempt.task_id,
+                        "attempt": attempt.attempt, "stream": "stderr",
+                        "lines": [ending.encode()], "t": time.time(), "newline": True,
+                        "pid": result.get("pid")})  # fmt: skip
+        self.dispatcher.finished(
+            attempt,
+            returncode,
+            stopped=entry.stopped,
+            started_at=entry.started_at,
+            pid=result.get("pid"),
+        )
+
+    # -- interrupt -----------------------------------------------------------------------------
+
+    def _stop_all(self) -> None:
+        """Stop every running step and wait until the supervisors report them gone."""
+        self.stop(None)
+        deadline = time.monotonic() + KILL_GRACE + 5.0
+        while self.running and time.monotonic() < deadline:
+            self._wait(0.05)
+        if self.running:  # supervisors that cannot answer: give up on them
+            self.client.cancel([entry.future for entry in self.running.values()])
+            self.running.clear()
+
+
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise _Interrupted()

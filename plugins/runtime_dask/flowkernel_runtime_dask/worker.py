@@ -1,0 +1,277 @@
+"""What runs on a Dask worker: one task attempt as ``flow step`` in a child process.
+
+The Dask task itself only supervises: Dask cannot stop a running task, so the step runs in its
+own process group, which this module kills on a timeout or when the controller sets the run's
+stop :class:`distributed.Event`. The child gets ``PR_SET_PDEATHSIG`` (Linux) so it dies with the
+worker process; because that signal follows the *thread* that spawned the child, every child is
+spawned from one long-lived thread per worker process. Each line of the child's stdout/stderr is
+relayed with ``log_event`` to the run's topic, which the controller subscribes to.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import attrs
+
+#: How often the supervisor checks the stop events and the deadline (seconds).
+POLL_INTERVAL = 0.2
+#: Seconds between SIGTERM and SIGKILL when the supervisor stops a step.
+KILL_GRACE = 5.0
+#: Seconds the step's pipes may stay open after it exited (a process it left behind holds them).
+PIPE_GRACE = 5.0
+_READ_SIZE = 1 << 16
+_PR_SET_PDEATHSIG = 1
+
+
+@attrs.frozen
+class Job:
+    """One attempt to run on a worker (built by the controller, pickled to the worker).
+
+    ``argv[0]`` is replaced by the worker's own interpreter: a remote worker's Python lives
+    where its environment does, not where the controller's does.
+    """
+
+    argv: tuple[str, ...]
+    env: dict[str, str] = attrs.field(eq=False)
+    cwd: str | None
+    topic: str  #: the run's log topic
+    task: tuple[str, str, int]  #: (step, task_id, attempt), tagged on every relayed line
+    stop_events: tuple[str, ...]  #: names of Dask Events; any one set stops the step
+    kill_after: float | None  #: seconds after which the step's process group is killed
+    #: (datastore root, flow, run id): if the attempt's record exists already, the step
+    #: finished on a worker that died afterwards and Dask runs the job again: the record is
+    #: kept (write-once) and the step is not run twice
+    store: tuple[str, str, str] | None = None
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Run ``job`` to the end; the Dask task's result.
+
+    Returns ``{"returncode", "pid", "stopped", "lines", "worker"}``: ``stopped`` is None,
+    ``"timeout"`` or ``"stopped"``; ``lines`` counts the lines relayed per stream, so the
+    controller knows when it has them all. ``returncode`` is None when the attempt had already
+    finished (``"reused": True``).
+    """
+    from distributed import get_worker
+
+    worker = get_worker()
+    if job.store and _finished_before(job):
+        return {"returncode": None, "reused": True, "pid": None, "stopped": None,
+                "lines": {"stdout": 0, "stderr": 0}, "worker": worker.address}  # fmt: skip
+    argv = [sys.executable, *job.argv[1:]]
+    env = {**os.environ, **job.env, "PYTHONUNBUFFERED": "1"}
+    cwd = job.cwd if job.cwd and os.path.isdir(job.cwd) else None
+    proc = _spawner().spawn(argv, env, cwd)
+    relays = [
+        _Relay(worker, job, proc, "stdout"),
+        _Relay(worker, job, proc, "stderr"),
+    ]
+    stopped = _supervise(proc, job, worker)
+    for relay in relays:
+        # a process that left the step's group (setsid) may hold the pipes for ever: the
+        # lines relayed so far are all the controller waits for
+        relay.thread.join(PIPE_GRACE)
+    return {
+        "returncode": proc.returncode,
+        "pid": proc.pid,
+        "stopped": stopped,
+        "lines": {r.stream: r.count for r in relays},
+        "worker": worker.address,
+    }
+
+
+def _finished_before(job: Job) -> bool:
+    from flowkernel.datastore import FlowStore
+
+    root, flow, run_id = job.store
+    step, task_id, attempt = job.task
+    return FlowStore(root, flow).read_task_record(run_id, step, task_id, attempt) is not None
+
+
+def _supervise(proc: subprocess.Popen, job: Job, worker: Any) -> str | None:
+    """Wait for the child; kill its group on a timeout, a stop event, or when the controller
+    let go of the task (its client went away). Returns why it stopped the child, if it did.
+
+    When the child exits, whatever it left in its process group is killed with it (before the
+    child is reaped: its zombie keeps the group id from being reused).
+    """
+    from distributed import Event
+
+    events = [Event(name) for name in job.stop_events]
+    key = worker.get_current_task()
+    deadline = time.monotonic() + job.kill_after if job.kill_after else None
+    while True:
+        if _exited(proc, POLL_INTERVAL):
+            kill_group(proc, grace=0)
+            return None
+        if deadline is not None and time.monotonic() > deadline:
+            kill_group(proc, grace=0)
+            return "timeout"
+        if any(_is_set(e) for e in events) or _let_go(worker, key):
+            kill_group(proc, KILL_GRACE)
+            return "stopped"
+
+
+def _exited(proc: subprocess.Popen, timeout: float) -> bool:
+    """Whether the child has exited, waiting up to ``timeout`` s; it is left unreaped."""
+    if not hasattr(os, "waitid"):  # macOS: reaped here, the group kill is best effort
+        try:
+            proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    end, pause = time.monotonic() + timeout, 0.0005
+    while True:
+        if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(min(pause, max(0.0, end - time.monotonic())))
+        pause = min(pause * 2, 0.05)
+
+
+def _let_go(worker: Any, key: Any) -> bool:
+    """The scheduler cancelled this task: its controller's client is gone (killed, say)."""
+    try:
+        task = worker.state.tasks.get(key)
+        return task is not None and task.state == "cancelled"
+    except Exception:  # internal state: never fail the step because it changed shape
+        return False
+
+
+def _is_set(event: Any) -> bool:
+    try:
+        return bool(event.is_set())
+    except Exception:  # the scheduler is going away: the controller stops the run itself
+        return False
+
+
+def kill_group(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM the child's process group, SIGKILL it after ``grace`` seconds; reap the child."""
+    if grace > 0:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    _signal_group(proc.pid, signal.SIGKILL)  # also any grandchild still in the group
+    proc.wait()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class _Relay:
+    """Reads one pipe of the child and relays its lines as ``log_event`` messages."""
+
+    def __init__(self, worker: Any, job: Job, proc: subprocess.Popen, stream: str):
+        self.worker, self.job, self.stream = worker, job, stream
+        self.pipe, self.pid = getattr(proc, stream), proc.pid
+        self.count = 0
+        self.thread = threading.Thread(target=self._run, name=f"flowkernel-{stream}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        fd = self.pipe.fileno()
+        rest = b""
+        try:
+            while True:
+                data = os.read(fd, _READ_SIZE)
+                if not data:
+                    break
+                *lines, rest = (rest + data).split(b"\n")
+                if lines:
+                    self._send(lines, newline=True)
+        finally:
+            if rest:
+                self._send([rest], newline=False)
+            self.pipe.close()
+
+    def _send(self, lines: list[bytes], newline: bool) -> None:
+        self.count += len(lines)
+        step, task_id, attempt = self.job.task
+        message = {
+            "step": step,
+            "task_id": task_id,
+            "attempt": attempt,
+            "stream": self.stream,
+            "lines": lines,
+            "t": time.time(),
+            "newline": newline,
+            "pid": self.pid,
+        }
+        self.worker.log_event(self.job.topic, message)
+
+
+class _Spawner:
+    """Starts children from one thread that lives as long as the worker process, so that
+    ``PR_SET_PDEATHSIG`` fires when the worker dies and not when a task thread ends."""
+
+    def __init__(self) -> None:
+        self.requests: queue.Queue = queue.Queue()
+        self.libc = _libc()
+        threading.Thread(target=self._serve, name="flowkernel-spawner", daemon=True).start()
+
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: str | None) -> subprocess.Popen:
+        reply: queue.Queue = queue.Queue(maxsize=1)
+        self.requests.put((argv, env, cwd, reply))
+        result = reply.get()
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _serve(self) -> None:
+        while True:
+            argv, env, cwd, reply = self.requests.get()
+            try:
+                reply.put(
+                    subprocess.Popen(
+                        argv,
+                        env=env,
+                        cwd=cwd,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        start_new_session=True,  # its own process group, killed as one
+                        preexec_fn=self._die_with_parent if self.libc else None,
+                    )
+                )
+            except BaseException as exc:
+                reply.put(exc)
+
+    def _die_with_parent(self) -> None:
+        self.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+_SPAWNER: _Spawner | None = None
+_SPAWNER_LOCK = threading.Lock()
+
+
+def _spawner() -> _Spawner:
+    global _SPAWNER
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None:
+            _SPAWNER = _Spawner()
+        return _SPAWNER

@@ -1,0 +1,162 @@
+"""Helpers of the dask runtime's tests: the cluster processes, running flows, reading them back.
+
+The session cluster is what a user starts by hand: ``dask scheduler`` writing a scheduler file
+plus two ``dask worker`` processes of one thread each, all on 127.0.0.1 with free ports. The
+first worker declares ``gpu=1`` (for the ``@resources`` tests). Flows run as real ``flow run``
+subprocesses; results are read back with the client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import psutil
+
+FLOWS = Path(__file__).resolve().parent / "flows"
+#: A run that takes longer than this is hung, not slow (the machine is shared and loaded).
+RUN_TIMEOUT = 240
+
+
+@attrs.frozen
+class Cluster:
+    scheduler_file: Path
+    address: str
+    scheduler: subprocess.Popen = attrs.field(eq=False)
+    workers: tuple[subprocess.Popen, ...] = attrs.field(eq=False)
+
+    def worker_pids(self) -> dict[int, int]:
+        """Worker process pid -> index of the ``dask worker`` command (nanny) that owns it."""
+        pids = {}
+        for i, nanny in enumerate(self.workers):
+            for child in psutil.Process(nanny.pid).children():
+                pids[child.pid] = i
+        return pids
+
+
+def wait_for_workers(scheduler_file: Path, count: int, deadline: float) -> str:
+    while not scheduler_file.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the Dask scheduler wrote no scheduler file")
+        time.sleep(0.05)
+    from distributed import Client
+
+    with Client(scheduler_file=str(scheduler_file), timeout=60) as client:
+        client.wait_for_workers(count, timeout=max(1.0, deadline - time.monotonic()))
+    return json.loads(scheduler_file.read_text())["address"]
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + 20
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for child in _tree(proc.pid):
+                child.kill()
+            proc.kill()
+            proc.wait()
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The test environment without PYTHONPATH and FLOWKERNEL_* variables, plus ``extra``."""
+    env = {
+        k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("FLOWKERNEL_")
+    }
+    env["FLOWKERNEL_USER"] = "tester"
+    env.update(extra)
+    return env
+
+
+@attrs.define
+class FlowResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    root: Path
+    flow_name: str
+    run_id: str | None
+
+    @property
+    def output(self) -> str:
+        return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+    def assert_ok(self) -> FlowResult:
+        assert self.returncode == 0, self.output
+        return self
+
+    @property
+    def run(self) -> Any:
+        from flowkernel.client import Run, metadata, namespace
+
+        assert self.run_id is not None, "no run was recorded\n" + self.output
+        metadata(str(self.root))
+        namespace(None)
+        return Run(f"{self.flow_name}/{self.run_id}")
+
+
+def flow_command(root: Path, command: str, flow: str | Path, *args: str) -> list[str]:
+    path = Path(flow) if os.path.isabs(flow) else FLOWS / flow
+    return [sys.executable, "-m", "flowkernel.cli", "--datastore-root", str(root), command,
+            str(path), *args]  # fmt: skip
+
+
+def run_flow(
+    root: Path, flow: str | Path, *args: str, command: str = "run", env: dict | None = None
+) -> FlowResult:
+    """``flow run FLOW ARGS`` (or ``resume``) in a subprocess, storing under ``root``."""
+    id_file = root.parent / f"run-id-{os.urandom(6).hex()}"
+    proc = subprocess.run(
+        flow_command(root, command, flow, *args, "--run-id-file", str(id_file)),
+        capture_output=True,
+        text=True,
+        env=subprocess_env(**(env or {})),
+        cwd=root.parent,
+        timeout=RUN_TIMEOUT,
+    )
+    run_id = id_file.read_text().strip() if id_file.exists() else None
+    runs = root.iterdir() if root.is_dir() else ()
+    flow_name = next((p.name for p in runs if run_id and (p / run_id).is_dir()), "")
+    return FlowResult(proc.returncode, proc.stdout, proc.stderr, root, flow_name, run_id)
+
+
+def on(cluster: Cluster) -> tuple[str, ...]:
+    """The ``flow run`` arguments that select the session cluster."""
+    return ("--runtime", "dask", "--dask-scheduler-file", str(cluster.scheduler_file))
+
+
+def artifacts_by_step(run: Any) -> dict[str, list[str]]:
+    """Every artifact and both output streams of every task, per step, in a stable order: what
+    must be the same whichever runtime ran the flow (ids and timestamps left out)."""
+    out: dict[str, list[str]] = {}
+    for step in run:
+        for task in step:
+            data = {a.id: a.data for a in task if not a.id.startswith("_")}
+            data["<stdout>"], data["<stderr>"] = task.stdout, task.stderr
+            out.setdefault(step.id, []).append(json.dumps(data, sort_keys=True, default=repr))
+    return {step: sorted(tasks) for step, tasks in out.items()}
+
+
+def step_processes() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "step" in cmd and "flowkernel.cli" in cmd and str(FLOWS) in " ".join(cmd):
+            found.append(proc)
+    return found

@@ -1,0 +1,124 @@
+"""Flows run on a real Dask cluster give what ``--runtime local`` gives, and what the client,
+``flow logs`` and resume see cannot tell the runtimes apart."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dask_helpers import FLOWS, artifacts_by_step, on, run_flow, subprocess_env
+
+
+def test_every_shape_gives_the_same_artifacts_and_logs_as_local(tmp_path, dask_cluster):
+    args = ("--n", "3", "--label", "p")
+    local = run_flow(tmp_path / "local", "shapes.py", *args).assert_ok()
+    dask = run_flow(tmp_path / "dask", "shapes.py", *args, *on(dask_cluster)).assert_ok()
+    assert dask.run["end"].task.data.summary == (
+        "p", ["L", "R"], ["0a", "0b", "1a", "1b", "2a", "2b"], 3, "odd"
+    )  # fmt: skip
+    assert artifacts_by_step(dask.run) == artifacts_by_step(local.run)
+    assert "start says p" in dask.stdout  # live on the console, from the worker
+    assert "a line on stderr" in dask.stdout
+    pathspec = f"DaskShapesFlow/{dask.run_id}/inner"
+    cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", str(tmp_path / "dask")]
+    logs = subprocess.run(
+        [*cmd, "logs", pathspec], capture_output=True, text=True, env=subprocess_env(), check=True
+    ).stdout
+    assert sorted(line for line in logs.splitlines() if line.startswith("inner")) == [
+        "inner 0a", "inner 0b", "inner 1a", "inner 1b", "inner 2a", "inner 2b"
+    ]  # fmt: skip
+
+
+def test_retry_catch_and_timeout_as_on_local(tmp_path, dask_cluster):
+    result = run_flow(tmp_path / "root", "decorated.py", *on(dask_cluster)).assert_ok()
+    run = result.run
+    assert run["end"].task.data.caught == (
+        "builtins.ValueError",
+        "flowkernel.errors.TimeoutException",
+    )
+    assert run["flaky"].task.data.flaky_attempt == 1
+    assert "flaky attempt 0" in result.stdout and "flaky attempt 1" in result.stdout
+    assert "retrying" in result.stdout
+
+
+def test_a_gang_runs_every_node_at_once_on_one_host(tmp_path, dask_cluster):
+    run = run_flow(tmp_path / "root", "gang.py", "--nodes", "2", *on(dask_cluster)).assert_ok().run
+    assert run["join"].task.data.nodes_seen == [(0, 2), (1, 2)]
+    assert len(run["join"].task.data.workers) == 2  # one node per worker thread
+    ids = sorted(t.id for t in run["train"])
+    assert ids[1] == f"{ids[0]}_node_1"
+
+
+def test_a_gang_larger_than_any_host_is_refused_clearly(tmp_path, dask_cluster):
+    result = run_flow(tmp_path / "root", "gang.py", "--nodes", "3", *on(dask_cluster))
+    assert result.returncode == 1
+    assert "Step train is a @parallel gang of 3 nodes" in result.stderr
+    assert "--runtime local" in result.stderr
+
+
+def test_resources_go_to_the_worker_that_declares_them(tmp_path, dask_cluster):
+    from flowkernel import Runner
+
+    runner = Runner(
+        str(FLOWS / "resources.py"),
+        show_output=False,
+        env=subprocess_env(),
+        runtime="dask",
+        dask_scheduler_file=str(dask_cluster.scheduler_file),
+        datastore_root=str(tmp_path / "root"),
+    )
+    with runner:
+        run = runner.run().run
+    assert run.successful
+    assert dask_cluster.worker_pids()[run["train"].task.data.worker_pid] == 0  # w0: gpu=1
+
+
+def test_more_of_a_resource_than_any_worker_declares_is_a_clear_error(tmp_path, dask_cluster):
+    args = ("--with", "resources:gpu=2", *on(dask_cluster))
+    result = run_flow(tmp_path / "root", "resources.py", *args)
+    assert result.returncode == 1, result.output
+    assert "step start has @resources(gpu=2)" in result.stderr
+    assert "declares more than gpu=1" in result.stderr
+
+
+def test_an_unreachable_scheduler_is_named_in_the_error(tmp_path):
+    env = {"FLOWKERNEL_DASK_CONNECT_TIMEOUT": "1"}
+    args = ("--runtime", "dask", "--dask-scheduler", "tcp://127.0.0.1:9")
+    result = run_flow(tmp_path / "root", "shapes.py", *args, env=env)
+    assert result.returncode == 1, result.output
+    assert "could not reach the Dask scheduler at tcp://127.0.0.1:9" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def _resume_clones_what_succeeded(root, fail_on, resume_on, item) -> None:
+    failed = run_flow(root, "slow_foreach.py", *fail_on, env={"FLOWKERNEL_TEST_FAIL": item})
+    assert failed.returncode == 1 and f"item {item} fails on purpose" in failed.stdout
+    done = sorted(t.index for t in failed.run["work"] if t.successful)  # fail-fast may stop some
+    assert int(item) not in done
+    resumed = run_flow(root, "slow_foreach.py", *resume_on, command="resume").assert_ok()
+    assert "Cloned from the origin run: start" in resumed.stdout
+    run = resumed.run
+    assert run["join"].task.data.squares == [0, 1, 4, 9]
+    assert sorted(t.index for t in run["work"] if t.origin_pathspec) == done
+
+
+def test_resume_moves_between_runtimes_both_ways(tmp_path, dask_cluster):
+    local = ("--runtime", "local")
+    _resume_clones_what_succeeded(tmp_path / "root", on(dask_cluster), local, "2")
+    _resume_clones_what_succeeded(tmp_path / "root", local, on(dask_cluster), "0")
+
+
+def test_the_embedded_cluster_runs_a_gang_and_leaves_nothing_behind(tmp_path, no_stray_steps):
+    result = run_flow(tmp_path / "root", "gang.py", "--runtime", "dask", "--max-workers", "2")
+    result.assert_ok()
+    assert "Embedded Dask cluster: 2 workers, dashboard http://127.0.0.1:" in result.stdout
+    assert result.run["join"].task.data.nodes_seen == [(0, 2), (1, 2)]
+
+
+def test_max_num_splits_holds_on_the_cluster(tmp_path, dask_cluster):
+    args = ("--items", "4", "--max-num-splits", "2", *on(dask_cluster))
+    result = run_flow(tmp_path / "root", "slow_foreach.py", *args)
+    assert result.returncode == 1, result.output
+    assert "more than the maximum of 2" in result.stdout + result.stderr
