@@ -48,6 +48,13 @@ def _common_run_options() -> list[click.Option]:
         click.Option(["--quiet"], is_flag=True, help="Only task output and errors."),
         click.Option(["--with", "decospecs"], multiple=True, metavar="SPEC",
                      help="Add a decorator to every step, e.g. --with retry:times=2."),
+        click.Option(["--max-log-size"], type=click.IntRange(min=1),
+                     default=default("max_log_size"), show_default=True,
+                     help="Most megabytes of each task's stdout and of its stderr kept in its "
+                     "log; the rest is dropped."),
+        click.Option(["--namespace", "user_namespace"], default=None, metavar="NS",
+                     help="The namespace the client sees inside the steps (default: "
+                     "user:<you>; '' for every run). The run's tags do not change."),
         click.Option(["--runner-attribute-file"], default=None, hidden=True,
                      help="Write {run_id, flow_name, datastore_root} here once the run exists."),
     ]  # fmt: skip
@@ -192,6 +199,8 @@ def _options(ctx: click.Context, values: dict[str, Any], runtime_params) -> RunO
         run_id_file=values["run_id_file"],
         quiet=values["quiet"],
         decospecs=tuple(values["decospecs"]),
+        max_log_size=values["max_log_size"],
+        namespace=values["user_namespace"],
         branch=values.get("branch") or root.get("branch"),
         production=values.get("production") or root.get("production") or None,
         extra={p.name: values.get(p.name) for p in runtime_params},
@@ -391,7 +400,14 @@ def _with_origin_configs(flow_cls: type, flow_file: str, root: str, origin: str 
 @click.option("--user", default=None)
 @click.option("--num-parallel", type=int, default=None)
 @click.option("--max-num-splits", type=int, default=None)
+@click.option(
+    "--ubf-context",
+    type=click.Choice(["none", "ubf_control", "ubf_task"]),
+    default="none",
+    help="Unbounded foreach: the control task (decides the width) or a mapper task.",
+)
 @click.option("--tag", "tags", multiple=True)
+@click.option("--namespace", default=None, help="The client's namespace inside the task.")
 @click.option("--with", "decospecs", multiple=True)
 @click.option(
     "--package",
@@ -412,6 +428,7 @@ def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> Non
     from flowkernel.storage.backend import declare_no_fork
 
     declare_no_fork()  # one task, no workers: storage clients may skip their fork guards
+    code_package = opts["package"]
     if opts["package"]:
         from flowkernel.engine.packages import fetch_package
 
@@ -441,6 +458,9 @@ def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> Non
         tags=tuple(opts["tags"]),
         num_parallel=opts["num_parallel"],
         max_num_splits=opts["max_num_splits"],
+        ubf_context=None if opts["ubf_context"] == "none" else opts["ubf_context"],
+        namespace=opts["namespace"],
+        code_package=code_package,
     )
     store = FlowStore(root, flow_cls.__name__, _abspath(flow_file))
     sys.exit(run_task(flow_cls, graph, store, spec))
