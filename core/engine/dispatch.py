@@ -12,13 +12,18 @@ is the same for every runtime, so a run behaves the same whichever engine execut
 * the :class:`~flowkernel.engine.policy.RetryPolicy`, the crashed record of a process that died
   without writing its own, the ``flowkernel_task_finished`` hook, fail-fast.
 
-A runtime implements :class:`Backend` (start an attempt, stop some, print a message) and calls
-:meth:`Dispatcher.next_group` / :meth:`Dispatcher.launch` while it has capacity and
-:meth:`Dispatcher.finished` when an attempt's process ends.
+* the run itself (:meth:`Dispatcher.run`): the ``run_started`` / ``run_finished`` hooks, the
+  launch loop within ``--max-workers``, interrupts, the console's first and last lines and the
+  :class:`~flowkernel.specs.RunResult`.
+
+A runtime implements :class:`Backend` (start an attempt, wait for ends, stop some, print a
+message), reports each attempt's end to :meth:`Dispatcher.finished` and calls
+:meth:`Dispatcher.run` once.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -29,10 +34,10 @@ from flowkernel.engine.executor import TaskSpec
 from flowkernel.engine.policy import RetryPolicy, describe_exit
 from flowkernel.engine.progress import Progress
 from flowkernel.engine.records import TaskRecord
-from flowkernel.engine.runs import clone_record
+from flowkernel.engine.runs import clone_record, resume_plan
 from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
 from flowkernel.errors import StorageError
-from flowkernel.specs import RunInfo, TaskInfo
+from flowkernel.specs import RunInfo, RunResult, TaskInfo
 from flowkernel.unbounded_foreach import UBF_CONTROL
 
 if TYPE_CHECKING:
@@ -88,18 +93,46 @@ class Attempt:
         return self.spec.attempt
 
 
+class Interrupted(Exception):
+    """Raised by a backend (from :meth:`Backend.wait` or a signal handler) to interrupt the run:
+    :meth:`Dispatcher.run` then stops every attempt and fails the run as ``"interrupted"``, as
+    for ``KeyboardInterrupt``."""
+
+
 class Backend(Protocol):
-    """What a runtime does for the dispatcher."""
+    """What a runtime does for the dispatcher: where and how attempts execute.
+
+    A runtime's backend subclasses this protocol (it then inherits the defaults of
+    :meth:`refusal` and :meth:`close`).
+    """
 
     def launch(self, attempt: Attempt) -> None:
-        """Start ``attempt`` (its ``.started`` marker is written); report its end to
-        :meth:`Dispatcher.finished`."""
+        """Start ``attempt`` (its ``.started`` marker is written) without waiting for it; its
+        end is reported to :meth:`Dispatcher.finished`, from :meth:`wait` or :meth:`stop`."""
+
+    def wait(self) -> None:
+        """Wait a little (a fraction of a second at most, or one attempt's execution) for
+        launched attempts to end, and report each end to :meth:`Dispatcher.finished`. Called
+        in a loop while attempts are in flight; may raise :class:`Interrupted`."""
 
     def stop(self, attempts: Sequence[Attempt] | None) -> None:
-        """Stop these running attempts (``None``: every running attempt: the run failed)."""
+        """Stop these running attempts (``None``: every running attempt: the run failed; start
+        nothing more). Their ends are reported as usual, here or from :meth:`wait`."""
 
-    def say(self, text: str, attempt: Attempt | None = None, force: bool = False) -> None:
-        """An engine message for the user (``force``: even with ``--quiet``)."""
+    def say(
+        self, text: str, attempt: Attempt | None = None, force: bool = False, err: bool = False
+    ) -> None:
+        """An engine message for the user (``force``: even with ``--quiet``; ``err``: on
+        stderr, e.g. the failed run's last line)."""
+
+    def refusal(self, group: TaskGroup) -> str | None:
+        """Why ``group`` cannot start on this backend (the run fails with this message), or
+        ``None``: it can. E.g. a ``@parallel`` gang larger than any one host."""
+        return None
+
+    def close(self) -> None:
+        """The run is over (no attempt in flight): release what it used (log sinks, pollers).
+        Called once, before the run's last line and ``run_finished``."""
 
 
 class Dispatcher:
@@ -123,11 +156,87 @@ class Dispatcher:
         #: why the run failed (``None`` while it has not)
         self.failure: str | None = None
         self.failed_steps: list[str] = []
+        #: attempts launched whose end has not been reported to :meth:`finished` yet
+        self.in_flight = 0
         self._next_task_id = 1
         self._policies: dict[str, RetryPolicy] = {}
         #: counts per step, fed here; a runtime may replace it with a live display
         #: (:func:`~flowkernel.engine.progress.progress_for`) and calls its ``tick``/``stop``
         self.progress = Progress()
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def run(self, where: str = "") -> RunResult:
+        """Execute the run to its end through the backend and return its result.
+
+        Fires ``run_started``, prints the resume plan and the starting line (``where`` is
+        appended to it, e.g. ``" on Dask"``), then launches ready groups while fewer than
+        ``--max-workers`` attempts are in flight (a ``@parallel`` gang starts whole, past the
+        limit) and has the backend :meth:`~Backend.wait` for their ends. ``KeyboardInterrupt``,
+        :class:`Interrupted` or a datastore failure stops every attempt and fails the run. Then
+        the backend is closed, ``Done!`` or ``Workflow failed: ...`` (on stderr) printed, and
+        ``run_finished`` fired with the returned result. Task failures are results, not
+        exceptions.
+        """
+        ctx, say = self.ctx, self.backend.say
+        self.kernel.run_started(self.info)
+        if ctx.origin_run_id:
+            cloned, rerun = resume_plan(ctx)
+            say(f"Resuming run {ctx.origin_run_id} as run {ctx.run_id}.", force=True)
+            say(f"Cloned from the origin run: {', '.join(cloned) or 'nothing'}", force=True)
+            say(f"Run again: {', '.join(rerun) or 'nothing'}", force=True)
+        say(f"Workflow starting (run-id {ctx.run_id}){where}:", force=True)
+        try:
+            self.start()
+            self._loop()
+        except (KeyboardInterrupt, Interrupted):
+            self._stop_everything("interrupted", "Workflow interrupted: stopping every task.")
+        except StorageError as exc:  # the datastore failed under us (disk full, read-only)
+            self._stop_everything(str(exc), f"Storage error: {exc}; stopping every task.", True)
+        finally:
+            self.backend.close()
+            self.progress.stop()
+        return self._ending()
+
+    def _loop(self) -> None:
+        max_workers = max(1, self.ctx.options.max_workers)
+        while self.has_ready or self.in_flight:
+            while self.has_ready and self.in_flight < max_workers:
+                group = self.next_group()
+                if group is None:
+                    continue
+                refusal = self.backend.refusal(group)
+                if refusal:
+                    self.fail(refusal, group.step)
+                else:
+                    self.launch(group)
+            self.backend.wait()
+            self.progress.tick()
+
+    def _stop_everything(self, failure: str, message: str, err: bool = False) -> None:
+        """Fail the run with ``failure`` (unless it failed already) and wait for every attempt
+        in flight to end."""
+        self.failure = self.failure or failure
+        self.backend.say(message, force=True, err=err)
+        self.backend.stop(None)
+        while self.in_flight:
+            self.backend.wait()
+
+    def _ending(self) -> RunResult:
+        success = self.failure is None
+        if success:
+            self.backend.say("Done!", force=True)
+        else:
+            sys.stdout.flush()  # the summary on stderr comes after everything above it
+            self.backend.say(f"Workflow failed: {self.failure}", force=True, err=True)
+        result = RunResult(
+            run=self.info,
+            success=success,
+            message=self.failure or "",
+            failed_steps=tuple(self.failed_steps),
+        )
+        self.kernel.run_finished(self.info, result)
+        return result
 
     # -- scheduling ----------------------------------------------------------------------------
 
@@ -181,6 +290,7 @@ class Dispatcher:
                 self.ctx.run_id, attempt.step, attempt.task_id, attempt.attempt
             )
             group.running.add(attempt.member)
+            self.in_flight += 1
             self.progress.started(attempt.step)
             self.backend.launch(attempt)
         return attempts
@@ -227,6 +337,7 @@ class Dispatcher:
 
         :param stopped: the runtime stopped this attempt because the run is failing.
         """
+        self.in_flight -= 1
         group = attempt.group
         ctx = self.ctx
         record = TaskRecord.read(

@@ -29,29 +29,28 @@ class Runtime(Protocol):
     also carries ``ctx.origin_run_id`` and ``ctx.clones``, the origin tasks to clone instead of
     running.
 
-    **What it must do.**
+    **What it must do.** Build a :class:`~flowkernel.engine.dispatch.Dispatcher` with its
+    :class:`~flowkernel.engine.dispatch.Backend` and return ``dispatcher.run()``. The dispatcher
+    owns everything that is the same on every runtime: the frontier, task ids, clones,
+    ``@parallel`` gangs, the :class:`~flowkernel.engine.policy.RetryPolicy`, fail-fast, the
+    launch loop within ``--max-workers``, the hooks (``run_started`` once, ``task_finished`` for
+    every attempt and clone, ``run_finished`` once, also after a failure or an interrupt), the
+    console's first and last lines and the result. The backend owns execution:
 
-    * *Scheduling and policy*: drive a :class:`~flowkernel.engine.dispatch.Dispatcher` (it owns the
-      frontier, task ids, clones, ``@parallel`` gangs, the
-      :class:`~flowkernel.engine.policy.RetryPolicy` and fail-fast) and run each
-      :class:`~flowkernel.engine.dispatch.Attempt` it hands out; report each attempt's end with
-      :meth:`~flowkernel.engine.dispatch.Dispatcher.finished`.
-    * *Records*: an attempt runs :func:`flowkernel.engine.executor.run_task` in some process,
-      or the ``flow step`` command line of :func:`flowkernel.engine.runs.step_command` on any
-      machine that sees the datastore; either writes the attempt's TaskRecord.
-      ``Dispatcher.finished`` writes a crashed record for an attempt that left none.
-    * *Hooks*: ``kernel.run_started(info)`` once before the first task;
-      ``flowkernel_task_finished`` for every attempt and clone (the dispatcher fires it);
-      ``kernel.run_finished(info, result)`` once at the end, also after a failure or an
-      interrupt. ``info`` is ``dispatcher.info``.
+    * *Attempts*: ``launch`` starts each :class:`~flowkernel.engine.dispatch.Attempt` handed out,
+      ``wait`` reports each end to :meth:`~flowkernel.engine.dispatch.Dispatcher.finished`. An
+      attempt runs :func:`flowkernel.engine.executor.run_task` in some process, or the
+      ``flow step`` command line of :func:`flowkernel.engine.runs.step_command` on any machine
+      that sees the datastore; either writes the attempt's TaskRecord. ``Dispatcher.finished``
+      writes a crashed record for an attempt that left none.
     * *Logs*: every line a task writes to stdout or stderr goes, as it arrives, to every sink of
-      ``kernel.log_sinks(info)`` as a :class:`~flowkernel.specs.LogLine` (the built-in file
-      sink stores it where ``flow logs`` and the client read it). A sink that raises is dropped
-      and reported; every sink is closed at the end.
-    * *Cancellation*: on ``KeyboardInterrupt`` (and ``SIGTERM`` if the runtime handles signals)
-      stop every running task, fire ``run_finished`` and return a failed result whose message is
-      ``"interrupted"``. When the dispatcher fails the run it calls the backend's
-      ``stop(None)``: stop every running task and start no new one.
+      ``kernel.log_sinks(dispatcher.info)`` as a :class:`~flowkernel.specs.LogLine` (the
+      built-in file sink stores it where ``flow logs`` and the client read it). A sink that
+      raises is dropped and reported; every sink is closed in ``close``.
+    * *Cancellation*: ``stop(None)`` (the run failed) stops every running attempt. On
+      ``KeyboardInterrupt``, or :class:`~flowkernel.engine.dispatch.Interrupted` raised by the
+      backend (e.g. for ``SIGTERM``), the dispatcher stops everything and the run fails with the
+      message ``"interrupted"``.
 
     **Returns** a :class:`~flowkernel.specs.RunResult`. Task failures are results, not
     exceptions: ``run`` raises only for errors of the runtime itself.

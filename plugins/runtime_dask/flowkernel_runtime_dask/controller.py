@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from flowkernel.engine.dispatch import Attempt, Dispatcher
+from flowkernel.engine.dispatch import Attempt, Backend, Dispatcher, Interrupted, TaskGroup
 from flowkernel.engine.logs import abnormal_end_line
 from flowkernel.engine.progress import progress_for
-from flowkernel.engine.runs import resume_plan, step_command
+from flowkernel.engine.runs import step_command
 from flowkernel.specs import LogLine, RunResult
 from flowkernel_runtime_dask.placement import Placement
 from flowkernel_runtime_dask.worker import KILL_GRACE, Job, run_job
@@ -42,10 +42,8 @@ TIMEOUT_GRACE = 5.0
 LINES_WAIT = 5.0
 #: Environment variables of the controller every step gets too (the worker has its own).
 FORWARDED_ENV_PREFIX = "FLOWKERNEL_"
-
-
-class _Interrupted(Exception):
-    pass
+#: Seconds to wait, once every step was told to stop, for their supervisors to report them gone.
+STOP_WAIT = KILL_GRACE + 5.0
 
 
 @attrs.define(eq=False)
@@ -91,7 +89,7 @@ class _Console:
         stream.flush()
 
 
-class _Controller:
+class _Controller(Backend):
     """Futures on the cluster for one run; the :class:`Dispatcher` decides what they run."""
 
     def __init__(self, kernel: Kernel, ctx: RunContext, client: Any, console: _Console):
@@ -106,6 +104,8 @@ class _Controller:
         self.done: queue.Queue = queue.Queue()
         self.lines: queue.Queue = queue.Queue()
         self.received: Counter[tuple[str, int, str]] = Counter()
+        #: when to give up on stopped steps whose supervisors do not answer (monotonic clock)
+        self.give_up_at: float | None = None
         self.env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
 
     def say(
@@ -131,56 +131,18 @@ class _Controller:
         self.stop_event = Event(self.stop_name, client=self.client)
         self.client.subscribe_topic(self.topic, lambda event: self.lines.put(event[1]))
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-        self.kernel.run_started(self.info)
-        if self.ctx.origin_run_id:
-            cloned, rerun = resume_plan(self.ctx)
-            self.say(f"Resuming run {self.ctx.origin_run_id} as run {self.ctx.run_id}.", force=True)
-            self.say(f"Cloned from the origin run: {', '.join(cloned) or 'nothing'}", force=True)
-            self.say(f"Run again: {', '.join(rerun) or 'nothing'}", force=True)
-        self.say(f"Workflow starting (run-id {self.ctx.run_id}) on Dask:", force=True)
-        dispatcher = self.dispatcher
         try:
-            dispatcher.start()
-            self._loop()
-        except (KeyboardInterrupt, _Interrupted):
-            dispatcher.failure = dispatcher.failure or "interrupted"
-            self.say("Workflow interrupted: stopping every task.", force=True)
-            self._stop_all()
+            return self.dispatcher.run(where=" on Dask")
         finally:
             signal.signal(signal.SIGTERM, old_term)
-            self._cleanup()
-        success = dispatcher.failure is None
-        if success:
-            self.say("Done!", force=True)
-        else:
-            sys.stdout.flush()  # the summary on stderr comes after everything above it
-            self.say(f"Workflow failed: {dispatcher.failure}", force=True, err=True)
-        result = RunResult(
-            run=self.info,
-            success=success,
-            message=dispatcher.failure or "",
-            failed_steps=tuple(dispatcher.failed_steps),
-        )
-        self.kernel.run_finished(self.info, result)
-        return result
 
-    def _loop(self) -> None:
-        max_workers = max(1, self.ctx.options.max_workers)
-        dispatcher = self.dispatcher
-        while dispatcher.has_ready or self.running:
-            # a @parallel gang starts whole, past --max-workers
-            while dispatcher.has_ready and len(self.running) < max_workers:
-                group = dispatcher.next_group()
-                if group is None:
-                    continue
-                refusal = group.gang and self.placement.gang_refusal(group.step, len(group.members))
-                if refusal:
-                    dispatcher.fail(refusal, group.step)
-                else:
-                    dispatcher.launch(group)
-            if self.running:
-                self._wait(0.2)
-            self.dispatcher.progress.tick()
+    def wait(self) -> None:
+        """Relay the lines that arrived for a moment; report the attempts that finished."""
+        if not self.running:
+            return
+        self._wait(0.2)
+        if self.give_up_at is not None and time.monotonic() > self.give_up_at:
+            self._give_up()
 
     def _wait(self, timeout: float) -> None:
         """Relay the lines that arrived; handle the attempts that finished."""
@@ -196,7 +158,9 @@ class _Controller:
             except queue.Empty:
                 future = None
 
-    def _cleanup(self) -> None:
+    def close(self) -> None:
+        """The run is over: leave the cluster's topic and event, relay the last lines, close
+        the log sinks."""
         try:
             self.client.unsubscribe_topic(self.topic)
             self.stop_event.clear()
@@ -208,7 +172,6 @@ class _Controller:
                 sink.close()
             except Exception as exc:
                 self.say(f"log sink {type(sink).__name__} failed to close: {exc}", force=True)
-        self.dispatcher.progress.stop()
 
     # -- the dispatcher's backend --------------------------------------------------------------
 
@@ -245,7 +208,8 @@ class _Controller:
 
     def stop(self, attempts: Sequence[Attempt] | None) -> None:
         """Stop the other nodes of a gang, or every running task (the run failed): their
-        supervisors on the workers kill the steps' process groups."""
+        supervisors on the workers kill the steps' process groups. Supervisors that do not
+        answer within :data:`STOP_WAIT` are given up on."""
         from distributed import Event
 
         if attempts is None:
@@ -253,9 +217,17 @@ class _Controller:
                 entry.stopped = True
                 self.say("Stopping this task: the workflow is failing.", entry.attempt, True)
             self.stop_event.set()
+            if self.give_up_at is None:
+                self.give_up_at = time.monotonic() + STOP_WAIT
             return
         for name in {self._gang_event(a) for a in attempts}:
             Event(name, client=self.client).set()
+
+    def refusal(self, group: TaskGroup) -> str | None:
+        """A gang must fit on one host of the cluster."""
+        if not group.gang:
+            return None
+        return self.placement.gang_refusal(group.step, len(group.members))
 
     def _gang_event(self, attempt: Attempt) -> str:
         return f"{self.prefix}-gang-{attempt.group.task_ids[0]}-{attempt.attempt}"
@@ -344,18 +316,14 @@ class _Controller:
             pid=result.get("pid"),
         )
 
-    # -- interrupt -----------------------------------------------------------------------------
-
-    def _stop_all(self) -> None:
-        """Stop every running step and wait until the supervisors report them gone."""
-        self.stop(None)
-        deadline = time.monotonic() + KILL_GRACE + 5.0
-        while self.running and time.monotonic() < deadline:
-            self._wait(0.05)
-        if self.running:  # supervisors that cannot answer: give up on them
-            self.client.cancel([entry.future for entry in self.running.values()])
-            self.running.clear()
+    def _give_up(self) -> None:
+        """Stopped steps whose supervisors cannot answer: cancel them, report them stopped."""
+        entries = list(self.running.values())
+        self.running.clear()
+        self.client.cancel([entry.future for entry in entries])
+        for entry in entries:
+            self.dispatcher.finished(entry.attempt, None, stopped=True, started_at=entry.started_at)
 
 
 def _raise_interrupt(_signum: int, _frame: Any) -> None:
-    raise _Interrupted()
+    raise Interrupted()

@@ -18,12 +18,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from flowkernel.engine.dispatch import Attempt, Dispatcher
+from flowkernel.engine.dispatch import Attempt, Backend, Dispatcher, Interrupted
 from flowkernel.engine.executor import run_task
 from flowkernel.engine.logs import abnormal_end_line
 from flowkernel.engine.progress import Progress, progress_for
-from flowkernel.engine.runs import resume_plan, step_command
-from flowkernel.errors import StorageError
+from flowkernel.engine.runs import step_command
 from flowkernel.specs import LogLine, RunResult
 from flowkernel_runtime_local import workers
 from flowkernel_runtime_local.workers import Worker
@@ -42,10 +41,6 @@ _READS_PER_ROUND = 16
 MAX_LINE = 1 << 20
 
 
-class _Interrupted(Exception):
-    pass
-
-
 class LocalRuntime:
     """The ``local`` runtime: ``run(ctx)`` executes a prepared run and returns a RunResult."""
 
@@ -56,7 +51,7 @@ class LocalRuntime:
         return _Controller(self.kernel, ctx).execute()
 
 
-class _Controller:
+class _Controller(Backend):
     """Processes for one run; the :class:`Dispatcher` decides what they run (its Backend)."""
 
     def __init__(self, kernel: Kernel, ctx: RunContext):
@@ -135,77 +130,34 @@ class _Controller:
             if signal.getsignal(sig) is not signal.SIG_IGN
         }
         try:
-            return self._execute()
+            return self.dispatcher.run()
         finally:
             self.guardian.close()
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
 
-    def _execute(self) -> RunResult:
-        self.kernel.run_started(self.info)
-        if self.ctx.origin_run_id:
-            cloned, rerun = resume_plan(self.ctx)
-            self.say(f"Resuming run {self.ctx.origin_run_id} as run {self.ctx.run_id}.", force=True)
-            self.say(f"Cloned from the origin run: {', '.join(cloned) or 'nothing'}", force=True)
-            self.say(f"Run again: {', '.join(rerun) or 'nothing'}", force=True)
-        self.say(f"Workflow starting (run-id {self.ctx.run_id}):", force=True)
-        dispatcher = self.dispatcher
-        try:
-            dispatcher.start()
-            self._loop()
-        except (KeyboardInterrupt, _Interrupted):
-            dispatcher.failure = dispatcher.failure or "interrupted"
-            self.say("Workflow interrupted: stopping every task.", force=True)
-            self._stop_all()
-        except StorageError as exc:  # the datastore failed under us (disk full, read-only)
-            dispatcher.failure = dispatcher.failure or str(exc)
-            self.say(f"Storage error: {exc}; stopping every task.", force=True, err=True)
-            self._stop_all()
-        finally:
-            for sink in self.sinks:
-                try:
-                    sink.close()
-                except Exception as exc:
-                    self.say(f"log sink {type(sink).__name__} failed to close: {exc}", force=True)
-            self.poller.close()
-            self.progress.stop()
-        success = dispatcher.failure is None
-        if success:
-            self.say("Done!", force=True)
-        else:
-            sys.stdout.flush()  # the summary on stderr comes after everything above it
-            self.say(f"Workflow failed: {dispatcher.failure}", force=True, err=True)
-        result = RunResult(
-            run=self.info,
-            success=success,
-            message=dispatcher.failure or "",
-            failed_steps=tuple(dispatcher.failed_steps),
-        )
-        self.kernel.run_finished(self.info, result)
-        return result
+    def wait(self) -> None:
+        """Read the tasks' output for a moment; report the attempts that ended."""
+        self._check_signals()
+        if not self.workers:
+            return
+        for worker in self.poller.poll(self._poll_timeout()):
+            self._read(worker)
+        self._reap()
+        self._enforce_timeouts()
 
-    def _loop(self) -> None:
-        max_workers = max(1, self.ctx.options.max_workers)
-        dispatcher = self.dispatcher
-        while dispatcher.has_ready or self.workers:
-            # a @parallel gang starts whole, past --max-workers
-            while dispatcher.has_ready and len(self.workers) < max_workers:
-                self._check_signals()
-                group = dispatcher.next_group()
-                if group is not None:
-                    dispatcher.launch(group)
-            self._check_signals()
-            if not self.workers:
-                continue
-            for worker in self.poller.poll(self._poll_timeout()):
-                self._read(worker)
-            self._reap()
-            self._enforce_timeouts()
-            self.progress.tick()
+    def close(self) -> None:
+        """The run is over: close the log sinks and the poller."""
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:
+                self.say(f"log sink {type(sink).__name__} failed to close: {exc}", force=True)
+        self.poller.close()
 
     def _check_signals(self) -> None:
         if self.signals and self.dispatcher.failure != "interrupted":
-            raise _Interrupted()
+            raise Interrupted()
 
     def _poll_timeout(self) -> float:
         deadlines = [w.deadline for w in self.workers.values() if w.deadline is not None]
