@@ -528,6 +528,15 @@ class FlowStore:
         """Record that attempt ``attempt`` was launched."""
         self.backend.put_once(f"{self._task(run_id, step, task_id)}{attempt}.started", b"")
 
+    def claim_attempt(self, run_id: str, step: str, task_id: str, attempt: int) -> bool:
+        """Claim the execution of attempt ``attempt``, once: False if it was claimed before.
+
+        For runtimes that may execute the same attempt twice (Dask runs a task again when its
+        worker died): the second execution finds the claim and does not run the step under
+        the first one's attempt (its record and logs stay as the first left them).
+        """
+        return self.backend.put_once(f"{self._task(run_id, step, task_id)}{attempt}.claimed", b"")
+
     def write_task_record(self, record: dict[str, Any]) -> bool:
         """Store an attempt's record, once: False (nothing written) if that attempt already has
         one, so of two racing writers of the same attempt exactly one wins."""

@@ -327,6 +327,7 @@ class Dispatcher:
         stopped: bool = False,
         started_at: float = 0.0,
         pid: int | None = None,
+        lost: bool = False,
     ) -> TaskRecord:
         """Attempt ``attempt`` ended with ``returncode``: record, report and act on it.
 
@@ -336,6 +337,8 @@ class Dispatcher:
         everything). Returns the attempt's record.
 
         :param stopped: the runtime stopped this attempt because the run is failing.
+        :param lost: the attempt was lost with the machine running it; it is retried whatever
+            ``@retry`` says (see :meth:`RetryPolicy.retries`).
         """
         self.in_flight -= 1
         group = attempt.group
@@ -370,7 +373,11 @@ class Dispatcher:
         elif first_failure:
             group.failure = f"node {attempt.spec.split_index} {status}" if group.gang else status
             group.will_retry = group.policy.retries(
-                group.attempt, returncode, stopped=stopped, run_failing=self.failure is not None
+                group.attempt,
+                returncode,
+                stopped=stopped,
+                run_failing=self.failure is not None,
+                lost=lost,
             )
         self._report(attempt, ok, returncode, will_retry=not ok and group.will_retry)
         self._say_finished(attempt, record, ok, status, stopped)
