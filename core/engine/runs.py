@@ -106,7 +106,10 @@ def execute(kernel: Kernel, ctx: RunContext) -> RunResult:
         with contextlib.suppress(Exception):  # the runtime's error is the one to report
             RunEnding.raised(exc).write(ctx.store, ctx.run_id)
         raise
-    RunEnding.of(result).write(ctx.store, ctx.run_id)
+    # the datastore failing now (the run may have failed of that already) costs only the
+    # ending: the task records still tell the run's status
+    with contextlib.suppress(StorageError):
+        RunEnding.of(result).write(ctx.store, ctx.run_id)
     return result
 
 
