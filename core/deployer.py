@@ -26,6 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from flowkernel.deployer_commands import (  # noqa: F401  (re-exported: the plugin side)
+    deployer_attribute_file,
+    parameter_declarations,
+    write_deployer_attributes,
+)
 from flowkernel.errors import DeployerError, FlowkernelError
 from flowkernel.runner.procs import CommandProcess
 
@@ -416,53 +421,7 @@ DeployerImpl.deployed_flow_class = DeployedFlow
 DeployerImpl.triggered_run_class = TriggeredRun
 
 
-# -- helpers for a deployer's commands (the plugin side) ----------------------------------------
-
-#: Add to every command of a deployer group: where the command writes its result.
-deployer_attribute_file = click.option(
-    "--deployer-attribute-file",
-    default=None,
-    hidden=True,
-    help="Write the command's result here as JSON (Deployer reads it).",
-)
-
-
-def write_deployer_attributes(path: str | None, attributes: dict[str, Any]) -> None:
-    """Write a command's result for :class:`Deployer` (atomically; nothing if ``path`` is None)."""
-    if path:
-        from flowkernel.datastore import write_json_atomic
-
-        write_json_atomic(path, attributes)
-
-
-def parameter_declarations(flow_cls: type) -> list[dict[str, Any]]:
-    """The flow's Parameters as JSON-able records (what ``describe`` reports, and what a
-    stand-in flow is built from): name, type, default (None if not JSON-able), help, required."""
-    from flowkernel.flow.parameters import JSONType, flow_parameters
-
-    out = []
-    for param in flow_parameters(flow_cls).values():
-        kind = param.type
-        type_name = "JSON" if kind is JSONType else getattr(kind, "__name__", "str")
-        default = param.default
-        try:
-            json.dumps(default)
-        except TypeError:
-            default = None
-        if callable(param.default):
-            default = None
-        out.append(
-            {
-                "name": param.name,
-                "type": type_name
-                if type_name in ("str", "int", "float", "bool", "JSON")
-                else "str",
-                "default": default,
-                "help": param.help or "",
-                "required": bool(param.required),
-            }
-        )
-    return out
+# -- deployments found by name: a stand-in flow file to trigger them with -------------------------
 
 
 def stand_in_source(flow_name: str, parameters: list[dict[str, Any]]) -> str:

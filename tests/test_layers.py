@@ -50,6 +50,8 @@ LAYERS = {
     "cli": 7,
     # Deployer reads the deployer registry (kernel) and drives commands (runner): a front-end
     "deployer": 7,
+    # a deployer plugin's command scaffolding (click group, attribute file, describe/list)
+    "deployer_commands": 7,
     "testing": 8,
     "testing_s3": 8,
 }

@@ -171,14 +171,17 @@ def start_run(
     params: dict[str, Any],
     options: RunOptions,
     run_id: str | None = None,
+    user: str | None = None,
 ) -> RunContext:
     """Allocate the run, store its parameters and constants (the ``_parameters`` task).
 
     :param run_id: the run's id when a scheduler names runs (``argo-<workflow>``); else a new
         one is allocated. A given id that exists already is a :class:`UsageError`.
+    :param user: whose run it is (a deployed flow's runs are its deployer's); default
+        :func:`current_user`.
     """
     store = FlowStore(options.datastore_root, flow_cls.__name__, flow_file)
-    user = current_user()
+    user = user or current_user()
     run_id = _register_run(store, graph, flow_file, options, user, None, flow_cls, run_id)
     store.set_latest_run(run_id)
     from flowkernel.flow.config import flow_configs, thaw

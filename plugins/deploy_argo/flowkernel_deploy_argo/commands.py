@@ -8,43 +8,49 @@ from typing import Any
 
 import click
 
-from flowkernel.deployer import deployer_attribute_file, write_deployer_attributes
+from flowkernel.deployer_commands import (
+    datastore_root,
+    deployer_attribute_file,
+    deployer_command,
+    deployer_group,
+    describe_command,
+    group_option,
+    list_command,
+    required_name,
+    write_deployer_attributes,
+)
 from flowkernel.errors import UsageError
 
 TYPE = "argo-workflows"
 
 
-class _GroupState:
-    def __init__(self, name: str | None, namespace: str | None):
-        self.name = name
-        self.namespace = namespace
-
-
-def _root(ctx: click.Context) -> str:
-    from flowkernel.datastore import default_root
-
-    return (ctx.find_root().obj or {}).get("datastore_root") or default_root()
-
-
-def _group_namespace(ctx: click.Context) -> str | None:
-    state = ctx.find_object(_GroupState)
-    return state.namespace if state else None
-
-
-def _given_name(ctx: click.Context) -> str | None:
-    state = ctx.find_object(_GroupState)
-    return state.name if state else None
-
-
-@click.group(TYPE)
-@click.option("--name", default=None, help="WorkflowTemplate name [default: the flow's name].")
-@click.option(
-    "--namespace", default=None, help="Kubernetes namespace [default: the kubeconfig context's]."
-)
-@click.pass_context
-def argo_workflows(ctx: click.Context, name: str | None, namespace: str | None) -> None:
+@deployer_group(
+    TYPE,
+    click.Option(["--namespace"], default=None,
+                 help="Kubernetes namespace [default: the kubeconfig context's]."),
+    name_help="WorkflowTemplate name [default: the flow's name].",
+)  # fmt: skip
+def argo_workflows() -> None:
     """Deploy flows to Argo Workflows; run a deployment's manifest locally (run-local)."""
-    ctx.obj = _GroupState(name, namespace)
+
+
+#: ``@project`` flows: the branch the deployment (and its runs) belong to, as ``flow run``'s
+#: options pick it (environment variables included, through ``resolve_project``).
+_project_options = [
+    click.option("--branch", default=None,
+                 help="@project flows: deploy the branch test.BRANCH (prod.BRANCH with "
+                      "--production) [env FLOWKERNEL_BRANCH]."),
+    click.option("--production", is_flag=True, default=None,
+                 help="@project flows: deploy the production branch [env FLOWKERNEL_PRODUCTION]."),
+]  # fmt: skip
+
+
+def _project(flow_cls: type, branch: str | None, production: bool | None) -> Any:
+    """Where the deployment of ``flow_cls`` belongs (None: no ``@project``)."""
+    from flowkernel.engine.runs import current_user
+    from flowkernel.flow.project import resolve_project
+
+    return resolve_project(flow_cls, current_user(), branch, production or None)
 
 
 def _create_options(func: Any) -> Any:
@@ -60,6 +66,7 @@ def _create_options(func: Any) -> Any:
         click.option("--workflow-timeout", type=click.IntRange(min=1), default=None,
                      help="Seconds a run may take (spec.activeDeadlineSeconds)."),
         click.option("--tag", "tags", multiple=True, help="Tag every run (repeatable)."),
+        *_project_options,
     ]  # fmt: skip
     for option in reversed(options):
         func = option(func)
@@ -85,7 +92,7 @@ def compile_file(
     from flowkernel.flow.loader import load_flow
     from flowkernel_deploy_argo.compiler import ArgoOptions, compile_objects, deployment_name
 
-    root = _root(ctx)
+    root = datastore_root(ctx)
     if remote and "://" not in root:
         raise UsageError(
             f"Argo runs each step in a pod, which cannot see the local datastore root {root}: "
@@ -95,39 +102,39 @@ def compile_file(
         raise UsageError(
             "say which container image runs the steps: --image or FLOWKERNEL_ARGO_IMAGE"
         )
+    from flowkernel.engine.runs import current_user
+
     path = os.path.abspath(flow_file)
     flow_cls = load_flow(path)
     graph = get_kernel().validated_graph(flow_cls)
+    project = _project(flow_cls, options["branch"], options["production"])
     package = build_package(path, flow_cls.__name__)
-    key = store_package(root, package) if store_code else package.key
     opts = ArgoOptions(
-        name=deployment_name(flow_cls, _given_name(ctx)),
+        name=deployment_name(flow_cls, group_option(ctx, "name"), project),
         image=image,
         datastore_root=root,
         flow_file="-",  # the package's own flow file
-        package=key,
-        namespace=options["namespace"] or _group_namespace(ctx),
+        package=package.key,
+        namespace=options["namespace"] or group_option(ctx, "namespace"),
         max_workers=options["max_workers"],
         workflow_timeout=options["workflow_timeout"],
         tags=tuple(options["tags"]),
+        owner=current_user(),
+        project=project,
     )
-    return flow_cls, compile_objects(flow_cls, graph, opts)
+    objects = compile_objects(flow_cls, graph, opts)  # a flow it refuses stores nothing
+    if store_code:
+        store_package(root, package)
+    return flow_cls, objects
 
 
-@argo_workflows.command()
+@deployer_command(argo_workflows)
 @click.argument("flow_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--only-json", is_flag=True, help="Print the objects as JSON; create nothing.")
 @_create_options
-@deployer_attribute_file
-@click.pass_context
 def create(
-    ctx: click.Context,
-    flow_file: str,
-    only_json: bool,
-    image: str | None,
-    deployer_attribute_file: str | None,
-    **options: Any,
-) -> None:
+    ctx: click.Context, flow_file: str, only_json: bool, image: str | None, **options: Any
+) -> dict[str, Any] | None:
     """Compile FLOW_FILE into a WorkflowTemplate and create it (or print it: --only-json)."""
     api = None if only_json else _api(ctx, options["namespace"])  # no cluster: fail first
     flow_cls, objects = compile_file(
@@ -136,7 +143,7 @@ def create(
     template = objects[0]
     if api is None:
         click.echo(json.dumps(objects[0] if len(objects) == 1 else objects, indent=2))
-        return
+        return None
     api.apply("workflowtemplates", template)
     name = template["metadata"]["name"]
     if len(objects) > 1:
@@ -147,7 +154,7 @@ def create(
         f"Deployed {flow_cls.__name__} as WorkflowTemplate {name} (namespace {api.namespace}).",
         err=True,
     )
-    write_deployer_attributes(deployer_attribute_file, _deployment(template, api.namespace))
+    return _deployment(template, api.namespace)
 
 
 @argo_workflows.command(hidden=True)
@@ -157,18 +164,20 @@ def create(
 @click.option("--attempt", default="0", help="Argo's {{retries}} (0 without a retryStrategy).")
 @click.option("--max-user-code-retries", type=int, default=0)
 @click.option("--input-paths", default="", help="Task paths: comma-separated or a JSON list.")
-@click.option("--split-index", type=int, default=None)
+@click.option("--split-index", default="", help="The task's foreach index ('': none).")
 @click.option("--output-dir", required=True, type=click.Path(file_okay=False))
 @click.option("--configs", default=None, help="Base64 JSON of the config values.")
 @click.option("--parameters-dir", default=None, help="Start step: the parameter value files.")
 @click.option("--package", default=None, help="Run the flow from this code package.")
 @click.option("--tag", "tags", multiple=True)
+@click.option("--user", default=None, help="Whose run it is (the deployment's owner).")
+@click.option("--project-branch", default=None, help="Start step: the run's @project branch.")
 @click.pass_context
 def task(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> None:
     """Internal: one step of a deployed flow, as an Argo container runs it."""
     from flowkernel_deploy_argo.task import run_argo_task
 
-    raise SystemExit(run_argo_task(_root(ctx), flow_file, step_name, **opts))
+    raise SystemExit(run_argo_task(datastore_root(ctx), flow_file, step_name, **opts))
 
 
 @argo_workflows.command("run-local", context_settings={"ignore_unknown_options": True})
@@ -212,7 +221,7 @@ def run_local(
         click.echo(f"[{where}] {line}", err=stream == "stderr")
 
     spec = resolved_spec(workflow, template)
-    namespace = options["namespace"] or _group_namespace(ctx) or "default"
+    namespace = options["namespace"] or group_option(ctx, "namespace") or "default"
     phase = LocalWorkflow(spec, name, namespace, echo=echo).run()
     click.echo(f"Workflow {name}: {phase}", err=True)
     ctx.exit(0 if phase == "Succeeded" else 1)
@@ -224,33 +233,42 @@ def run_local(
 def _api(ctx: click.Context, namespace: str | None = None) -> Any:
     from flowkernel_deploy_argo.k8s import ArgoApi
 
-    state = ctx.find_object(_GroupState)
-    return ArgoApi(namespace or (state.namespace if state else None))
+    return ArgoApi(namespace or group_option(ctx, "namespace"))
 
 
 def _deployment(template: dict[str, Any], namespace: str) -> dict[str, Any]:
     """What create / describe / list report for a WorkflowTemplate."""
     annotations = template["metadata"].get("annotations", {})
     root = annotations.get("flowkernel/datastore_root", "")
+    info = {"namespace": namespace}
+    for key in ("owner", "project_name", "branch_name", "project_flow_name"):
+        if f"flowkernel/{key}" in annotations:
+            info[key] = annotations[f"flowkernel/{key}"]
     return {
         "name": template["metadata"]["name"],
         "flow_name": annotations.get("flowkernel/flow_name"),
         "metadata": root if "://" in root else f"local@{root}",
-        "additional_info": {"namespace": namespace},
+        "additional_info": info,
         "parameters": json.loads(annotations.get("flowkernel/parameters", "[]")),
     }
 
 
-def _template_name(ctx: click.Context, flow_file: str | None = None) -> str:
+def _template_name(
+    ctx: click.Context,
+    flow_file: str | None = None,
+    branch: str | None = None,
+    production: bool | None = None,
+) -> str:
+    """The deployment a command addresses: ``--name``, else the one ``create FLOW_FILE``
+    (with the same ``--branch`` / ``--production``) made."""
     from flowkernel.flow.loader import load_flow
     from flowkernel_deploy_argo.compiler import deployment_name
 
-    given = _given_name(ctx)
-    if flow_file is None:
-        if given is None:
-            raise UsageError(f"say which deployment: flow {TYPE} --name NAME ...")
+    given = group_option(ctx, "name") if flow_file else required_name(ctx)
+    if given is not None:
         return deployment_name(type("_", (), {"__name__": given}), given)
-    return deployment_name(load_flow(os.path.abspath(flow_file)), given)
+    flow_cls = load_flow(os.path.abspath(flow_file))
+    return deployment_name(flow_cls, None, _project(flow_cls, branch, production))
 
 
 def _workflow_name(pathspec: str) -> str:
@@ -260,26 +278,32 @@ def _workflow_name(pathspec: str) -> str:
     return run_id[len("argo-") :]
 
 
-@argo_workflows.command(context_settings={"ignore_unknown_options": True})
+def _with_project_options(func: Any) -> Any:
+    for option in reversed(_project_options):
+        func = option(func)
+    return func
+
+
+@deployer_command(argo_workflows, context_settings={"ignore_unknown_options": True})
 @click.argument("flow_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--run-id-file", default=None, help="Write the run id (argo-<workflow>) here.")
+@_with_project_options
 @click.argument("params", nargs=-1, type=click.UNPROCESSED)
-@deployer_attribute_file
-@click.pass_context
 def trigger(
     ctx: click.Context,
     flow_file: str,
     run_id_file: str | None,
+    branch: str | None,
+    production: bool | None,
     params: tuple[str, ...],
-    deployer_attribute_file: str | None,
-) -> None:
+) -> dict[str, Any]:
     """Start a run of FLOW_FILE's WorkflowTemplate (--<parameter> VALUE ...)."""
     from flowkernel.flow.loader import load_flow
     from flowkernel_deploy_argo.workflow import parse_parameters, workflow_object
 
     flow_cls = load_flow(os.path.abspath(flow_file))
     arguments = parse_parameters(flow_cls, list(params))
-    name = _template_name(ctx, flow_file)
+    name = _template_name(ctx, flow_file, branch, production)
     api = _api(ctx)
     template = api.get("workflowtemplates", name)
     if template is None:
@@ -294,21 +318,16 @@ def trigger(
             fh.write(run_id)
     pathspec = f"{flow_cls.__name__}/{run_id}"
     click.echo(f"Workflow {created['metadata']['name']} started: run {pathspec}", err=True)
-    write_deployer_attributes(
-        deployer_attribute_file,
-        {"name": name, "pathspec": pathspec, "metadata": _deployment(template, "")["metadata"]},
-    )
+    return {"name": name, "pathspec": pathspec, "metadata": _deployment(template, "")["metadata"]}
 
 
 PHASES = {"Pending": "pending", "Running": "running", "Succeeded": "successful",
           "Failed": "failed", "Error": "failed"}  # fmt: skip
 
 
-@argo_workflows.command()
+@deployer_command(argo_workflows)
 @click.argument("pathspec")
-@deployer_attribute_file
-@click.pass_context
-def status(ctx: click.Context, pathspec: str, deployer_attribute_file: str | None) -> None:
+def status(ctx: click.Context, pathspec: str) -> dict[str, Any]:
     """Print the state of a run: pending, running, successful, failed or terminated."""
     name = _workflow_name(pathspec)
     workflow = _api(ctx).get("workflows", name)
@@ -319,14 +338,12 @@ def status(ctx: click.Context, pathspec: str, deployer_attribute_file: str | Non
     if state == "failed" and workflow["spec"].get("shutdown") == "Terminate":
         state = "terminated"
     click.echo(state)
-    write_deployer_attributes(deployer_attribute_file, {"status": state, "phase": phase})
+    return {"status": state, "phase": phase}
 
 
-@argo_workflows.command()
+@deployer_command(argo_workflows)
 @click.argument("pathspec")
-@deployer_attribute_file
-@click.pass_context
-def terminate(ctx: click.Context, pathspec: str, deployer_attribute_file: str | None) -> None:
+def terminate(ctx: click.Context, pathspec: str) -> dict[str, Any]:
     """Stop a run (Argo's terminate: its pods are stopped, no exit handler runs)."""
     name = _workflow_name(pathspec)
     api = _api(ctx)
@@ -337,44 +354,32 @@ def terminate(ctx: click.Context, pathspec: str, deployer_attribute_file: str | 
     if not finished:
         api.terminate_workflow(name)
     click.echo(f"{pathspec}: {'already finished' if finished else 'terminating'}")
-    write_deployer_attributes(deployer_attribute_file, {"terminated": not finished})
+    return {"terminated": not finished}
 
 
-@argo_workflows.command()
-@deployer_attribute_file
-@click.pass_context
-def describe(ctx: click.Context, deployer_attribute_file: str | None) -> None:
-    """Print the deployment given with --name as JSON."""
-    name = _template_name(ctx)
+def _describe(ctx: click.Context, given: str) -> dict[str, Any]:
+    from flowkernel_deploy_argo.names import object_name
+
+    name = object_name(given)
     api = _api(ctx)
     template = api.get("workflowtemplates", name)
     if template is None:
         raise UsageError(f"no WorkflowTemplate '{name}' in namespace {api.namespace}")
-    attributes = _deployment(template, api.namespace)
-    click.echo(json.dumps(attributes, indent=2))
-    write_deployer_attributes(deployer_attribute_file, attributes)
+    return _deployment(template, api.namespace)
 
 
-@argo_workflows.command("list")
-@click.option("--flow-name", default=None, help="Only deployments of this flow.")
-@deployer_attribute_file
-@click.pass_context
-def list_(ctx: click.Context, flow_name: str | None, deployer_attribute_file: str | None) -> None:
-    """List the flowkernel WorkflowTemplates of the namespace (NAME FLOW)."""
+def _deployments(ctx: click.Context) -> list[dict[str, Any]]:
+    """The flowkernel WorkflowTemplates of the namespace."""
     api = _api(ctx)
-    found = []
-    for template in api.list("workflowtemplates"):
-        attributes = _deployment(template, api.namespace)
-        if flow_name in (None, attributes["flow_name"]):
-            found.append(attributes)
-            click.echo(f"{attributes['name']}  {attributes['flow_name']}")
-    write_deployer_attributes(deployer_attribute_file, {"deployments": found})
+    return [_deployment(template, api.namespace) for template in api.list("workflowtemplates")]
 
 
-@argo_workflows.command()
-@deployer_attribute_file
-@click.pass_context
-def delete(ctx: click.Context, deployer_attribute_file: str | None) -> None:
+describe_command(argo_workflows, _describe)
+list_command(argo_workflows, _deployments)
+
+
+@deployer_command(argo_workflows)
+def delete(ctx: click.Context) -> dict[str, Any]:
     """Delete the WorkflowTemplate given with --name, and its schedule (runs are kept)."""
     name = _template_name(ctx)
     api = _api(ctx)
@@ -382,4 +387,4 @@ def delete(ctx: click.Context, deployer_attribute_file: str | None) -> None:
     if not api.delete("workflowtemplates", name):
         raise UsageError(f"no WorkflowTemplate '{name}' in namespace {api.namespace}")
     click.echo(f"Deleted WorkflowTemplate {name}.", err=True)
-    write_deployer_attributes(deployer_attribute_file, {"deleted": True})
+    return {"deleted": True}

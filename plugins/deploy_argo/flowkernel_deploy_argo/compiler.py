@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from flowkernel.errors import FlowkernelError
+from flowkernel.flow.project import ProjectInfo
 from flowkernel_deploy_argo.names import object_name, template_name
 
 API_VERSION = "argoproj.io/v1alpha1"
@@ -44,6 +45,8 @@ class ArgoOptions:
     :param datastore_root: the root every task reads and writes (``s3://...`` in a cluster).
     :param flow_file: the flow file's path as the container sees it.
     :param package: the code package key tasks run from (None: the image has the file).
+    :param owner: the deploying user: every run of the deployment is theirs.
+    :param project: where a ``@project`` flow's runs belong (its branch is fixed at create).
     """
 
     name: str
@@ -56,6 +59,8 @@ class ArgoOptions:
     package: str | None = None
     python: str = "python"
     tags: tuple[str, ...] = ()
+    owner: str | None = None
+    project: ProjectInfo | None = None
 
 
 def safe_json(value: Any) -> str:
@@ -91,16 +96,12 @@ def scope_of(graph: Any, node: Any) -> str | None:
 
 def _refuse_unsupported(graph: Any) -> None:
     for node in graph:
-        where = f"step '{node.name}'"
-        if node.parallel_step or node.num_parallel is not None:
+        if node.parallel_step:
+            starter = next((p for p in node.in_funcs if graph[p].num_parallel is not None), "?")
             raise CompileError(
-                f"{where} uses @parallel / num_parallel: gangs are not supported on Argo "
-                "Workflows yet; run the flow with `flow run` instead"
-            )
-        if node.is_recursive_switch:
-            raise CompileError(
-                f"{where} is a recursive switch (it can go back to itself): loops are not "
-                "supported on Argo Workflows yet; run the flow with `flow run` instead"
+                f"step '{node.name}' is @parallel (a gang started by num_parallel in step "
+                f"'{starter}'): gangs are not supported on Argo Workflows; run the flow with "
+                "`flow run` instead"
             )
 
 
@@ -112,11 +113,16 @@ class _Names:
         self.foreach = {
             n.name: template_name(f"foreach-{n.name}") for n in graph if n.type == "foreach"
         }
+        loops = [n.name for n in graph if n.is_recursive_switch]
+        self.loop = {s: template_name(f"loop-{s}") for s in loops}
+        #: the task, inside a loop's DAG, that runs the loop's next round
+        self.again = {s: template_name(f"{s}-again") for s in loops}
         self.dag = template_name(flow_name)
         taken: dict[str, str] = {}
         for origin, name in [
             *((f"step '{s}'", t) for s, t in self.steps.items()),
             *((f"the foreach of step '{s}'", t) for s, t in self.foreach.items()),
+            *((f"the loop of step '{s}'", t) for s, t in self.loop.items()),
             (f"flow '{flow_name}'", self.dag),
         ]:
             if name.lower() in taken:
@@ -189,7 +195,7 @@ class _Compiler:
     # -- the whole object -------------------------------------------------------------------------
 
     def workflow_template(self) -> dict[str, Any]:
-        from flowkernel.deployer import parameter_declarations
+        from flowkernel.deployer_commands import parameter_declarations
 
         declared = parameter_declarations(self.flow_cls)
         metadata: dict[str, Any] = {
@@ -201,6 +207,17 @@ class _Compiler:
                 "flowkernel/datastore_root": self.opts.datastore_root,
             },
         }
+        if self.opts.owner:
+            metadata["annotations"]["flowkernel/owner"] = self.opts.owner
+        project = self.opts.project
+        if project is not None:
+            metadata["annotations"].update(
+                {
+                    "flowkernel/project_name": project.name,
+                    "flowkernel/branch_name": project.branch,
+                    "flowkernel/project_flow_name": project.flow_name,
+                }
+            )
         if self.opts.namespace:
             metadata["namespace"] = self.opts.namespace
         spec: dict[str, Any] = {
@@ -259,6 +276,8 @@ class _Compiler:
                 tasks.append(self._task(node, scope))
                 if node.type == "foreach":
                     tasks.append(self._fan_out_task(node))
+                if node.is_recursive_switch:
+                    templates.append(self._loop_template(node))
             dag: dict[str, Any] = {"failFast": True, "tasks": tasks}
             if scope is None:
                 templates.append({"name": self.names.dag, "dag": dag})
@@ -284,11 +303,12 @@ class _Compiler:
 
     def _task(self, node: Any, scope: str | None) -> dict[str, Any]:
         name = self.names.steps[node.name]
-        task: dict[str, Any] = {"name": name, "template": name}
+        template = self.names.loop.get(node.name, name)  # a loop's first round starts its DAG
+        task: dict[str, Any] = {"name": name, "template": template}
         refs: list[str] = []
         deps: list[str] = []
         arguments = []
-        for parent in node.in_funcs:
+        for parent in _parents(node):
             if parent == scope:  # first step of a foreach body: fed by the sub-DAG's inputs
                 refs.append("{{inputs.parameters.input-paths}}")
                 arguments.append(
@@ -303,13 +323,13 @@ class _Compiler:
             if dep not in deps:
                 deps.append(dep)
                 refs.append(ref)
-        if node.in_funcs:
+        if refs:
             arguments.insert(0, {"name": "input-paths", "value": ",".join(refs)})
             task["arguments"] = {"parameters": arguments}
         if len(deps) == 1:
             task["depends"] = f"{deps[0]}.Succeeded"
-            parent = self.graph[node.in_funcs[0]]
-            if parent.type == "split-switch" and len(node.in_funcs) == 1:
+            parent = self.graph[_parents(node)[0]]
+            if parent.type == "split-switch" and len(_parents(node)) == 1:
                 branch = f"{{{{tasks.{deps[0]}.outputs.parameters.branch}}}}"
                 task["when"] = f"'{branch}' == '{node.name}'"
         elif len(deps) > 1:
@@ -319,6 +339,55 @@ class _Compiler:
             )
             task["when"] = f"'{''.join(refs)}' != ''"
         return task
+
+    def _loop_template(self, node: Any) -> dict[str, Any]:
+        """A recursive switch: a DAG that runs the step, then itself again while the step
+        chooses itself (Argo's recursion: a template that calls itself under a ``when``).
+
+        Its outputs are the last round's: the round that leaves the loop writes
+        ``exit-task-path`` / ``exit-branch``, a round that goes round again leaves them empty,
+        and the round that did not run (Skipped) gives its outputs' empty defaults; so the two
+        references joined give exactly one round's value."""
+        step = self.names.steps[node.name]
+        again = self.names.again[node.name]
+        loop = self.names.loop[node.name]
+        inputs = [{"name": "input-paths"}]
+        forwarded = []
+        if _first_in_foreach(self.graph, node):
+            inputs.append({"name": "split-index"})
+            forwarded.append({"name": "split-index", "value": "{{inputs.parameters.split-index}}"})
+        this_round = f"{{{{tasks.{step}.outputs.parameters"
+        next_rounds = f"{{{{tasks.{again}.outputs.parameters"
+        outputs = [
+            {
+                "name": name,
+                "valueFrom": {
+                    "parameter": f"{next_rounds}.{name}}}}}{this_round}.exit-{name}}}}}",
+                    "default": "",
+                },
+            }
+            for name in ("task-path", "branch")
+        ]
+        first = {"name": "input-paths", "value": "{{inputs.parameters.input-paths}}"}
+        then = [{"name": "input-paths", "value": f"{this_round}.task-path}}}}"}]
+        if forwarded:  # only the first round follows the foreach (as with `flow run`)
+            then.append({"name": "split-index", "value": ""})
+        tasks = [
+            {"name": step, "template": step, "arguments": {"parameters": [first, *forwarded]}},
+            {
+                "name": again,
+                "template": loop,
+                "depends": f"{step}.Succeeded",
+                "when": f"'{this_round}.branch}}}}' == '{node.name}'",
+                "arguments": {"parameters": then},
+            },
+        ]
+        return {
+            "name": loop,
+            "inputs": {"parameters": inputs},
+            "outputs": {"parameters": outputs},
+            "dag": {"failFast": True, "tasks": tasks},
+        }
 
     def _fan_out_task(self, node: Any) -> dict[str, Any]:
         step = self.names.steps[node.name]
@@ -352,7 +421,7 @@ class _Compiler:
     def _step_template(self, node: Any, decos: dict[str, Any]) -> dict[str, Any]:
         name = self.names.steps[node.name]
         retries = int(decos["retry"]["times"]) if "retry" in decos else 0
-        first_in_foreach = bool(node.in_funcs) and self.graph[node.in_funcs[0]].type == "foreach"
+        first_in_foreach = _first_in_foreach(self.graph, node)
         inputs = []
         command = [self.opts.python, "-m", "flowkernel.cli"]
         command += ["--datastore-root", self.opts.datastore_root, "argo-workflows", "task"]
@@ -368,6 +437,10 @@ class _Compiler:
         artifacts = self._parameter_files() if node.name == self.graph.start else []
         if artifacts:
             command += ["--parameters-dir", PARAMS_DIR]
+        if self.opts.owner:
+            command += ["--user", self.opts.owner]
+        if node.name == self.graph.start and self.opts.project is not None:
+            command += ["--project-branch", self.opts.project.branch]  # the run starts in it
         if self.opts.package:
             command += ["--package", self.opts.package]
         configs = self._configs()
@@ -391,6 +464,8 @@ class _Compiler:
             outputs.append(_file_output("splits", default="[]"))
         if node.type == "split-switch":
             outputs.append(_file_output("branch"))
+        if node.is_recursive_switch:
+            outputs += [_file_output("exit-task-path"), _file_output("exit-branch")]
         template: dict[str, Any] = {"name": name}
         if inputs or artifacts:
             template["inputs"] = {}
@@ -443,6 +518,17 @@ class _Compiler:
         return env
 
 
+def _parents(node: Any) -> list[str]:
+    """The steps a task of ``node`` can follow, but for itself (a recursive switch's next
+    round is its loop's business)."""
+    return [p for p in node.in_funcs if p != node.name]
+
+
+def _first_in_foreach(graph: Any, node: Any) -> bool:
+    """A step that a foreach fans out to: its tasks take a split index."""
+    return any(graph[p].type == "foreach" for p in _parents(node))
+
+
 def _file_output(name: str, default: str = "") -> dict[str, Any]:
     return {"name": name, "valueFrom": {"path": f"{OUT_DIR}/{name}", "default": default}}
 
@@ -476,6 +562,17 @@ def _resources(deco: Any) -> dict[str, Any]:
     return out
 
 
-def deployment_name(flow_cls: type, given: str | None) -> str:
-    """``--name``, else the flow's name, as a valid and stable WorkflowTemplate name."""
+def deployment_name(flow_cls: type, given: str | None, project: ProjectInfo | None = None) -> str:
+    """The WorkflowTemplate name (valid, stable, at most 45 characters): ``--name``, else a
+    ``@project`` flow's ``<project>.<branch>.<flow>``, else the flow's name.
+
+    :raises CompileError: ``--name`` for a ``@project`` flow (its branch names it).
+    """
+    if project is not None:
+        if given is not None:
+            raise CompileError(
+                f"--name cannot name a @project flow: it is deployed as {project.flow_name} "
+                "(choose the branch with --branch / --production)"
+            )
+        return object_name(project.flow_name)
     return object_name(given or flow_cls.__name__)

@@ -31,8 +31,12 @@ def shorten(name: str, limit: int, original: str | None = None) -> str:
 
 
 def object_name(text: str, limit: int = TEMPLATE_NAME_LIMIT) -> str:
-    """A DNS-1123 subdomain for a Kubernetes object: ``My_Flow`` -> ``my-flow``."""
-    name = _INVALID_DNS.sub("-", text.lower().replace("_", "-")).strip("-.")
+    """A DNS-1123 subdomain for a Kubernetes object: ``My_Flow`` -> ``my-flow``,
+    ``proj.test.-x.F`` -> ``proj.test.x.f`` (each dot-separated label starts and ends with a
+    letter or digit)."""
+    cleaned = _INVALID_DNS.sub("-", text.lower().replace("_", "-"))
+    labels = [label.strip("-") for label in cleaned.split(".")]
+    name = ".".join(label for label in labels if label)
     if not name:
         name = "flow"
     return shorten(name, limit, text)

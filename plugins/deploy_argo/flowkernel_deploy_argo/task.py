@@ -44,6 +44,16 @@ def task_id_for(step: str, paths: list[str], split_index: int | None) -> str:
     return "t" + hashlib.sha256(key.encode()).hexdigest()[:15]
 
 
+def _split_index(text: str | int | None) -> int | None:
+    """Argo's split index: a number, or '' for a task that does not follow a foreach."""
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"--split-index: not a number: {text!r}") from None
+
+
 def _parameters_from(directory: str | None, flow_cls: type) -> dict[str, Any]:
     """The values the workflow was given: file ``<i>`` holds the i-th Parameter's JSON."""
     from flowkernel.flow.parameters import flow_parameters
@@ -64,15 +74,31 @@ def _parameters_from(directory: str | None, flow_cls: type) -> dict[str, Any]:
     return given
 
 
-def _start_run(flow_cls, graph, store, flow_file: str, run_id: str, tags, params_dir) -> None:
+def branch_options(full: str | None) -> tuple[str | None, bool]:
+    """``--branch`` / ``--production`` that put a run in the deployment's branch:
+    ``prod[.X]``, ``test.X``, or ``user.<user>`` (the run's own user makes that one)."""
+    kind, _, rest = (full or "").partition(".")
+    if kind == "prod":
+        return rest or None, True
+    if kind == "test" and rest:
+        return rest, False
+    return None, False
+
+
+def _start_run(flow_cls, graph, store, flow_file: str, run_id: str, opts: dict[str, Any]) -> None:
     from flowkernel.engine.runs import RunOptions, current_user, start_run
     from flowkernel.flow.parameters import resolve_parameters
 
     if store.read_run_record(run_id) is not None:
         return  # a retry of the start step: the run exists
-    params = resolve_parameters(flow_cls, _parameters_from(params_dir, flow_cls), current_user())
-    options = RunOptions(datastore_root=store.root, tags=tuple(tags))
-    start_run(flow_cls, graph, flow_file, params, options, run_id=run_id)
+    user = opts["user"] or current_user()
+    given = _parameters_from(opts["parameters_dir"], flow_cls)
+    params = resolve_parameters(flow_cls, given, user)
+    branch, production = branch_options(opts["project_branch"])
+    options = RunOptions(
+        datastore_root=store.root, tags=tuple(opts["tags"]), branch=branch, production=production
+    )
+    start_run(flow_cls, graph, flow_file, params, options, run_id=run_id, user=user)
 
 
 def _ordered(graph, node, store, run_id: str, paths: list[str]) -> list[str]:
@@ -171,14 +197,15 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
     store = FlowStore(root, flow_cls.__name__, os.path.abspath(flow_file))
     if step_name == graph.start:
         path = os.path.abspath(flow_file)
-        _start_run(flow_cls, graph, store, path, run_id, opts["tags"], opts["parameters_dir"])
+        _start_run(flow_cls, graph, store, path, run_id, opts)
         paths = [f"{PARAMS_STEP}/{PARAMS_TASK}/0"]
     else:
         paths = _ordered(graph, node, store, run_id, parse_paths(opts["input_paths"]))
         if not paths:
             raise UsageError(f"step '{step_name}' got no input task paths")
     attempt = int(opts["attempt"] or 0)
-    task_id = task_id_for(step_name, paths, opts["split_index"])
+    split_index = _split_index(opts["split_index"])
+    task_id = task_id_for(step_name, paths, split_index)
     argv = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", store.root]
     for name, value in configs.items():
         argv += ["--config-value", name, json.dumps(value)]
@@ -188,10 +215,12 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
         argv += ["--package", package]
     argv += ["--task-id", task_id, "--attempt", str(attempt), "--input-paths", ",".join(paths)]
     argv += ["--max-user-code-retries", str(opts["max_user_code_retries"])]
-    if opts["split_index"] is not None:
-        argv += ["--split-index", str(opts["split_index"])]
+    if split_index is not None:
+        argv += ["--split-index", str(split_index)]
     for tag in opts["tags"]:
         argv += ["--tag", tag]
+    if opts["user"]:
+        argv += ["--user", opts["user"]]
     store.mark_started(run_id, step_name, task_id, attempt)
     run = RunInfo(flow_cls.__name__, run_id, store.root, runtime="argo-workflows")
     code = run_step(argv, get_kernel().log_sinks(run), run, step_name, task_id, attempt)
@@ -204,5 +233,9 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
         _write(out, "splits", json.dumps(list(range(record.get("foreach_num_splits") or 0))))
     if node.type == "split-switch":
         transition = record.get("transition") or [[""]]
-        _write(out, "branch", transition[0][0])
+        branch = transition[0][0]
+        _write(out, "branch", branch)
+        if node.is_recursive_switch and branch != step_name:  # this round leaves the loop
+            _write(out, "exit-task-path", f"{step_name}/{task_id}/{attempt}")
+            _write(out, "exit-branch", branch)
     return 0

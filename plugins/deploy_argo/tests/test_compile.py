@@ -15,11 +15,14 @@ from flowkernel_deploy_argo.local_executor import UnsupportedManifest, check_sup
 from flowkernel_deploy_argo.names import object_name, template_name
 from flowkernel_deploy_argo.workflow import workflow_object
 
-SHAPE_FILES = sorted(
-    p for p in SHAPES.glob("*.py") if p.stem not in ("parallel", "recursive_switch",
-                                                      "recursive_switch_inside_foreach")
-)  # fmt: skip
-OWN_FILES = [FLOWS / "decorated_flow.py", FLOWS / "switch_shapes_flow.py", FLOWS / "echo_flow.py"]
+SHAPE_FILES = sorted(p for p in SHAPES.glob("*.py") if p.stem != "parallel")
+OWN_FILES = [
+    FLOWS / "decorated_flow.py",
+    FLOWS / "switch_shapes_flow.py",
+    FLOWS / "echo_flow.py",
+    FLOWS / "loop_after_foreach_flow.py",
+    FLOWS / "project_flow.py",
+]
 
 
 def _steps(doc):
@@ -72,6 +75,40 @@ def test_shapes_map_to_dag_constructs(compile_only):
     )
     branch = _dag(compile_only(SHAPES / "branch.py"))
     assert branch["add-one"]["depends"] == "start.Succeeded"
+
+
+def test_a_recursive_switch_is_a_dag_that_calls_itself_while_the_step_chooses_itself(
+    compile_only,
+):
+    doc = compile_only(FLOWS / "loop_after_foreach_flow.py")
+    body = _dag(doc, "foreach-start")
+    assert body["count"]["template"] == "loop-count"  # the first round starts the loop
+    assert body["collect"]["when"] == "'{{tasks.count.outputs.parameters.branch}}' == 'collect'"
+    loop = _dag(doc, "loop-count")
+    assert loop["count"]["template"] == "count"
+    assert loop["count"]["arguments"]["parameters"][1] == {
+        "name": "split-index",
+        "value": "{{inputs.parameters.split-index}}",
+    }
+    again = loop["count-again"]
+    assert again["template"] == "loop-count"  # Argo's recursion
+    assert again["depends"] == "count.Succeeded"
+    assert again["when"] == "'{{tasks.count.outputs.parameters.branch}}' == 'count'"
+    assert again["arguments"]["parameters"] == [
+        {"name": "input-paths", "value": "{{tasks.count.outputs.parameters.task-path}}"},
+        {"name": "split-index", "value": ""},  # only the first round follows the foreach
+    ]
+    (template,) = [t for t in doc["spec"]["templates"] if t["name"] == "loop-count"]
+    assert template["outputs"]["parameters"][0] == {
+        "name": "task-path",
+        "valueFrom": {
+            "parameter": "{{tasks.count-again.outputs.parameters.task-path}}"
+            "{{tasks.count.outputs.parameters.exit-task-path}}",
+            "default": "",
+        },
+    }
+    outputs = [p["name"] for p in _steps(doc)["count"]["outputs"]["parameters"]]
+    assert outputs == ["task-path", "branch", "exit-task-path", "exit-branch"]
 
 
 def test_decorators_parameters_and_configs(compile_only):
@@ -131,20 +168,66 @@ def test_long_names_are_shortened_with_a_stable_hash(compile_only, validate):
     b = object_name("x" * 60 + "two")
     assert a != b and len(a) == len(b) == 45
     assert object_name("My_Flow.v2") == "my-flow.v2"
+    assert object_name("p.test.-x_.Flow") == "p.test.x.flow"  # every label starts/ends alnum
 
 
 @pytest.mark.parametrize(
-    ("flow_file", "message"),
+    ("options", "env", "name", "branch"),
     [
-        (SHAPES / "parallel.py", "uses @parallel / num_parallel: gangs are not supported"),
-        (SHAPES / "recursive_switch.py", "is a recursive switch (it can go back to itself)"),
+        ((), {}, "fk-demo.user.alice.projectflow", "user.alice"),
+        (("--branch", "Feature_1"), {}, "fk-demo.test.feature-1.projectflow", "test.Feature_1"),
+        (("--production",), {}, "fk-demo.prod.projectflow", "prod"),
+        (("--production", "--branch", "v2"), {}, "fk-demo.prod.v2.projectflow", "prod.v2"),
+        ((), {"FLOWKERNEL_BRANCH": "nightly"}, "fk-demo.test.nightly.projectflow", "test.nightly"),
     ],
-    ids=["parallel", "recursive-switch"],
+    ids=["user", "branch", "production", "production-branch", "env-branch"],
 )
-def test_unsupported_shapes_are_refused_at_create(flow_file, message, tmp_path):
+def test_a_project_flow_is_deployed_as_project_branch_flow(
+    options, env, name, branch, compile_only, validate, monkeypatch
+):
+    monkeypatch.setenv("FLOWKERNEL_USER", "alice")
+    monkeypatch.delenv("FLOWKERNEL_BRANCH", raising=False)
+    monkeypatch.delenv("FLOWKERNEL_PRODUCTION", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    doc = compile_only(FLOWS / "project_flow.py", *options)
+    assert doc["metadata"]["name"] == name
+    annotations = doc["metadata"]["annotations"]
+    assert annotations["flowkernel/branch_name"] == branch
+    assert annotations["flowkernel/project_flow_name"] == f"fk_demo.{branch}.ProjectFlow"
+    assert annotations["flowkernel/owner"] == "alice"
+    start = _steps(doc)["start"]["container"]["command"]
+    assert start[start.index("--project-branch") + 1] == branch  # the run starts in it
+    assert start[start.index("--user") + 1] == "alice"  # and is the deployer's
+    assert "--project-branch" not in _steps(doc)["end"]["container"]["command"]
+    assert validate(doc) == []
+
+
+def test_long_project_names_are_cut_with_a_stable_hash_and_name_is_refused(
+    compile_only, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("FLOWKERNEL_USER", "alice")
+    flow = FLOWS / "project_flow.py"
+    names = [compile_only(flow, "--branch", "b" * 50 + end)["metadata"]["name"] for end in "12"]
+    assert names[0] != names[1] and len(names[0]) == len(names[1]) == 45
+    assert names[0].startswith("fk-demo.test.bbbbbbbb")
+    assert names[0] == object_name(f"fk_demo.test.{'b' * 50}1.ProjectFlow")  # stable
     cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", ROOT, "argo-workflows"]
+    cmd += ["--name", "mine", "create", str(flow), "--only-json", "--image", IMAGE]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1
+    assert "--name cannot name a @project flow: it is deployed as fk_demo.user.alice." in (
+        proc.stderr
+    )
+
+
+@pytest.mark.parametrize("command", ["create", "run-local"])
+def test_parallel_is_refused_before_anything_is_stored(command, tmp_path):
+    root = ROOT if command == "create" else str(tmp_path / "ds")
+    cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", root, "argo-workflows"]
+    cmd += [command, str(SHAPES / "parallel.py"), "--image", IMAGE]
     proc = subprocess.run(
-        [*cmd, "create", str(flow_file), "--only-json", "--image", IMAGE],
+        cmd + (["--only-json"] if command == "create" else []),
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -152,8 +235,11 @@ def test_unsupported_shapes_are_refused_at_create(flow_file, message, tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stdout == ""
-    assert "Cannot deploy to Argo Workflows: step '" in proc.stderr
-    assert message in proc.stderr
+    assert proc.stderr.startswith(
+        "Cannot deploy to Argo Workflows: step 'train' is @parallel (a gang started by "
+        "num_parallel in step 'start'): gangs are not supported on Argo Workflows"
+    )
+    assert not (tmp_path / "ds").exists()  # not even the code package
 
 
 def test_create_refuses_a_local_root_and_a_missing_image(tmp_path):

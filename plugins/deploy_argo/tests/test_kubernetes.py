@@ -32,6 +32,9 @@ def kube(server, tmp_path, monkeypatch):
     config = server.kubeconfig(str(tmp_path / "kubeconfig"), namespace="team-a")
     monkeypatch.setenv("KUBECONFIG", config)
     monkeypatch.delenv("FLOWKERNEL_ARGO_IMAGE", raising=False)
+    monkeypatch.setenv("FLOWKERNEL_USER", "alice")
+    for name in ("FLOWKERNEL_BRANCH", "FLOWKERNEL_PRODUCTION"):
+        monkeypatch.delenv(name, raising=False)
     return server
 
 
@@ -50,7 +53,7 @@ def test_create_puts_exactly_the_compiled_template(kube, s3_root, tmp_path, comp
     )
     assert (deployed.name, deployed.flow_name) == ("decorated", "DecoratedFlow")
     assert deployed.metadata == s3_root
-    assert deployed.additional_info == {"namespace": "team-a"}
+    assert deployed.additional_info == {"namespace": "team-a", "owner": "alice"}
     # no @schedule: a CronWorkflow left by an earlier deployment would be removed
     assert _calls(kube) == [("GET", f"{WT}/decorated"), ("POST", WT), ("DELETE", f"{CW}/decorated")]
     posted = kube.requests[1]
@@ -199,3 +202,31 @@ def test_a_required_parameter_without_default_cannot_be_scheduled(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 1
     assert "parameter 'needed' is required and has no default: a scheduled run" in proc.stderr
+
+
+def test_a_project_flow_deploys_and_triggers_under_its_branch(kube, s3_root, tmp_path):
+    flow = FLOWS / "project_flow.py"
+    deployed = (
+        _deployer(flow, tmp_path, s3_root).argo_workflows().create(image=IMAGE, branch="feature")
+    )
+    assert deployed.name == "fk-demo.test.feature.projectflow"
+    assert deployed.additional_info == {
+        "namespace": "team-a",
+        "owner": "alice",
+        "project_name": "fk_demo",
+        "branch_name": "test.feature",
+        "project_flow_name": "fk_demo.test.feature.ProjectFlow",
+    }
+    triggered = deployed.trigger()
+    assert kube.requests[-1]["body"]["spec"]["workflowTemplateRef"] == {"name": deployed.name}
+    assert triggered.pathspec.startswith("ProjectFlow/argo-fk-demo.test.feature.projectflow-")
+
+    prod = _deployer(flow, tmp_path, s3_root).argo_workflows().create(image=IMAGE, production=True)
+    assert prod.name == "fk-demo.prod.projectflow"
+    # the command line finds a branch's deployment as create named it
+    cmd = [sys.executable, "-m", "flowkernel.cli", "argo-workflows", "trigger", str(flow)]
+    proc = subprocess.run([*cmd, "--production"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    posted = kube.requests[-1]["body"]
+    assert posted["spec"]["workflowTemplateRef"] == {"name": "fk-demo.prod.projectflow"}
+    assert "started: run ProjectFlow/argo-fk-demo.prod.projectflow-" in proc.stderr

@@ -12,10 +12,7 @@ from argo_test_paths import FLOWS, SHAPES
 
 from flowkernel.client import Run
 
-SHAPE_FILES = sorted(
-    p for p in SHAPES.glob("*.py") if p.stem not in ("parallel", "recursive_switch",
-                                                      "recursive_switch_inside_foreach")
-)  # fmt: skip
+SHAPE_FILES = sorted(p for p in SHAPES.glob("*.py") if p.stem != "parallel")
 
 
 def _flow(tmp_path, root, *args, timeout=300):
@@ -54,7 +51,9 @@ def both(tmp_path, flow_file, *params):
     )
 
 
-@pytest.mark.parametrize("flow_file", SHAPE_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "flow_file", [*SHAPE_FILES, FLOWS / "loop_after_foreach_flow.py"], ids=lambda p: p.stem
+)
 def test_every_shape_runs_as_flow_run_does(flow_file, tmp_path):
     (local, local_run), (argo, argo_run) = both(tmp_path, flow_file)
     assert local.returncode == 0, local.stderr
@@ -71,6 +70,21 @@ def test_switches_around_splits_and_foreaches(route, tmp_path):
     assert _view(argo_run) == _view(local_run)
     expected = {"fan": "[9, 1, 4]", "pair": "['p1', 'p2']", "skip": "skipped"}[route]
     assert argo_run["join"].task.data.results == sorted(["None", expected])
+
+
+def test_a_project_flow_runs_in_the_branch_it_was_deployed_to(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWKERNEL_USER", "alice")
+    flow = FLOWS / "project_flow.py"
+    (local, local_run), (argo, argo_run) = both(tmp_path, flow, "--branch", "Feature_1")
+    assert (local.returncode, argo.returncode) == (0, 0), argo.stdout + argo.stderr
+    assert argo_run.id.startswith("argo-fk-demo.test.feature-1.projectflow-")
+    assert _view(argo_run) == _view(local_run)
+    assert argo_run["start"].task.data.where == (
+        "fk_demo", "test.Feature_1", False, False, "fk_demo.test.Feature_1.ProjectFlow", "alice"
+    )  # fmt: skip
+    assert argo_run["end"].task.data.branch_at_end == "test.Feature_1"
+    tags = {"project:fk_demo", "project_branch:test.Feature_1", "user:alice"}
+    assert tags <= set(argo_run.system_tags)
 
 
 def test_a_failing_step_fails_the_run_as_flow_run_does(tmp_path):
