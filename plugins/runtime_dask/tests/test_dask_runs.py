@@ -72,7 +72,8 @@ def test_resources_go_to_the_worker_that_declares_them(tmp_path, dask_cluster):
     with runner:
         run = runner.run().run
     assert run.successful
-    assert dask_cluster.worker_pids()[run["train"].task.data.worker_pid] == 0  # w0: gpu=1
+    worker = dask_cluster.worker_of(run["train"].task.data.worker_pid)
+    assert dask_cluster.worker_pids()[worker] == 0  # w0: gpu=1
 
 
 def test_more_of_a_resource_than_any_worker_declares_is_a_clear_error(tmp_path, dask_cluster):
@@ -90,6 +91,10 @@ def test_an_unreachable_scheduler_is_named_in_the_error(tmp_path):
     assert result.returncode == 1, result.output
     assert "could not reach the Dask scheduler at tcp://127.0.0.1:9" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    # the run was created before the runtime failed: it is failed, not running forever
+    from flowkernel.cli.runs_cmd import list_runs
+
+    assert [run.status for run in list_runs(str(tmp_path / "root"), None, 0)] == ["failed"]
 
 
 def _resume_clones_what_succeeded(root, fail_on, resume_on, item) -> None:
