@@ -249,10 +249,11 @@ class DeployerImpl:
         attributes = self.call("create", [self.flow_file, *args])
         return self.deployed_flow_class(self, attributes)
 
-    def call(self, command: str, args: list[str]) -> dict[str, Any]:
+    def call(self, command: str, args: list[str], allow_failure: bool = False) -> dict[str, Any]:
         """Run ``flow TYPE [group options] COMMAND ARGS`` and return what it wrote to its
         attribute file. Raises :class:`DeployerError` with the command's error text when it
-        exits non-zero or writes nothing."""
+        exits non-zero (unless ``allow_failure``: a command that wrote its result and then
+        failed, such as a run that failed) or writes nothing."""
         tmpdir = tempfile.mkdtemp(prefix="flowkernel-deployer-")
         attr_file = os.path.join(tmpdir, "attributes.json")
         argv = [sys.executable, "-m", "flowkernel.cli", *self.root_args, self.TYPE]
@@ -261,7 +262,8 @@ class DeployerImpl:
         try:
             with proc:
                 code = proc.wait(self.file_read_timeout)
-                if code == 0 and os.path.exists(attr_file):
+                finished = code == 0 or (allow_failure and code is not None)
+                if finished and os.path.exists(attr_file):
                     with open(attr_file) as fh:
                         return json.load(fh)
             reason = "timed out" if code is None else f"exit code {code}"

@@ -11,6 +11,7 @@ import pytest
 from argo_test_paths import FLOWS, SHAPES
 
 from flowkernel.client import Run
+from flowkernel.deployer import Deployer
 
 SHAPE_FILES = sorted(p for p in SHAPES.glob("*.py") if p.stem != "parallel")
 
@@ -159,6 +160,14 @@ def test_bad_parameters_are_refused_before_anything_runs(tmp_path):
                  str(SHAPES / "linear.py"), "--beta", "1")  # fmt: skip
     assert proc.returncode == 2
     assert "No such option '--beta'" in proc.stderr
+    assert not (tmp_path / "b").exists()
+    # from Python: Deployer(...).argo_workflows().run_local() checks before any process starts
+    deployer = Deployer(str(SHAPES / "linear.py"), show_output=False, cwd=str(tmp_path),
+                        datastore_root=str(tmp_path / "b")).argo_workflows()  # fmt: skip
+    with pytest.raises(ValueError, match="unknown parameter 'beta'; the flow's parameters"):
+        deployer.run_local(beta=1)
+    with pytest.raises(ValueError, match="unknown option 'workers' for `flow argo-workflows run"):
+        deployer.run_local(run_options={"workers": 2})
     assert not (tmp_path / "b").exists()
 
 
