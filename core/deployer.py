@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +30,7 @@ from flowkernel.deployer_commands import (  # noqa: F401  (re-exported: the plug
     write_deployer_attributes,
 )
 from flowkernel.errors import DeployerError, FlowkernelError
-from flowkernel.runner.procs import CommandProcess
+from flowkernel.runner.procs import AttributeFile, CommandProcess, echo_line, flow_argv
 
 if TYPE_CHECKING:
     from flowkernel.client import Run
@@ -254,18 +252,19 @@ class DeployerImpl:
         attribute file. Raises :class:`DeployerError` with the command's error text when it
         exits non-zero (unless ``allow_failure``: a command that wrote its result and then
         failed, such as a run that failed) or writes nothing."""
-        tmpdir = tempfile.mkdtemp(prefix="flowkernel-deployer-")
-        attr_file = os.path.join(tmpdir, "attributes.json")
-        argv = [sys.executable, "-m", "flowkernel.cli", *self.root_args, self.TYPE]
-        argv += [*self.group_args, command, *args, "--deployer-attribute-file", attr_file]
-        proc = CommandProcess(argv, env=self.env, cwd=self.cwd, on_line=self._echo())
+        attr_file = AttributeFile(prefix="flowkernel-deployer-")
+        argv = flow_argv(*self.root_args, self.TYPE, *self.group_args, command, *args)
+        argv += ["--deployer-attribute-file", attr_file.path]
+        on_line = echo_line if self.show_output else None
+        proc = CommandProcess(argv, env=self.env, cwd=self.cwd, on_line=on_line)
         try:
             with proc:
-                code = proc.wait(self.file_read_timeout)
+                deadline = time.monotonic() + self.file_read_timeout
+                attributes = attr_file.wait(proc, self.file_read_timeout)
+                code = proc.wait(max(0.0, deadline - time.monotonic()))
                 finished = code == 0 or (allow_failure and code is not None)
-                if finished and os.path.exists(attr_file):
-                    with open(attr_file) as fh:
-                        return json.load(fh)
+                if finished and attributes is not None:
+                    return attributes
             reason = "timed out" if code is None else f"exit code {code}"
             error = (proc.text("stderr") or proc.text("stdout")).strip() or "(no output)"
             raise DeployerError(
@@ -275,18 +274,7 @@ class DeployerImpl:
                 proc.text("stderr"),
             )
         finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
-
-    def _echo(self) -> Callable[[str, str], None] | None:
-        if not self.show_output:
-            return None
-
-        def echo(stream: str, line: str) -> None:
-            out = sys.stdout if stream == "stdout" else sys.stderr
-            out.write(line + "\n")
-            out.flush()
-
-        return echo
+            attr_file.remove()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.TYPE!r}, {self.flow_file!r})"

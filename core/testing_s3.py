@@ -135,7 +135,9 @@ class SeaweedFS:
             time.sleep(0.1)
 
     def _bucket_answers(self) -> bool:
-        """A signed listing of the bucket succeeds (with obstore, when installed); else an
+        """An object can be written, read back and deleted (with obstore, when installed): a
+        listing alone succeeds before the volume server takes writes, and a write then fails
+        with 500 for a moment, typically right after a restart. Without obstore, an
         anonymous request is refused with 403 (the gateway is up)."""
         try:
             import obstore
@@ -150,12 +152,15 @@ class SeaweedFS:
                 access_key_id=ACCESS_KEY,
                 secret_access_key=SECRET_KEY,
                 virtual_hosted_style_request=False,
-                client_options={"allow_http": True},
+                client_options={"allow_http": True, "timeout": "5s"},
                 retry_config={"max_retries": 0},
             )
+            probe = ".flowkernel-ready"
             try:
-                obstore.list_with_delimiter(store, None)
-                return True
+                obstore.put(store, probe, b"ready")
+                ok = bytes(obstore.get(store, probe).bytes()) == b"ready"
+                obstore.delete(store, probe)
+                return ok
             except Exception:
                 return False
         try:

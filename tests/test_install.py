@@ -1,6 +1,6 @@
 """Installing from a checkout, as a new user would: a wheelhouse (``dev.py dist``) installed
-with ``pip install --find-links dist 'flowkernel[all]'``, and ``PYTHON dev.py install``, each
-into a fresh virtual environment that then runs a flow; ``dev.py flow`` from another folder."""
+with ``pip install --find-links dist 'flowkernel[all]'``, then ``PYTHON dev.py install``, into
+a fresh virtual environment that runs a flow after each; ``dev.py flow`` from another folder."""
 
 from __future__ import annotations
 
@@ -49,7 +49,14 @@ def _check_environment(bin_dir: Path, work: Path, clean_env) -> None:
     assert all(records[name] == "loaded" for name in expected), records
 
 
-def test_a_wheelhouse_installs_flowkernel_all_in_a_fresh_venv(tmp_path, clean_env):
+def test_a_wheelhouse_then_dev_py_install_each_give_a_working_environment(tmp_path, clean_env):
+    """Both ways of installing from a checkout, one after the other in one fresh virtual
+    environment (the third-party dependencies are installed once, by the first)."""
+    bin_dir = _fresh_venv(tmp_path / "env")
+    pip = [str(bin_dir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+
+    # 1. `dev.py dist`, then `pip install --find-links dist 'flowkernel[all]'`: every plugin
+    # and every third-party dependency resolved from the wheels' metadata
     dist = tmp_path / "dist"
     built = subprocess.run(
         [sys.executable, str(ROOT / "dev.py"), "dist", str(dist)],
@@ -59,8 +66,6 @@ def test_a_wheelhouse_installs_flowkernel_all_in_a_fresh_venv(tmp_path, clean_en
     wheels = sorted(p.name for p in dist.glob("*.whl"))
     assert len(wheels) == 1 + len(_plugin_dirs()), wheels
     assert "Editable installation" not in built.stderr
-    bin_dir = _fresh_venv(tmp_path / "env")
-    pip = [str(bin_dir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     installed = subprocess.run(
         [*pip, "--find-links", str(dist), "flowkernel[all]"],
         capture_output=True, text=True, timeout=600, env=clean_env(),
@@ -68,12 +73,16 @@ def test_a_wheelhouse_installs_flowkernel_all_in_a_fresh_venv(tmp_path, clean_en
     assert installed.returncode == 0, installed.stdout + installed.stderr
     _check_environment(bin_dir, tmp_path, clean_env)
 
-
-def test_dev_py_install_puts_everything_into_the_running_pythons_environment(tmp_path, clean_env):
-    bin_dir = _fresh_venv(tmp_path / "env")
-    # a setuptools new enough lets dev.py build in the environment (no isolated build per
-    # distribution: minutes on a loaded 2-core machine); without it pip isolates the builds
-    pip = [str(bin_dir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    # 2. `PYTHON dev.py install` (flowkernel's distributions removed first, so it installs
+    # them all itself); a setuptools new enough lets dev.py build in the environment (no
+    # isolated build per distribution: minutes on a loaded 2-core machine)
+    ours = [name.split("-")[0].replace("_", "-") for name in wheels]
+    removed = subprocess.run(
+        [str(bin_dir / "python"), "-m", "pip", "uninstall", "-y", "-q", *ours],
+        capture_output=True, text=True, timeout=300, env=clean_env(),
+    )  # fmt: skip
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert not (bin_dir / "flow").exists()
     tools = subprocess.run([*pip, "setuptools>=77"], capture_output=True, text=True, timeout=300)
     assert tools.returncode == 0, tools.stdout + tools.stderr
     installed = subprocess.run(

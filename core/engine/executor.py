@@ -88,12 +88,15 @@ def run_task(
     store: FlowStore,
     spec: TaskSpec,
     input_records: Sequence[TaskRecord | TaskRef] | None = None,
+    durable: bool = True,
 ) -> int:
     """Run one attempt; returns 0 when the task is done (succeeded or caught), else 1.
 
     :param input_records: the records of ``spec.input_paths`` if the caller has them already
         (a forked worker shares the controller's); else they are read from the store, as are
         the records of inputs given as :class:`TaskRef` (a runtime keeps its memory flat so).
+    :param durable: fsync the record before returning. ``False`` only for a runtime that makes
+        the record durable itself before any successor reads it (a group commit).
     """
     started = time.time()
     node = graph[spec.step]
@@ -129,7 +132,9 @@ def run_task(
     if exception is None and "catch" in decos and decos["catch"]["var"]:
         setattr(flow, decos["catch"]["var"], None)
     try:
-        record = _persist(flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs)
+        record = _persist(
+            flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs, durable
+        )
     except StorageError as err:  # the record itself could not be written (disk full, ...)
         _report_failure(spec, err, "")
         current._clear()
@@ -346,7 +351,7 @@ def _catch(flow, node: Node, spec: TaskSpec, deco, exc, stacktrace) -> bool:
 
 
 def _persist(
-    flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs
+    flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs, durable=True
 ) -> TaskRecord:
     """Store every artifact of ``flow`` and write the attempt's record (always, even on failure)."""
     state = flow.__dict__
@@ -366,7 +371,7 @@ def _persist(
         if name in loaded and loaded[name] is value and type(value) in _IMMUTABLE:
             continue  # read but not reassigned: the inherited sha stands
         try:
-            sha, size = store.save(name, value)
+            sha, size = store.save(name, value, artifacts.get(name) if name in loaded else None)
         except (UnpicklableArtifactError, StorageError) as err:
             if persist_error is None:
                 persist_error, persist_type = str(err), type(err).__name__
@@ -402,7 +407,7 @@ def _persist(
         pid=os.getpid(),
         persist_error=persist_error,
     )
-    record.write(store)
+    record.write(store, durable)
     return record
 
 

@@ -346,9 +346,10 @@ class TaskRecord:
         raw = store.latest_record(run_id, step, task_id)
         return None if raw is None else cls.from_json(raw)
 
-    def write(self, store: FlowStore) -> None:
-        """Store this record (once per attempt; atomically)."""
-        store.write_task_record(self.to_json())
+    def write(self, store: FlowStore, durable: bool = True) -> None:
+        """Store this record (once per attempt; atomically). ``durable=False``: not fsync'd,
+        the runtime commits it (see :meth:`FlowStore.write_task_record`)."""
+        store.write_task_record(self.to_json(), durable)
 
 
 @final

@@ -135,6 +135,39 @@ class FlowGraph:
             stack.extend(self.nodes[cur].out_funcs)
         return seen
 
+    @classmethod
+    def from_dict(cls, info: dict[str, Any]) -> FlowGraph:
+        """The graph a run stored (:meth:`to_dict`), for drawing it: names, types, edges,
+        foreach and switch details; switch case values come back as strings."""
+        steps = info.get("steps") or {}
+        nodes = {
+            name: Node(
+                name=name,
+                type=d.get("type", "linear"),
+                func_lineno=d.get("line") or 0,
+                source_file=d.get("source_file"),
+                doc=d.get("doc") or "",
+                out_funcs=tuple(d.get("next") or ()),
+                in_funcs=tuple(d.get("in_funcs") or ()),
+                foreach_param=d.get("foreach_artifact"),
+                num_parallel=d.get("num_parallel"),
+                condition=d.get("condition"),
+                switch_cases=tuple((d.get("switch_cases") or {}).items()),
+                matching_join=d.get("matching_join"),
+                decorators=tuple(d.get("decorators") or ()),
+            )
+            for name, d in steps.items()
+        }
+        return cls(
+            flow_name=info.get("flow_name", ""),
+            source_file=info.get("file"),
+            nodes=nodes,
+            start=info.get("start_step"),
+            end=info.get("end_step"),
+            sorted_nodes=tuple(n for n in info.get("sorted_steps") or () if n in nodes),
+            doc=info.get("doc") or "",
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description (stored with every run as ``_graph_info``)."""
         steps = {}

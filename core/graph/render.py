@@ -1,6 +1,7 @@
-"""Render a flow's graph for people and tools: text, Mermaid, Graphviz dot or JSON.
+"""Render a flow's graph for people and tools: text, Mermaid, Graphviz dot, JSON or SVG.
 
-Steps appear in topological order (``FlowGraph.sorted_nodes``). Used by ``flow show``.
+Steps appear in topological order (``FlowGraph.sorted_nodes``). Used by ``flow show``, the
+notebook's displays and the run report (SVG: :mod:`flowkernel.graph.svg`).
 """
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ from __future__ import annotations
 import json
 
 from flowkernel.graph.model import FlowGraph, Node
+from flowkernel.graph.svg import graph_svg
 
-FORMATS = ("text", "mermaid", "dot", "json")
+FORMATS = ("text", "mermaid", "dot", "json", "svg")
 
 
 def render_graph(graph: FlowGraph, fmt: str) -> str:
@@ -17,7 +19,7 @@ def render_graph(graph: FlowGraph, fmt: str) -> str:
 
     :raises ValueError: for an unknown format.
     """
-    renderers = {"text": _text, "mermaid": _mermaid, "dot": _dot, "json": _json}
+    renderers = {"text": _text, "mermaid": _mermaid, "dot": _dot, "json": _json, "svg": graph_svg}
     if fmt not in renderers:
         raise ValueError(f"unknown graph format '{fmt}'; choose one of {', '.join(FORMATS)}")
     return renderers[fmt](graph)

@@ -11,13 +11,17 @@ removes temporary files.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import IO
+from typing import IO, Any
 
 import psutil
 
@@ -262,3 +266,45 @@ class CommandProcess:
                 return predicate()
             time.sleep(0.01)
         return predicate()
+
+
+def flow_argv(*args: str) -> list[str]:
+    """The command line of ``flow ARGS`` run by this interpreter."""
+    return [sys.executable, "-m", "flowkernel.cli", *args]
+
+
+def echo_line(stream: str, line: str) -> None:
+    """An ``on_line`` that relays a child's line to this process's stdout or stderr."""
+    out = sys.stdout if stream == "stdout" else sys.stderr
+    out.write(line + "\n")
+    out.flush()
+
+
+class AttributeFile:
+    """Where a ``flow`` child writes its result as JSON (``--runner-attribute-file``,
+    ``--deployer-attribute-file``): ``attributes.json`` in a fresh temporary directory, which
+    also holds anything else of the call (its log files). The child writes it atomically, so
+    it is complete once it exists.
+
+    :param prefix: the temporary directory's name prefix.
+    """
+
+    def __init__(self, prefix: str):
+        self.directory = tempfile.mkdtemp(prefix=prefix)
+        self.path = os.path.join(self.directory, "attributes.json")
+
+    def written(self) -> bool:
+        return os.path.exists(self.path)
+
+    def wait(self, proc: CommandProcess, timeout: float | None) -> dict[str, Any] | None:
+        """Wait until ``proc`` writes the file, ends or ``timeout`` passes (None: no limit);
+        returns what it wrote, or None when it wrote nothing."""
+        proc.wait_for(self.written, float("inf") if timeout is None else timeout)
+        if not self.written():
+            return None
+        with open(self.path) as fh:
+            return json.load(fh)
+
+    def remove(self) -> None:
+        """Remove the directory and everything in it."""
+        shutil.rmtree(self.directory, ignore_errors=True)

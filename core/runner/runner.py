@@ -13,15 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from flowkernel.errors import FlowStartError
-from flowkernel.runner.procs import CommandProcess
+from flowkernel.runner.procs import AttributeFile, CommandProcess, echo_line, flow_argv
 
 #: Options of ``flow run`` / ``flow resume`` by keyword -> (option, expected type); lists become
 #: repeated options. Given to ``Runner(...)`` they apply to every run; given to ``run(...)`` /
@@ -331,7 +328,7 @@ class Runner:
             top_level["datastore_root"] = normalize_root(root, self.cwd)
         self.root_args, self.run_args = top_level_args(top_level)
         self.datastore_root = top_level.get("datastore_root")
-        self._tmpdirs: list[str] = []
+        self._attr_files: list[AttributeFile] = []
         self._procs: list[CommandProcess] = []
 
     # -- public API ----------------------------------------------------------------------------
@@ -377,9 +374,9 @@ class Runner:
         """Stop anything still running and remove temporary files."""
         for proc in self._procs:
             proc.close()
-        for path in self._tmpdirs:
-            shutil.rmtree(path, ignore_errors=True)
-        self._tmpdirs.clear()
+        for attr_file in self._attr_files:
+            attr_file.remove()
+        self._attr_files.clear()
 
     def __enter__(self) -> Runner:
         return self
@@ -400,22 +397,22 @@ class Runner:
         args += ["--origin-run-id", origin] if origin else []
         return args + call_args(self.flow_file, options, resume=True)
 
-    def _start(self, command: str, extra: list[str]) -> tuple[CommandProcess, str]:
-        tmpdir = tempfile.mkdtemp(prefix="flowkernel-runner-")
-        self._tmpdirs.append(tmpdir)
-        attr_file = os.path.join(tmpdir, "attributes.json")
-        argv = [sys.executable, "-m", "flowkernel.cli", *self.root_args, command, self.flow_file]
-        argv += ["--runner-attribute-file", attr_file, *self.run_args, *extra]
-        proc = CommandProcess(argv, env=self.env, cwd=self.cwd, log_dir=tmpdir)
+    def _start(self, command: str, extra: list[str]) -> tuple[CommandProcess, AttributeFile]:
+        attr_file = AttributeFile(prefix="flowkernel-runner-")
+        self._attr_files.append(attr_file)
+        argv = flow_argv(*self.root_args, command, self.flow_file)
+        argv += ["--runner-attribute-file", attr_file.path, *self.run_args, *extra]
+        proc = CommandProcess(argv, env=self.env, cwd=self.cwd, log_dir=attr_file.directory)
         self._procs.append(proc)
         proc.start()
         return proc, attr_file
 
     def _attributes(
-        self, proc: CommandProcess, attr_file: str, timeout: float | None = None
+        self, proc: CommandProcess, attr_file: AttributeFile, timeout: float | None = None
     ) -> dict[str, Any]:
         timeout = self.file_read_timeout if timeout is None else timeout
-        if not proc.wait_for(lambda: os.path.exists(attr_file), timeout):
+        attributes = attr_file.wait(proc, timeout)
+        if attributes is None:
             if proc.returncode is None:
                 proc.stop()
             proc.wait(5)
@@ -427,8 +424,7 @@ class Runner:
                 proc.text("stdout"),
                 proc.text("stderr"),
             )
-        with open(attr_file) as fh:
-            return json.load(fh)
+        return attributes
 
     def _blocking(self, command: str, extra: list[str]) -> ExecutingRun:
         proc, attr_file = self._start(command, extra)
@@ -437,8 +433,8 @@ class Runner:
         try:
             if self.show_output:  # relayed in this thread (a notebook shows it in this cell)
                 proc.follow(
-                    _echo,
-                    until=lambda: time.monotonic() > deadline and not os.path.exists(attr_file),
+                    echo_line,
+                    until=lambda: time.monotonic() > deadline and not attr_file.written(),
                     seen=relayed,
                 )
             attributes = self._attributes(proc, attr_file, max(0.0, deadline - time.monotonic()))
@@ -446,7 +442,7 @@ class Runner:
         except BaseException:  # KeyboardInterrupt included: leave nothing running
             proc.stop()
             if self.show_output:  # what the flow said while it stopped
-                proc.follow(_echo, seen=relayed)
+                proc.follow(echo_line, seen=relayed)
             raise
         return ExecutingRun(self, proc, attributes)
 
@@ -459,9 +455,3 @@ class Runner:
             proc.stop()
             raise
         return ExecutingRun(self, proc, attributes)
-
-
-def _echo(stream: str, line: str) -> None:
-    out = sys.stdout if stream == "stdout" else sys.stderr
-    out.write(line + "\n")
-    out.flush()

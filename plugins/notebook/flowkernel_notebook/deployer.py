@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from flowkernel_notebook.display import graph_markdown, graph_svg_of
-from flowkernel_notebook.flowfile import FlowFile, child_env
+from flowkernel_notebook.flowfile import NotebookFlow
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -14,7 +13,7 @@ if TYPE_CHECKING:
     from flowkernel.deployer import DeployedFlow, Deployer, DeployerImpl
 
 
-class NBDeployer:
+class NBDeployer(NotebookFlow):
     """``NBDeployer(MyFlow).argo_workflows(name="x").create()``: :class:`Deployer` for a flow
     class defined in any cell of this notebook.
 
@@ -41,9 +40,7 @@ class NBDeployer:
     ):
         from flowkernel.deployer import Deployer
 
-        self.flow_cls = flow_cls
-        self.flow_file = FlowFile(flow_cls, base_dir)
-        self.env = child_env(env)
+        super().__init__(flow_cls, env, base_dir)
         self.deployer: Deployer = Deployer(
             self.flow_file.path,
             show_output=show_output,
@@ -78,15 +75,6 @@ class NBDeployer:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
-
-    def _repr_markdown_(self) -> str:
-        return graph_markdown(self.flow_cls, title=f"NBDeployer({self.flow_cls.__name__})")
-
-    def _repr_svg_(self) -> str:
-        return graph_svg_of(self.flow_cls)
-
-    def __repr__(self) -> str:
-        return f"NBDeployer({self.flow_cls.__name__}, flow_file={self.flow_file.path!r})"
 
     # -- machinery -----------------------------------------------------------------------------
 

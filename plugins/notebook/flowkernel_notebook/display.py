@@ -33,10 +33,10 @@ def graph_markdown(flow_cls: type, title: str | None = None) -> str:
 
 def graph_svg_of(flow_cls: type) -> str:
     """The graph of ``flow_cls`` as SVG (for front ends that do not render Mermaid)."""
+    from flowkernel.graph.render import render_graph
     from flowkernel.kernel import Kernel
-    from flowkernel_notebook.svg import graph_svg
 
-    return graph_svg(Kernel.discover().build_graph(flow_cls))
+    return render_graph(Kernel.discover().build_graph(flow_cls), "svg")
 
 
 def _flow_class(render: Callable[[type], str]) -> Callable[[Any], str | None]:

@@ -1,4 +1,5 @@
-"""The flow file behind an NBRunner / NBDeployer: written from the notebook, removed on cleanup."""
+"""The flow file behind an NBRunner / NBDeployer (written from the notebook, removed on cleanup),
+and what the two share: :class:`NotebookFlow`."""
 
 from __future__ import annotations
 
@@ -75,6 +76,37 @@ class FlowFile:
             except FileNotFoundError:
                 pass
             self.written = False
+
+
+class NotebookFlow:
+    """The set-up NBRunner and NBDeployer share: ``flow_cls``, its :class:`FlowFile` (checked
+    and written before anything starts), ``env`` for the flow's processes (:func:`child_env`),
+    the graph as Markdown or SVG when the object is displayed, and its repr.
+
+    :param flow_cls: a FlowSpec subclass, defined in a notebook cell or in a module.
+    :param env: variables added to the flow processes' environment.
+    :param base_dir: where the flow file is written (default: the working directory).
+    """
+
+    def __init__(self, flow_cls: type, env: dict[str, str] | None, base_dir: str | None):
+        self.flow_cls = flow_cls
+        self.flow_file = FlowFile(flow_cls, base_dir)
+        self.env = child_env(env)
+
+    def _repr_markdown_(self) -> str:
+        from flowkernel_notebook.display import graph_markdown
+
+        title = f"{type(self).__name__}({self.flow_cls.__name__})"
+        return graph_markdown(self.flow_cls, title=title)
+
+    def _repr_svg_(self) -> str:
+        from flowkernel_notebook.display import graph_svg_of
+
+        return graph_svg_of(self.flow_cls)
+
+    def __repr__(self) -> str:
+        name = f"{type(self).__name__}({self.flow_cls.__name__}"
+        return f"{name}, flow_file={self.flow_file.path!r})"
 
 
 def child_env(env: dict[str, str] | None) -> dict[str, str]:

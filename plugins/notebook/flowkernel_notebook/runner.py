@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from flowkernel.runner import ExecutingRun
-from flowkernel_notebook.display import graph_markdown, graph_svg_of
-from flowkernel_notebook.flowfile import FlowFile, child_env
+from flowkernel_notebook.flowfile import NotebookFlow
 
 if TYPE_CHECKING:
     from flowkernel.runner import Runner
@@ -43,7 +42,7 @@ class NotebookExecutingRun(ExecutingRun):
                 yield item
 
 
-class NBRunner:
+class NBRunner(NotebookFlow):
     """Run ``flow_cls`` (defined in any cell of this notebook) in a child process.
 
     ``NBRunner(MyFlow).nbrun(alpha=3)`` blocks, shows the flow's output in the cell line by line
@@ -73,15 +72,14 @@ class NBRunner:
     ):
         from flowkernel.runner import Runner
 
-        self.flow_cls = flow_cls
-        self.flow_file = FlowFile(flow_cls, base_dir)
+        super().__init__(flow_cls, env, base_dir)
         self.runner: Runner = Runner(
             self.flow_file.path,
             show_output=show_output,
             file_read_timeout=file_read_timeout,
             **top_level,
         )
-        self.runner.env = child_env(env)
+        self.runner.env = self.env
         _LIVE.add(self.runner)
         weakref.finalize(self, self.flow_file.remove)  # also at exit
 
@@ -146,17 +144,6 @@ class NBRunner:
 
     async def __aexit__(self, *exc: object) -> None:
         self.cleanup()
-
-    # -- display -------------------------------------------------------------------------------
-
-    def _repr_markdown_(self) -> str:
-        return graph_markdown(self.flow_cls, title=f"NBRunner({self.flow_cls.__name__})")
-
-    def _repr_svg_(self) -> str:
-        return graph_svg_of(self.flow_cls)
-
-    def __repr__(self) -> str:
-        return f"NBRunner({self.flow_cls.__name__}, flow_file={self.flow_file.path!r})"
 
 
 class _report_interrupt:

@@ -205,12 +205,12 @@ def test_the_svg_graph_has_a_box_per_step_and_an_arrow_per_edge():
     import xml.etree.ElementTree as ET
 
     from flowkernel.flow.loader import load_flow
+    from flowkernel.graph.render import render_graph
     from flowkernel.kernel import Kernel
-    from flowkernel_notebook.svg import graph_svg
 
     flows = Path(__file__).resolve().parents[3] / "tests" / "flows" / "shapes"
     graph = Kernel.discover().build_graph(load_flow(str(flows / "recursive_switch.py")))
-    root = ET.fromstring(graph_svg(graph))
+    root = ET.fromstring(render_graph(graph, "svg"))
     ns = "{http://www.w3.org/2000/svg}"
     names = [t.text for t in root.iter(f"{ns}text") if t.get("font-size") is None]
     assert sorted(names) == sorted(graph.nodes)

@@ -12,6 +12,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from flowkernel.graph.model import Node
     from flowkernel_report.model import Attempt, RunView, TaskView
 
 COLORS = {
@@ -66,92 +67,28 @@ def _step_status(tasks: list[TaskView]) -> str:
 # -- graph ----------------------------------------------------------------------------------
 
 
-def _layers(graph: dict) -> dict[str, int]:
-    """Each step's depth: the longest path from the start, loops (switch back-edges) ignored."""
-    steps = graph.get("steps", {})
-    start = graph.get("start_step", "start")
-    depth = {start: 0} if start in steps else {}
-    order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(name: str, path: set[str]) -> None:  # post-order over the DAG part
-        if name in seen or name not in steps:
-            return
-        seen.add(name)
-        for child in steps[name].get("next", []):
-            if child not in path:
-                visit(child, path | {name})
-        order.append(name)
-
-    visit(start, set())
-    for name in reversed(order):
-        for child in steps[name].get("next", []):
-            if child in steps and child != name and order.index(child) < order.index(name):
-                depth[child] = max(depth.get(child, 0), depth.get(name, 0) + 1)
-    for name in steps:  # unreachable steps go below the rest
-        depth.setdefault(name, max(depth.values(), default=0) + 1)
-    return depth
-
-
 def graph_svg(run: RunView, by_step: dict[str, list[TaskView]]) -> str:
-    steps = run.graph.get("steps", {})
-    if not steps:
+    """The run's stored graph (core's SVG rendering), each step coloured by its outcome."""
+    from flowkernel.graph.model import FlowGraph
+    from flowkernel.graph.svg import StepLook, graph_svg
+
+    if not run.graph.get("steps"):
         return '<p class="muted">This run stored no graph.</p>'
-    depth = _layers(run.graph)
-    rows: dict[int, list[str]] = {}
-    for name in steps:
-        rows.setdefault(depth[name], []).append(name)
-    box_w, box_h, gap_x, gap_y = 170, 46, 40, 46
-    width = max(len(r) for r in rows.values()) * (box_w + gap_x) + gap_x
-    height = (max(rows) + 1) * (box_h + gap_y) + gap_y
-    pos = {}
-    for d, names in rows.items():
-        row_w = len(names) * (box_w + gap_x) - gap_x
-        for i, name in enumerate(names):
-            pos[name] = ((width - row_w) / 2 + i * (box_w + gap_x), gap_y + d * (box_h + gap_y))
-    parts = [
-        f'<svg id="graph" xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" '
-        f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
-        f'aria-label="graph of {escape(run.flow)}">',
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" '
-        'fill="#6b7280"/></marker></defs>',
-    ]
-    for name, info in steps.items():
-        x, y = pos[name]
-        for child in info.get("next", []):
-            if child not in pos:
-                continue
-            cx, cy = pos[child]
-            if child == name:  # a recursive switch loops to itself
-                parts.append(
-                    f'<path class="edge" d="M{x + box_w},{y + 12} c40,-10 40,30 0,22" '
-                    'fill="none" stroke="#6b7280" marker-end="url(#arrow)"/>'
-                )
-                continue
-            parts.append(
-                f'<line class="edge" x1="{x + box_w / 2:.0f}" y1="{y + box_h}" '
-                f'x2="{cx + box_w / 2:.0f}" y2="{cy}" stroke="#6b7280" '
-                'marker-end="url(#arrow)"/>'
-            )
-    for name, info in steps.items():
-        x, y = pos[name]
-        tasks = by_step.get(name, [])
+
+    def look(node: Node) -> StepLook:
+        tasks = by_step.get(node.name, [])
         status = _step_status(tasks)
-        label = f"{len(tasks)} task{'s' if len(tasks) != 1 else ''} · {info.get('type', '')}"
-        parts.append(
-            f'<g class="node" data-step="{escape(name)}" data-status="{status}">'
-            f"<title>{escape(name)}: {status}, {label}</title>"
-            f'<rect x="{x:.0f}" y="{y}" width="{box_w}" height="{box_h}" rx="8" '
-            f'fill="{COLORS[status]}" fill-opacity="0.15" stroke="{COLORS[status]}" '
-            'stroke-width="2"/>'
-            f'<text x="{x + box_w / 2:.0f}" y="{y + 19}" text-anchor="middle" '
-            f'font-weight="600">{escape(name)}</text>'
-            f'<text x="{x + box_w / 2:.0f}" y="{y + 36}" text-anchor="middle" '
-            f'fill="#4b5563">{escape(label)}</text></g>'
+        note = f"{len(tasks)} task{'s' if len(tasks) != 1 else ''} · {node.type}"
+        return StepLook(
+            fill=COLORS[status],
+            stroke=COLORS[status],
+            fill_opacity=0.15,
+            note=note,
+            tooltip=f"{node.name}: {status}, {note}",
+            data={"status": status},
         )
-    parts.append("</svg>")
-    return "".join(parts)
+
+    return graph_svg(FlowGraph.from_dict(run.graph), look, element_id="graph")
 
 
 # -- timeline -------------------------------------------------------------------------------

@@ -72,7 +72,8 @@ def test_resources_go_to_the_worker_that_declares_them(tmp_path, dask_cluster):
     with runner:
         run = runner.run().run
     assert run.successful
-    assert dask_cluster.worker_pids()[run["train"].task.data.worker_pid] == 0  # w0: gpu=1
+    worker = dask_cluster.worker_of(run["train"].task.data.worker_pid)
+    assert dask_cluster.worker_pids()[worker] == 0  # w0: gpu=1
 
 
 def test_more_of_a_resource_than_any_worker_declares_is_a_clear_error(tmp_path, dask_cluster):

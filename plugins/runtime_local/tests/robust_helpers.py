@@ -194,7 +194,7 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
-def assert_all_gone(procs: Iterable[psutil.Process], tag: str, timeout: float = 5.0) -> None:
+def assert_all_gone(procs: Iterable[psutil.Process], tag: str, timeout: float = 15.0) -> None:
     """Every process in ``procs`` and every process tagged ``tag`` is gone within ``timeout``."""
     procs = list(procs)
 

@@ -119,5 +119,5 @@ def test_fail_fast_does_not_wait_for_a_task_that_closed_its_output(world: rh.Env
     elapsed = time.monotonic() - started
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Step boom (task-id" in result.stderr
-    assert elapsed < 15, f"the failure took {elapsed:.1f}s to stop the run (closer sleeps 30 s)"
+    assert elapsed < 25, f"the failure took {elapsed:.1f}s to stop the run (closer sleeps 30 s)"
     assert rh.tagged_processes(world.tag) == []

@@ -146,23 +146,31 @@ def test_server_lost_mid_run_then_resume_completes(tmp_path, client_on, monkeypa
             "    @step\n    def start(self):\n        self.items = list(range(4))\n"
             "        self.next(self.work, foreach='items')\n\n"
             "    @step\n    def work(self):\n"
-            "        if not os.environ.get('FAST'):\n            time.sleep(6)\n"
+            "        if not os.environ.get('FAST'):  # running when the server dies\n"
+            "            open(os.path.join(os.environ['MARKERS'], str(self.input)), 'w').close()\n"
+            "            while not os.path.exists(os.path.join(os.environ['MARKERS'], 'killed')):\n"
+            "                time.sleep(0.05)\n"
             "        self.y = self.input * 2\n        self.next(self.join)\n\n"
             "    @step\n    def join(self, inputs):\n"
             "        self.total = sum(i.y for i in inputs)\n        self.next(self.end)\n\n"
             "    @step\n    def end(self):\n        pass\n"
         )
+        markers = tmp_path / "markers"
+        markers.mkdir()
         cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", root, "run",
                str(script), "--max-workers", "4"]  # fmt: skip
         proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)  # fmt: skip
-        time.sleep(4)  # the work tasks are sleeping
-        server.kill()
+                                text=True, env={**os.environ, "MARKERS": str(markers)})  # fmt: skip
+        deadline = time.monotonic() + 120
+        while len(list(markers.iterdir())) < 4 and proc.poll() is None:
+            assert time.monotonic() < deadline, "the work tasks did not start"
+            time.sleep(0.05)
+        server.kill()  # every work task is running, with its artifacts still to store
+        (markers / "killed").touch()
         out, err = proc.communicate(timeout=180)
         assert proc.returncode != 0, out + err
         assert "cannot reach the S3 endpoint" in out + err
-        server.start()
-        # the default retry window: a freshly restarted server may answer 500 for a moment
+        server.start()  # returns once the server stores objects again
         resumed = flow(root, tmp_path, "resume", str(script),
                        env={"FAST": "1", "FLOWKERNEL_S3_RETRY_SECONDS": "15"})  # fmt: skip
         assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]

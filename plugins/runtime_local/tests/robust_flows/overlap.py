@@ -1,16 +1,13 @@
-"""A foreach whose tasks record when they ran (for --max-workers) and a width parameter
+"""A foreach whose tasks record how many ran at once (for --max-workers) and a width parameter
 (for --max-num-splits)."""
 
-import time
-
-from robust_flowlib import mark
+from robust_flowlib import mark, run_alongside_others
 
 from flowkernel import FlowSpec, Parameter, step
 
 
 class OverlapFlow(FlowSpec):
     width = Parameter("width", default=6)
-    nap = Parameter("nap", default=0.4)
 
     @step
     def start(self):
@@ -20,14 +17,12 @@ class OverlapFlow(FlowSpec):
     @step
     def work(self):
         mark("work")
-        self.t0 = time.time()
-        time.sleep(self.nap)
-        self.t1 = time.time()
+        self.together = run_alongside_others("work", self.width)
         self.next(self.join)
 
     @step
     def join(self, inputs):
-        self.spans = [(i.t0, i.t1) for i in inputs]
+        self.together = [i.together for i in inputs]
         self.next(self.end)
 
     @step
