@@ -192,6 +192,7 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
         max_user_code_retries=int(opts["max_user_code_retries"]),
         user=opts["user"] or current_user(),
         tags=tuple(opts["tags"]),
+        code_package=package,
     )
     store.mark_started(run_id, step_name, task_id, attempt)
     run = RunInfo(flow_cls.__name__, run_id, store.root, runtime="argo-workflows")
@@ -208,7 +209,16 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
     out = opts["output_dir"]
     _write(out, "task-path", f"{step_name}/{task_id}/{attempt}")
     if node.type == "foreach":
-        _write(out, "splits", json.dumps(list(range(record.get("foreach_num_splits") or 0))))
+        width = record.get("foreach_num_splits")
+        if width is None:  # its control task would decide the width: a runtime's job
+            print(
+                f"step '{step_name}': a foreach over an UnboundedForeachInput cannot run on "
+                "Argo Workflows (the workflow's fan-out is fixed when the step ends); run the "
+                "flow with `flow run`",
+                file=sys.stderr,
+            )
+            return 1
+        _write(out, "splits", json.dumps(list(range(width))))
     if node.type == "split-switch":
         transition = record.get("transition") or [[""]]
         branch = transition[0][0]

@@ -132,6 +132,15 @@ def test_decorators_parameters_and_configs_behave_as_in_flow_run(tmp_path):
     assert "caught by @catch" in repr(work.problem)
 
 
+def test_an_unbounded_foreach_fails_the_run_saying_why(tmp_path):
+    flow = SHAPES.parent / "mfapi" / "unbounded_flow.py"
+    proc = _flow(tmp_path, tmp_path / "b", "argo-workflows", "run-local", str(flow))
+    assert proc.returncode == 1
+    assert (
+        "step 'start': a foreach over an UnboundedForeachInput cannot run on Argo Workflows"
+    ) in proc.stderr
+
+
 def test_timeout_kills_the_step(tmp_path):
     started = time.monotonic()
     proc = _flow(tmp_path, tmp_path / "b", "argo-workflows", "run-local",
@@ -199,3 +208,6 @@ def test_run_local_against_an_s3_root_runs_from_the_code_package(s3_root, tmp_pa
     argo_run = _run(tmp_path, s3_root, "b.id", "NestedForeachFlow")
     local_run = _run(tmp_path, tmp_path / "a", "a.id", "NestedForeachFlow")
     assert _view(argo_run) == _view(local_run)
+    # the client says so: the run's code is the package (a local run has none)
+    assert argo_run.code.script_name == "nested_foreach.py" and local_run.code is None
+    assert "class NestedForeachFlow" in argo_run["end"].task.code.flowspec
