@@ -171,6 +171,10 @@ class ForkServer:
                 data = b""
             if not data:
                 self._gone()
+                try:  # it is exiting (its socket closed): reap it, leave no zombie
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
                 return
             msg = pickle.loads(data)
             with self.lock:
