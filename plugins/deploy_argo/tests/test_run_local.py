@@ -186,6 +186,10 @@ def test_bad_parameters_are_refused_before_anything_runs(tmp_path):
                  str(SHAPES / "linear.py"), "--beta", "1")  # fmt: skip
     assert proc.returncode == 2
     assert "No such option '--beta'" in proc.stderr
+    # a flow without @project has no branch: --branch is one of its parameters, or unknown
+    proc = _flow(tmp_path, tmp_path / "b", "argo-workflows", "run-local",
+                 str(SHAPES / "linear.py"), "--branch", "dev")  # fmt: skip
+    assert proc.returncode == 2 and "No such option '--branch'" in proc.stderr
     assert not (tmp_path / "b").exists()
     # from Python: Deployer(...).argo_workflows().run_local() checks before any process starts
     deployer = Deployer(str(SHAPES / "linear.py"), show_output=False, cwd=str(tmp_path),
