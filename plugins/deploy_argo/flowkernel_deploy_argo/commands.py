@@ -213,7 +213,11 @@ def run_local(
             fh.write(run_id)
     write_deployer_attributes(
         deployer_attribute_file,
-        {"name": template["metadata"]["name"], "pathspec": f"{flow_cls.__name__}/{run_id}"},
+        {
+            "name": template["metadata"]["name"],
+            "pathspec": f"{flow_cls.__name__}/{run_id}",
+            "metadata": _deployment(template, "")["metadata"],
+        },
     )
     click.echo(f"Workflow {name} (run {flow_cls.__name__}/{run_id}) starting", err=True)
 
