@@ -13,7 +13,6 @@ Keys under the root (``./.flowkernel`` by default, or any URL a storage backend 
     <Flow>/<run>/<step>/<task>/<k>.stdout.log  attempt k's output, written live by the controller
     <Flow>/<run>/<step>/<task>/<k>.stderr.log
     <Flow>/<run>/<step>/<task>/<k>.<stream>.times  when each line arrived (float64 per line)
-    <Flow>/<run>/<step>/<task>/<k>.<stream>.times  when each line arrived (float64 per line)
 
 :class:`FlowStore` is the only code that knows this layout. It reads and writes through a
 :class:`flowkernel.storage.StorageBackend` chosen by the root's URL scheme: every object except

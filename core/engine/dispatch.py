@@ -40,6 +40,7 @@ from flowkernel.engine.runs import clone_record, resume_plan
 from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
 from flowkernel.errors import StorageError
 from flowkernel.specs import RunInfo, RunResult, TaskInfo
+from flowkernel.unbounded_foreach import UBF_CONTROL
 
 if TYPE_CHECKING:
     from flowkernel.engine.runs import RunContext
@@ -158,6 +159,7 @@ class Dispatcher:
             runtime=runtime,
             origin_run_id=ctx.origin_run_id,
             tags=ctx.options.tags,
+            max_log_size=ctx.options.max_log_size,
         )
         self.frontier = Frontier(ctx.graph, ctx.options.max_num_splits)
         self.queue: deque[ReadyTask] = deque()
@@ -274,9 +276,12 @@ class Dispatcher:
             first = self.queue.popleft()
             size = first.num_parallel or 1
             members = (first, *(self.queue.popleft() for _ in range(size - 1)))
-            control = str(self._next_task_id)
-            self._next_task_id += 1
-            task_ids = (control, *(f"{control}_node_{i}" for i in range(1, size)))
+            if first.task_id is not None:  # an unbounded foreach's mapper: named by its control
+                task_ids: tuple[str, ...] = (first.task_id,)
+            else:
+                control = str(self._next_task_id)
+                self._next_task_id += 1
+                task_ids = (control, *(f"{control}_node_{i}" for i in range(1, size)))
             clones = [self.ctx.clones.get(m.key) for m in members]
             if all(clones):  # resume: a gang is cloned whole or runs again whole
                 for member, clone, task_id in zip(members, clones, task_ids, strict=True):
@@ -320,6 +325,8 @@ class Dispatcher:
             tags=ctx.options.tags,
             num_parallel=ready.num_parallel,
             max_num_splits=ctx.options.max_num_splits,
+            ubf_context=ready.ubf_context,
+            namespace=ctx.options.namespace,
         )
         return Attempt(group, member, spec)
 
@@ -486,7 +493,13 @@ class Dispatcher:
             self.fail(str(exc), record.step)
             return
         node = self.ctx.graph[record.step]
-        if node.type == "foreach":
+        if record.ubf_context == UBF_CONTROL:
+            self.backend.say(
+                f"Step {node.name}: the control task decided {len(ready)} mapper tasks."
+            )
+        elif node.type == "foreach" and "_unbounded_foreach" in record.artifacts:
+            self.backend.say(f"Step {node.name}: unbounded foreach; a control task decides.")
+        elif node.type == "foreach":
             what = "a gang of" if node.num_parallel is not None else "foreach yields"
             self.backend.say(f"Step {node.name}: {what} {len(ready)} child tasks.")
         self._enqueue(ready)
