@@ -13,7 +13,6 @@ Keys under the root (``./.flowkernel`` by default, or any URL a storage backend 
     <Flow>/<run>/<step>/<task>/<k>.stdout.log  attempt k's output, written live by the controller
     <Flow>/<run>/<step>/<task>/<k>.stderr.log
     <Flow>/<run>/<step>/<task>/<k>.<stream>.times  when each line arrived (float64 per line)
-    <Flow>/<run>/<step>/<task>/<k>.<stream>.times  when each line arrived (float64 per line)
 
 :class:`FlowStore` is the only code that knows this layout. It reads and writes through a
 :class:`flowkernel.storage.StorageBackend` chosen by the root's URL scheme: every object except
@@ -31,6 +30,7 @@ import os
 import pickle
 import re
 import sys
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -54,6 +54,10 @@ PICKLE_PROTOCOL = 5
 #: Artifacts whose pickle is smaller than this are hashed in memory; larger ones stream to disk.
 _STREAM_THRESHOLD = 1 << 20
 MAX_ATTEMPTS = 6
+#: Reads and writes at least this large hash on a second thread while the bytes move (hashlib
+#: and file I/O both release the GIL): a 200 MB artifact is hashed and written (or read) at
+#: the same time instead of one after the other.
+_PARALLEL_HASH = 8 << 20
 DEFAULT_ROOT_NAME = ".flowkernel"
 
 
@@ -142,10 +146,14 @@ def read_json(path: str) -> Any:
 
 
 def file_sha1(path: str) -> str:
-    """The sha1 of the file at ``path``, read in 1 MB chunks."""
+    """The sha1 of the file at ``path``, read in chunks of at most 1 MB.
+
+    The buffer is no larger than the file: most blobs are a few bytes, and a zeroed 1 MB
+    buffer is 256 pages to fault in, in every task that stores an artifact it already has.
+    """
     digest = hashlib.sha1()
     with open(path, "rb", buffering=0) as fh:
-        buf = bytearray(1 << 20)
+        buf = bytearray(min(os.fstat(fh.fileno()).st_size + 1, 1 << 20))
         view = memoryview(buf)
         while n := fh.readinto(buf):
             digest.update(view[:n])
@@ -185,7 +193,8 @@ class _SpillWriter:
 
     def write(self, data: Any) -> int:
         n = memoryview(data).nbytes
-        self.sha.update(data)
+        if (self.file is None and self.size + n <= self.limit) or n < _PARALLEL_HASH:
+            self.sha.update(data)
         try:
             if self.file is None and self.size + n > self.limit:
                 self.tmp = os.path.join(self.backend.staging_dir(), f"{uuid.uuid4().hex}.tmp")
@@ -195,6 +204,8 @@ class _SpillWriter:
                 self.chunks.clear()
             if self.file is None:
                 self.chunks.append(bytes(data))
+            elif n >= _PARALLEL_HASH:
+                _hash_while(self.sha, data, self.file.write)
             else:
                 self.file.write(data)
         except OSError as exc:
@@ -230,6 +241,16 @@ class _SpillWriter:
             _unlink_quietly(self.tmp)
 
 
+def _hash_while(sha: Any, data: Any, move: Any) -> None:
+    """``sha.update(data)`` on a second thread while ``move(data)`` runs on this one."""
+    hashing = threading.Thread(target=sha.update, args=(data,))
+    hashing.start()
+    try:
+        move(data)
+    finally:
+        hashing.join()
+
+
 class _HashingReader:
     """A read-only file object that hashes every byte the unpickler reads through it."""
 
@@ -248,9 +269,27 @@ class _HashingReader:
         return data
 
     def readinto(self, buf: Any) -> int:
-        n = self.raw.readinto(buf)
-        self._seen(memoryview(buf).cast("B")[:n])
-        return n
+        view = memoryview(buf).cast("B")
+        if len(view) < _PARALLEL_HASH:
+            n = self.raw.readinto(view)
+            self._seen(view[:n])
+            return n
+        # a large value: hash each chunk while the next one is read
+        total = 0
+        hashing: threading.Thread | None = None
+        while total < len(view):
+            n = self.raw.readinto(view[total : total + _PARALLEL_HASH])
+            if not n:
+                break
+            if hashing is not None:
+                hashing.join()
+            hashing = threading.Thread(target=self.sha.update, args=(view[total : total + n],))
+            hashing.start()
+            total += n
+        if hashing is not None:
+            hashing.join()
+        self.size += total
+        return total
 
     def readline(self, size: int = -1) -> bytes:
         data = self.raw.readline(size)
@@ -310,12 +349,15 @@ class FlowStore:
             return self.backend.path(key)
         return f"{self.root}/{key}"
 
-    def save(self, name: str, value: Any) -> tuple[str, int]:
+    def save(self, name: str, value: Any, verified: str | None = None) -> tuple[str, int]:
         """Pickle ``value`` into the store; returns ``(sha1, size)``. Dedups by content.
 
         One pass: the pickle is hashed as it is produced; a large one streams to a temporary
         file that the backend moves or uploads under its hash, so memory stays at about the
         value's own size.
+
+        :param verified: the hash of a blob this process has read and verified (the value was
+            loaded from it): if ``value`` pickles to that hash, the blob is not checked again.
 
         :raises UnpicklableArtifactError: naming the artifact ``name``.
         :raises StorageError: the blob could not be written (disk full, ...), naming the path.
@@ -329,7 +371,10 @@ class FlowStore:
             except Exception as exc:
                 raise UnpicklableArtifactError(name, f"{type(exc).__name__}: {exc}") from None
             sha = writer.sha.hexdigest()
-            writer.finish(self.blob_key(sha))
+            if sha == verified:
+                writer.discard()
+            else:
+                writer.finish(self.blob_key(sha))
         except BaseException:
             writer.discard()
             raise
@@ -529,11 +574,29 @@ class FlowStore:
         """Record that attempt ``attempt`` was launched."""
         self.backend.put_once(f"{self._task(run_id, step, task_id)}{attempt}.started", b"")
 
-    def write_task_record(self, record: dict[str, Any]) -> bool:
+    def claim_attempt(self, run_id: str, step: str, task_id: str, attempt: int) -> bool:
+        """Claim the execution of attempt ``attempt``, once: False if it was claimed before.
+
+        For runtimes that may execute the same attempt twice (Dask runs a task again when its
+        worker died): the second execution finds the claim and does not run the step under
+        the first one's attempt (its record and logs stay as the first left them).
+        """
+        return self.backend.put_once(f"{self._task(run_id, step, task_id)}{attempt}.claimed", b"")
+
+    def write_task_record(self, record: dict[str, Any], durable: bool = True) -> bool:
         """Store an attempt's record, once: False (nothing written) if that attempt already has
-        one, so of two racing writers of the same attempt exactly one wins."""
+        one, so of two racing writers of the same attempt exactly one wins.
+
+        ``durable=False``: not fsync'd here; the caller makes it durable before anything reads
+        it that must survive a crash of the machine (the local runtime's group commit).
+        """
         key = self._task(record["run_id"], record["step"], record["task_id"])
-        return self.backend.put_once(f"{key}{record['attempt']}.record.json", _dump_json(record))
+        data = _dump_json(record)
+        return self.backend.put_once(f"{key}{record['attempt']}.record.json", data, durable)
+
+    def record_path(self, run_id: str, step: str, task_id: str, attempt: int) -> str:
+        """The file of an attempt's record (local roots only)."""
+        return self.backend.path(f"{self._task(run_id, step, task_id)}{attempt}.record.json")
 
     def read_task_record(
         self, run_id: str, step: str, task_id: str, attempt: int

@@ -74,6 +74,9 @@ class RunInfo:
     runtime: str = "local"
     origin_run_id: str | None = None
     tags: tuple[str, ...] = ()
+    #: ``--max-log-size``: the stored log of each stream of each attempt keeps at most this
+    #: many megabytes, then one truncation line (:data:`flowkernel.engine.logs.TRUNCATED`)
+    max_log_size: int = 10
 
 
 @attrs.frozen

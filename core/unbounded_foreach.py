@@ -1,25 +1,30 @@
-"""``UnboundedForeachInput``: a foreach input whose width is not known when the flow is written.
+"""``UnboundedForeachInput``: a foreach input whose width is decided when the foreach runs.
 
 ``self.next(self.work, foreach="shards")`` where ``self.shards`` is an
-:class:`UnboundedForeachInput` does not iterate the value when ``self.next`` is called: the
-width is asked of the object when the split task ends (:func:`foreach_width`), which is where a
-runtime fans out. The protocol is the one a sequence has: ``obj[i]`` is the i-th element, and
-either ``len(obj)`` gives the width or ``obj[i]`` raises ``IndexError`` past the end.
+:class:`UnboundedForeachInput` does not iterate the value: the split records
+``_unbounded_foreach`` and no width (``_foreach_num_splits`` is None). The runtime then runs,
+as in Metaflow, one **control task** of ``work`` (``ubf_context`` :data:`UBF_CONTROL`, task id
+``<id>``) that decides the width: it asks the object, in the control task's own process on
+whatever runtime runs it (:func:`foreach_width`: ``len(obj)``, else ``obj[i]`` until
+``IndexError``), and records the **mapper tasks** it fans out into (``_control_mapper_tasks``,
+their pathspecs; ``_control_task_is_mapper_zero`` False). The mapper tasks (:data:`UBF_TASK`,
+ids ``<id>_node_0`` ... ``<id>_node_<N-1>``) run the step's code, one per element
+(``self.index`` = i, ``self.input`` = ``obj[i]``, the foreach frame's ``num_splits`` None);
+the join that follows sees the mapper tasks only, in index order. ``Step.control_tasks()``
+yields the control tasks. So a plugin decides the width by what its input subclass answers.
 
-The names Metaflow uses for the roles of the tasks around such a foreach are here too, for code
-that refers to them; flowkernel's runtimes run the width as ordinary foreach tasks (no separate
-control task: docs/compatibility.md).
+The foreach body must be a single step followed by its join (checked when ``self.next`` runs).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-#: The task of a foreach that decides the width and starts the others (Metaflow's name).
+#: The ``ubf_context`` of the task that decides the width (Metaflow's name).
 UBF_CONTROL = "ubf_control"
-#: One of the tasks doing the work (one per element).
+#: The ``ubf_context`` of a mapper task: one per element, runs the step's code.
 UBF_TASK = "ubf_task"
-#: The tag Metaflow gives a control task.
+#: The value of a control task's ``internal_task_type`` metadata (Metaflow's name).
 CONTROL_TASK_TAG = "control_task"
 #: Most elements :func:`foreach_width` counts by indexing (``--max-num-splits`` applies after).
 MAX_COUNTED = 1_000_000
@@ -29,7 +34,8 @@ class UnboundedForeachInput:
     """Subclass this for a foreach input whose width is decided when the foreach runs.
 
     Implement ``__getitem__`` (raise ``IndexError`` past the last element), and ``__len__`` if
-    the width is cheap to know.
+    the width is cheap to know. Both are asked in the control task, where the runtime runs it
+    (``current`` is set there), never when ``self.next`` is called.
     """
 
     def __getitem__(self, index: int) -> Any:

@@ -176,6 +176,11 @@ def test_control_tasks_of_a_parallel_step(root):
     assert len(controls) == 1 and "_node_" not in controls[0].id
     assert train.control_task == controls[0]
     assert len(list(train.tasks())) == 4
+    control = controls[0]  # node 0 is the control task and the first mapper
+    assert control["_control_task_is_mapper_zero"].data is True
+    assert control["_control_mapper_tasks"].data == [
+        f"{run.id}/train/{control.id}{node}" for node in ("", "_node_1", "_node_2", "_node_3")
+    ]
     assert list(run["start"].control_tasks()) == []
 
 

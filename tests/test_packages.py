@@ -123,8 +123,25 @@ def test_a_task_runs_from_a_package_in_an_empty_directory(tmp_path):
         client.metadata(root)
         task = client.Task(f"PackagedFlow/{run_id}/start/90", _namespace_check=False)
         assert task.data.x == 42 and task.data.word == "packaged"
+        _check_code(task.code, root, tmp_path)
+        local = client.Run(f"PackagedFlow/{run_id}", _namespace_check=False)
+        assert local["end"].task.code is None  # imported in place by `flow run`: no package
+        assert local.code.key == task.code.key  # the start step's newest task ran from it
     finally:
         client._root = old
+
+
+def _check_code(code, root: str, tmp_path: Path) -> None:
+    """Task.code as Metaflow's MetaflowCode: the package, read back from the datastore."""
+    key = code.key
+    assert code.path == f"{root}/{key.split('/')[0]}/code/{key.split('/')[1]}.tar.gz"
+    assert os.path.exists(code.path)
+    assert code.info == {"flow_name": "PackagedFlow", "flow_file": "flow.py", "key": key}
+    assert code.script_name == "flow.py" and code.flowspec == FLOW
+    assert "lib/words.py" in code.tarball.getnames()
+    extracted = code.extract()
+    assert (Path(extracted.name) / "helper.py").read_text().startswith("def double")
+    extracted.cleanup()
 
 
 def test_an_unknown_or_malformed_key_is_a_usage_error(tmp_path):

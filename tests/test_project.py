@@ -107,3 +107,24 @@ def test_resolve_project_gives_deployers_the_names():
     assert info.flow_name == "fleet.prod.v2.ShipFlow"
     assert info.system_tags == ("project:fleet", "project_branch:prod.v2")
     assert resolve_project(FlowSpec, "bob") is None
+
+
+@pytest.mark.parametrize(
+    ("before", "branch"),
+    [(("--branch", "early"), "test.early"), (("--production",), "prod")],
+)
+def test_branch_options_also_come_before_the_command(tmp_path, client_root, before, branch):
+    """``python flow.py --branch X run``: Metaflow's top-level form."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWKERNEL_")}
+    env.update(FLOWKERNEL_USER="ann", FLOWKERNEL_DATASTORE_ROOT=str(tmp_path / "ds"))
+    result = subprocess.run(
+        [sys.executable, str(FLOW), *before, "run"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert Flow("ProjectFlow").latest_run["start"].task.data.seen["branch_name"] == branch
+    plain = subprocess.run(
+        [sys.executable, str(PLAIN), *before, "run"], capture_output=True, text=True, env=env
+    )
+    assert plain.returncode == 2 and "@project" in plain.stderr

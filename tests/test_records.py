@@ -106,6 +106,10 @@ def test_retry_policy():
     assert not retry.retries(0, 1, stopped=False, run_failing=True)
     assert RetryPolicy(user_retries=4, catch=True).max_attempts == 6  # at most MAX_ATTEMPTS
     assert RetryPolicy(catch=True).max_attempts == 4
+    # an attempt lost with its machine (a Dask worker died) runs again without @retry
+    assert plain.retries(0, -9, stopped=False, run_failing=False, lost=True)
+    assert not plain.retries(5, -9, stopped=False, run_failing=False, lost=True)
+    assert not plain.retries(0, -9, stopped=True, run_failing=False, lost=True)
 
 
 def test_describe_exit():

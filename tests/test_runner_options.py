@@ -100,3 +100,24 @@ def test_resume_with_step_to_rerun_origin_and_options(copy, tmp_path):
     assert again.run["boom"].task.origin_pathspec is None  # ran again
     with pytest.raises(ValueError, match="resume reuses the parameters"):
         Runner(copy("runner/params_flow.py"), show_output=False).resume(alpha=3)
+
+
+def test_max_log_size_cuts_each_stored_log_and_says_so(copy, tmp_path):
+    runner = Runner(copy("runner/log_and_namespace_flow.py"), show_output=False, cwd=str(tmp_path))
+    done = runner.run(lines=1500, max_log_size=1)  # 1.5 MB printed, 1 MB kept
+    assert done.status == "successful", done.stderr
+    lines = done.run["start"].task.stdout.splitlines()
+    assert lines[-1] == "[TRUNCATED - MAXIMUM LOG FILE SIZE REACHED]"
+    assert lines[0].startswith("00000") and len(lines) - 1 == (1024 * 1024) // 1000
+    assert "01499" in done.stdout  # the console still shows every line
+
+
+def test_user_namespace_is_what_the_client_sees_inside_the_steps(copy, tmp_path):
+    runner = Runner(copy("runner/log_and_namespace_flow.py"), show_output=False, cwd=str(tmp_path))
+    team = runner.run(user_namespace="team:search")
+    assert team.run["start"].task.data.seen_namespace == "team:search"
+    assert "team:search" not in team.run.tags  # the run's tags do not change
+    everything = runner.run(user_namespace="")
+    assert everything.run["start"].task.data.seen_namespace is None
+    default = runner.run()
+    assert default.run["start"].task.data.seen_namespace.startswith("user:")

@@ -60,7 +60,7 @@ def test_unknown_scheme_is_exit_2_naming_the_plugin(tmp_path):
     assert not (tmp_path / ".flowkernel").exists()
 
 
-def test_client_metadata_takes_a_root(tmp_path):
+def test_client_metadata_takes_a_root(tmp_path, monkeypatch):
     from flowkernel import client
 
     old = client._root
@@ -69,6 +69,8 @@ def test_client_metadata_takes_a_root(tmp_path):
         assert client.get_metadata() == f"local@{tmp_path}"
         assert client.metadata("s3://bucket/p/") == "s3://bucket/p"
         assert client.get_metadata() == "s3://bucket/p"
+        monkeypatch.setenv("FLOWKERNEL_DATASTORE_ROOT", str(tmp_path / "default"))
+        assert client.default_metadata() == f"local@{tmp_path / 'default'}"  # metadata() undone
     finally:
         client._root = old
 

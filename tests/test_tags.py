@@ -154,3 +154,13 @@ def test_the_tag_command(run, root):
     assert Run(run.pathspec).user_tags == {"three", "two words"}
     listed = _cli(root, "tag", "list", str(HELLO), "--all")
     assert listed.returncode == 0 and f"Tags of HelloFlow/{rid}:" in listed.stdout
+
+
+def test_tag_list_grouped_by_tag(run, root):
+    Run(run.pathspec).add_tag("shared")
+    other = Kernel.discover().run(str(HELLO), datastore_root=root, tags=["shared"], times=1)
+    result = _cli(root, "tag", "list", str(HELLO), "--all", "--group-by-tag", "--hide-system-tags")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"shared: {other.id}, {run.id}" in lines  # runs newest first
+    assert f"nightly: {run.id}" in lines

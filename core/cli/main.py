@@ -120,12 +120,25 @@ def report_graph_errors(exc: GraphValidationError) -> None:
     metavar="NAME JSON",
     help="Give config NAME as a JSON value (repeatable).",
 )
+@click.option(
+    "--branch",
+    default=None,
+    help="@project flows: run in the branch test.BRANCH (also an option of run and resume).",
+)
+@click.option(
+    "--production",
+    is_flag=True,
+    default=False,
+    help="@project flows: run in the production branch (also an option of run and resume).",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
     datastore_root: str | None,
     config_files: tuple[tuple[str, str], ...],
     config_values: tuple[tuple[str, str], ...],
+    branch: str | None,
+    production: bool,
 ) -> None:
     """flowkernel: run workflows written as Python classes."""
     from flowkernel.flow.config import set_sources
@@ -133,6 +146,8 @@ def cli(
     ctx.obj = {
         "datastore_root": datastore_root,
         "configs_given": bool(config_files or config_values),
+        "branch": branch,
+        "production": production,
     }
     set_sources(dict(config_files), dict(config_values))
 
@@ -184,7 +199,12 @@ def main_for_flow(flow_cls: type) -> None:
 
 
 #: Options of ``flow`` itself that take a value (they come before the command).
-_ROOT_OPTIONS_WITH_VALUE = {"--datastore-root": 1, "--config": 2, "--config-value": 2}
+_ROOT_OPTIONS_WITH_VALUE = {
+    "--datastore-root": 1,
+    "--config": 2,
+    "--config-value": 2,
+    "--branch": 1,
+}
 
 
 def _insert_flow_file(args: list[str], path: str, prog: str) -> list[str]:
@@ -207,7 +227,7 @@ def _insert_flow_file(args: list[str], path: str, prog: str) -> list[str]:
                 return [*args[:at], path, *args[at:]]
             return args  # an unknown command: click says so, with a suggestion
         name = arg.split("=", 1)[0]
-        if name in ("--help", "-h", "--version", "--no-plugins"):
+        if name in ("--help", "-h", "--version", "--no-plugins", "--production"):
             i += 1
         elif name in _ROOT_OPTIONS_WITH_VALUE:
             i += 1 + (0 if "=" in arg else _ROOT_OPTIONS_WITH_VALUE[name])

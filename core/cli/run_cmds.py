@@ -48,6 +48,13 @@ def _common_run_options() -> list[click.Option]:
         click.Option(["--quiet"], is_flag=True, help="Only task output and errors."),
         click.Option(["--with", "decospecs"], multiple=True, metavar="SPEC",
                      help="Add a decorator to every step, e.g. --with retry:times=2."),
+        click.Option(["--max-log-size"], type=click.IntRange(min=1),
+                     default=default("max_log_size"), show_default=True,
+                     help="Most megabytes of each task's stdout and of its stderr kept in its "
+                     "log; the rest is dropped."),
+        click.Option(["--namespace", "user_namespace"], default=None, metavar="NS",
+                     help="The namespace the client sees inside the steps (default: "
+                     "user:<you>; '' for every run). The run's tags do not change."),
         click.Option(["--runner-attribute-file"], default=None, hidden=True,
                      help="Write {run_id, flow_name, datastore_root} here once the run exists."),
     ]  # fmt: skip
@@ -72,9 +79,16 @@ def _parameter_options(flow_cls: type) -> list[click.Option]:
     return options
 
 
-def _project_options(flow_cls: type) -> list[click.Option]:
-    """``--branch`` / ``--production``, for flows with ``@project`` only."""
+def _project_options(flow_cls: type, ctx: click.Context) -> list[click.Option]:
+    """``--branch`` / ``--production``, for flows with ``@project`` only (given before the
+    command, as Metaflow's top-level options, they need one too)."""
     if getattr(flow_cls, "_fk_project", None) is None:
+        root = ctx.find_root().obj or {}
+        if root.get("branch") or root.get("production"):
+            raise UsageError(
+                f"--branch and --production are for @project flows; {flow_cls.__name__} has "
+                "no @project"
+            )
         return []
     from flowkernel.flow.project import ENV_BRANCH
 
@@ -175,6 +189,7 @@ def _require_flow_file(name: str, flow_file: str, args: tuple[str, ...]) -> None
 def _options(ctx: click.Context, values: dict[str, Any], runtime_params) -> RunOptions:
     from flowkernel.engine.runs import RunOptions
 
+    root = ctx.find_root().obj or {}
     return RunOptions(
         datastore_root=_datastore_root(ctx),
         runtime=values["runtime"],
@@ -184,8 +199,10 @@ def _options(ctx: click.Context, values: dict[str, Any], runtime_params) -> RunO
         run_id_file=values["run_id_file"],
         quiet=values["quiet"],
         decospecs=tuple(values["decospecs"]),
-        branch=values.get("branch"),
-        production=values.get("production") or None,
+        max_log_size=values["max_log_size"],
+        namespace=values["user_namespace"],
+        branch=values.get("branch") or root.get("branch"),
+        production=values.get("production") or root.get("production") or None,
         extra={p.name: values.get(p.name) for p in runtime_params},
     )
 
@@ -244,7 +261,7 @@ def _prepare(
     kernel = get_kernel()
     flow_cls, graph = _load(flow_file, kernel, _option_values(args, "--with"))
     runtime_params = list(kernel.runtime(_runtime_name(args)).options)
-    own = _common_run_options() + _project_options(flow_cls) + runtime_params
+    own = _common_run_options() + _project_options(flow_cls, ctx) + runtime_params
     values = _parse(name, own + command_params(flow_cls), args)
     options = _options(ctx, values, runtime_params)
     return _Invocation(kernel, flow_cls, graph, values, options)
@@ -383,7 +400,14 @@ def _with_origin_configs(flow_cls: type, flow_file: str, root: str, origin: str 
 @click.option("--user", default=None)
 @click.option("--num-parallel", type=int, default=None)
 @click.option("--max-num-splits", type=int, default=None)
+@click.option(
+    "--ubf-context",
+    type=click.Choice(["none", "ubf_control", "ubf_task"]),
+    default="none",
+    help="Unbounded foreach: the control task (decides the width) or a mapper task.",
+)
 @click.option("--tag", "tags", multiple=True)
+@click.option("--namespace", default=None, help="The client's namespace inside the task.")
 @click.option("--with", "decospecs", multiple=True)
 @click.option(
     "--package",
@@ -404,6 +428,7 @@ def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> Non
     from flowkernel.storage.backend import declare_no_fork
 
     declare_no_fork()  # one task, no workers: storage clients may skip their fork guards
+    code_package = opts["package"]
     if opts["package"]:
         from flowkernel.engine.packages import fetch_package
 
@@ -433,6 +458,9 @@ def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> Non
         tags=tuple(opts["tags"]),
         num_parallel=opts["num_parallel"],
         max_num_splits=opts["max_num_splits"],
+        ubf_context=None if opts["ubf_context"] == "none" else opts["ubf_context"],
+        namespace=opts["namespace"],
+        code_package=code_package,
     )
     store = FlowStore(root, flow_cls.__name__, _abspath(flow_file))
     sys.exit(run_task(flow_cls, graph, store, spec))

@@ -137,6 +137,8 @@ def replace(
 @click.option(
     "--flat", is_flag=True, help="One tag per line on stderr, after a header line (as Metaflow)."
 )
+@click.option("--group-by-tag", is_flag=True, help="For each tag, the runs that have it.")
+@click.option("--group-by-run", is_flag=True, help="For each run, its tags (the default).")
 @click.argument("flow_file", required=False, metavar="[FILE]")
 @click.pass_context
 def list_tags(
@@ -147,6 +149,8 @@ def list_tags(
     my_runs: bool,
     hide_system_tags: bool,
     flat: bool,
+    group_by_tag: bool,
+    group_by_run: bool,
     flow_file: str | None,
 ) -> None:
     """List the tags of one run (--run-id) or of every run of the flow."""
@@ -171,6 +175,15 @@ def list_tags(
             runs = list(client.Flow(load_flow(flow_file).__name__).runs())
         except (client.NotFoundError, client.NamespaceMismatchError):
             runs = []
+    if group_by_tag and not flat:
+        by_tag: dict[str, list[str]] = {}
+        for run in runs:
+            tags = set(run.user_tags) | (set() if hide_system_tags else set(run.system_tags))
+            for one in tags:
+                by_tag.setdefault(one, []).append(run.id)
+        for one in sorted(by_tag):
+            click.echo(f"{one}: {', '.join(by_tag[one])}")
+        return
     for run in runs:
         if flat:
             tags = sorted(run.user_tags)

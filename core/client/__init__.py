@@ -25,6 +25,7 @@ from flowkernel.errors import (
 )
 from flowkernel.flow.current import current
 from flowkernel.storage import is_local_root, normalize_root
+from flowkernel.unbounded_foreach import CONTROL_TASK_TAG, UBF_CONTROL
 
 #: One metadata entry of a task (Metaflow's shape): ``created_at`` is in epoch milliseconds.
 Metadata = namedtuple("Metadata", ["name", "value", "created_at", "type", "task"])
@@ -55,8 +56,8 @@ def namespace(ns: str | None) -> str | None:
 
 def get_namespace() -> str | None:
     if _namespace is _UNSET:
-        if current.is_running_flow and current.namespace:
-            return current.namespace
+        if current.is_running_flow and current.namespace is not None:
+            return current.namespace or None  # run --namespace '': every run
         return default_namespace()
     return _namespace
 
@@ -67,6 +68,14 @@ def metadata(spec: str) -> str:
     global _root
     _root = normalize_root(spec.split("@", 1)[1] if spec.startswith("local@") else spec)
     return _root
+
+
+def default_metadata() -> str:
+    """Read from the default datastore root again (undoes :func:`metadata`); returns it as
+    :func:`get_metadata` does."""
+    global _root
+    _root = None
+    return get_metadata()
 
 
 def get_metadata() -> str:
@@ -331,9 +340,12 @@ class Run(_ClientObject):
 
     @property
     def code(self) -> Any:
-        """The run's code package; None for a run started from local files (as in Metaflow's
-        local runs: the flow file is at ``run.flow_file``)."""
-        return None
+        """The code package the run's start task ran from (a :class:`MetaflowCode`), as in
+        Metaflow; None for a run started from local files (``flow run``: the flow file is at
+        ``run.flow_file``)."""
+        start = self._record.start_step
+        task = self[start].task if start in self else None
+        return task.code if task is not None else None
 
     @property
     def flow_file(self) -> str | None:
@@ -470,7 +482,8 @@ class Step(_ClientObject):
         return f"{self.path_components[0]}/{origin}/{self.id}" if origin else None
 
     def control_tasks(self, *tags: str) -> Iterator[Task]:
-        """The control tasks of an ``@parallel`` step (the gang's first task); none otherwise."""
+        """The control tasks of an ``@parallel`` step (the gang's first task) or of the step an
+        unbounded foreach runs (the task that decided the width); none otherwise."""
         ids = self._store.task_ids(self.path_components[1], self.id)
         if not any("_node_" in i for i in ids) and not self._is_parallel_step():
             return
@@ -685,6 +698,8 @@ class Task(_ClientObject):
                 fields["pid"] = str(record.pid)
             if record.cloned:
                 fields["origin-task-id"] = str(record.origin_task_id)
+            if record.ubf_context == UBF_CONTROL:
+                fields["internal_task_type"] = CONTROL_TASK_TAG
             entries += [Metadata(k, v, started, k, self) for k, v in fields.items()]
             ok = "True" if record.task_ok else "False"
             entries.append(Metadata("attempt_ok", ok, finished, "internal_attempt_status", self))
@@ -718,8 +733,15 @@ class Task(_ClientObject):
 
     @property
     def code(self) -> Any:
-        """The task's code package (None for local runs, see :attr:`Run.code`)."""
-        return None
+        """The code package this task ran from (``flow step --package KEY``), as a
+        :class:`~flowkernel.client.code.MetaflowCode`: ``path``, ``info``, ``flowspec``,
+        ``script_name``, ``tarball``, ``extract()``. None when it imported the flow file in
+        place (every task of a local ``flow run``)."""
+        from flowkernel.client.code import MetaflowCode
+
+        record = self._record_or_none()
+        key = record.code_package if record is not None else None
+        return MetaflowCode(key, self._store) if key else None
 
     def loglines(
         self, stream: str, as_unicode: bool = True, meta_dict: dict | None = None

@@ -10,7 +10,9 @@ is the same for every runtime, so a run behaves the same whichever engine execut
 * :class:`TaskGroup`: tasks that start, fail and retry together. A ``@parallel`` step's N
   tasks form one group; every other task is a group of one, handled by the same code;
 * the :class:`~flowkernel.engine.policy.RetryPolicy`, the crashed record of a process that died
-  without writing its own, the ``flowkernel_task_finished`` hook, fail-fast.
+  without writing its own, the ``flowkernel_task_finished`` hook, fail-fast;
+* durability before progress: a group's successors are queued only once the backend's
+  :meth:`Backend.commit` says the group's records are durable.
 
 * the run itself (:meth:`Dispatcher.run`): the ``run_started`` / ``run_finished`` hooks, the
   launch loop within ``--max-workers``, interrupts, the console's first and last lines and the
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -38,6 +40,7 @@ from flowkernel.engine.runs import clone_record, resume_plan
 from flowkernel.engine.scheduling import Frontier, ReadyTask, TooManySplitsError
 from flowkernel.errors import StorageError
 from flowkernel.specs import RunInfo, RunResult, TaskInfo
+from flowkernel.unbounded_foreach import UBF_CONTROL
 
 if TYPE_CHECKING:
     from flowkernel.engine.runs import RunContext
@@ -129,6 +132,14 @@ class Backend(Protocol):
         ``None``: it can. E.g. a ``@parallel`` gang larger than any one host."""
         return None
 
+    def commit(self, records: Sequence[TaskRecord], then: Callable[[], None]) -> None:
+        """Make ``records`` (successful attempts of one group, written by this backend's
+        attempts) durable, then call ``then``: the group's successors are queued only then.
+        A backend whose attempts fsync their own records (``flow step``) keeps this default,
+        which calls ``then`` at once; one that commits in batches calls it later, from
+        :meth:`wait`, and must not return from :meth:`close` before it has."""
+        then()
+
     def close(self) -> None:
         """The run is over (no attempt in flight): release what it used (log sinks, pollers).
         Called once, before the run's last line and ``run_finished``."""
@@ -148,6 +159,7 @@ class Dispatcher:
             runtime=runtime,
             origin_run_id=ctx.origin_run_id,
             tags=ctx.options.tags,
+            max_log_size=ctx.options.max_log_size,
         )
         self.frontier = Frontier(ctx.graph, ctx.options.max_num_splits)
         self.queue: deque[ReadyTask] = deque()
@@ -156,6 +168,8 @@ class Dispatcher:
         self.failed_steps: list[str] = []
         #: attempts launched whose end has not been reported to :meth:`finished` yet
         self.in_flight = 0
+        #: groups that succeeded and wait for the backend's :meth:`~Backend.commit`
+        self.committing = 0
         self._next_task_id = 1
         self._policies: dict[str, RetryPolicy] = {}
         #: counts per step, fed here; a runtime may replace it with a live display
@@ -198,7 +212,7 @@ class Dispatcher:
 
     def _loop(self) -> None:
         max_workers = max(1, self.ctx.options.max_workers)
-        while self.has_ready or self.in_flight:
+        while self.has_ready or self.in_flight or self.committing:
             while self.has_ready and self.in_flight < max_workers:
                 group = self.next_group()
                 if group is None:
@@ -217,7 +231,7 @@ class Dispatcher:
         self.failure = self.failure or failure
         self.backend.say(message, force=True, err=err)
         self.backend.stop(None)
-        while self.in_flight:
+        while self.in_flight or self.committing:
             self.backend.wait()
 
     def _ending(self) -> RunResult:
@@ -262,9 +276,12 @@ class Dispatcher:
             first = self.queue.popleft()
             size = first.num_parallel or 1
             members = (first, *(self.queue.popleft() for _ in range(size - 1)))
-            control = str(self._next_task_id)
-            self._next_task_id += 1
-            task_ids = (control, *(f"{control}_node_{i}" for i in range(1, size)))
+            if first.task_id is not None:  # an unbounded foreach's mapper: named by its control
+                task_ids: tuple[str, ...] = (first.task_id,)
+            else:
+                control = str(self._next_task_id)
+                self._next_task_id += 1
+                task_ids = (control, *(f"{control}_node_{i}" for i in range(1, size)))
             clones = [self.ctx.clones.get(m.key) for m in members]
             if all(clones):  # resume: a gang is cloned whole or runs again whole
                 for member, clone, task_id in zip(members, clones, task_ids, strict=True):
@@ -307,6 +324,8 @@ class Dispatcher:
             tags=ctx.options.tags,
             num_parallel=ready.num_parallel,
             max_num_splits=ctx.options.max_num_splits,
+            ubf_context=ready.ubf_context,
+            namespace=ctx.options.namespace,
         )
         return Attempt(group, member, spec)
 
@@ -320,6 +339,7 @@ class Dispatcher:
         stopped: bool = False,
         started_at: float = 0.0,
         pid: int | None = None,
+        lost: bool = False,
     ) -> TaskRecord:
         """Attempt ``attempt`` ended with ``returncode``: record, report and act on it.
 
@@ -329,6 +349,8 @@ class Dispatcher:
         everything). Returns the attempt's record.
 
         :param stopped: the runtime stopped this attempt because the run is failing.
+        :param lost: the attempt was lost with the machine running it; it is retried whatever
+            ``@retry`` says (see :meth:`RetryPolicy.retries`).
         """
         self.in_flight -= 1
         group = attempt.group
@@ -363,7 +385,11 @@ class Dispatcher:
         elif first_failure:
             group.failure = f"node {attempt.spec.split_index} {status}" if group.gang else status
             group.will_retry = group.policy.retries(
-                group.attempt, returncode, stopped=stopped, run_failing=self.failure is not None
+                group.attempt,
+                returncode,
+                stopped=stopped,
+                run_failing=self.failure is not None,
+                lost=lost,
             )
         self._report(attempt, ok, returncode, will_retry=not ok and group.will_retry)
         self._say_finished(attempt, record, ok, status, stopped)
@@ -374,7 +400,9 @@ class Dispatcher:
                     "Stopping this node: another node of the gang failed.", other, True
                 )
             self.backend.stop(others)
-        if not group.running:
+        if not group.running and group.failure is None:
+            self._commit(group, attempt, stopped)
+        elif not group.running:
             self._group_done(group, attempt, stopped)
         return record
 
@@ -407,6 +435,17 @@ class Dispatcher:
             say(f"Task was stopped ({status}).", attempt, force=True)
         else:
             say(f"Task failed ({status}).", attempt, force=True)
+
+    def _commit(self, group: TaskGroup, last: Attempt, stopped: bool) -> None:
+        """A group succeeded: its successors start only on durable records (see
+        :meth:`Backend.commit`); the run does not end while a commit is pending."""
+        self.committing += 1
+
+        def committed() -> None:
+            self.committing -= 1
+            self._group_done(group, last, stopped)
+
+        self.backend.commit([group.records[m] for m in sorted(group.records)], committed)
 
     def _group_done(self, group: TaskGroup, last: Attempt, stopped: bool) -> None:
         if group.failure is None:
@@ -453,7 +492,13 @@ class Dispatcher:
             self.fail(str(exc), record.step)
             return
         node = self.ctx.graph[record.step]
-        if node.type == "foreach":
+        if record.ubf_context == UBF_CONTROL:
+            self.backend.say(
+                f"Step {node.name}: the control task decided {len(ready)} mapper tasks."
+            )
+        elif node.type == "foreach" and "_unbounded_foreach" in record.artifacts:
+            self.backend.say(f"Step {node.name}: unbounded foreach; a control task decides.")
+        elif node.type == "foreach":
             what = "a gang of" if node.num_parallel is not None else "foreach yields"
             self.backend.say(f"Step {node.name}: {what} {len(ready)} child tasks.")
         self._enqueue(ready)

@@ -25,8 +25,10 @@ from flowkernel.errors import (
     FailureHandledByCatch,
     FlowkernelError,
     InternalError,
+    InvalidNextError,
     StorageError,
     TimeoutException,
+    TooManySplitsError,
     TransitionMismatchError,
     UnpicklableArtifactError,
 )
@@ -34,6 +36,7 @@ from flowkernel.flow.current import ParallelInfo, current
 from flowkernel.flow.decorators import step_decorators, timeout_seconds
 from flowkernel.flow.flowspec import EPHEMERAL, FlowSpec, ForeachFrame, Inputs
 from flowkernel.flow.parameters import flow_parameters
+from flowkernel.unbounded_foreach import UBF_CONTROL, foreach_width
 
 if TYPE_CHECKING:
     from flowkernel.datastore import FlowStore
@@ -75,6 +78,11 @@ class TaskSpec:
     num_parallel: int | None = None
     #: ``--max-num-splits``: a foreach is checked against it before it is materialised
     max_num_splits: int | None = None
+    #: unbounded foreach: ``"ubf_control"`` (decide the width) or ``"ubf_task"`` (a mapper)
+    ubf_context: str | None = None
+    #: the code package the task runs from (``flow step --package KEY``), recorded for
+    #: ``Task.code``; None: the flow file was imported in place
+    code_package: str | None = None
 
 
 def parse_input_path(path: str) -> tuple[str, str, int]:
@@ -88,12 +96,15 @@ def run_task(
     store: FlowStore,
     spec: TaskSpec,
     input_records: Sequence[TaskRecord | TaskRef] | None = None,
+    durable: bool = True,
 ) -> int:
     """Run one attempt; returns 0 when the task is done (succeeded or caught), else 1.
 
     :param input_records: the records of ``spec.input_paths`` if the caller has them already
         (a forked worker shares the controller's); else they are read from the store, as are
         the records of inputs given as :class:`TaskRef` (a runtime keeps its memory flat so).
+    :param durable: fsync the record before returning. ``False`` only for a runtime that makes
+        the record durable itself before any successor reads it (a group commit).
     """
     started = time.time()
     node = graph[spec.step]
@@ -108,7 +119,8 @@ def run_task(
     state = flow.__dict__
     state.update(_fk_store=store, _fk_loaded={}, _fk_node=node, _fk_shas={})
     state["_fk_max_splits"] = spec.max_num_splits
-    decos = step_decorators(getattr(flow_cls, spec.step))
+    control = spec.ubf_context == UBF_CONTROL  # runs no user code: no decorator applies
+    decos = {} if control else step_decorators(getattr(flow_cls, spec.step))
     exception: BaseException | None = None
     caught = False
     stacktrace = ""
@@ -119,8 +131,15 @@ def run_task(
         if "environment" in decos:
             os.environ.update({k: str(v) for k, v in decos["environment"]["vars"].items()})
         state.update(_transition=None, _success=False, _task_ok=None, _exception=None)
-        _run_user_code(flow, node, spec, decos, inputs)
+        if control:
+            _run_control(flow, node, spec, records[0])
+        else:
+            if spec.num_parallel and not spec.split_index:  # a gang's node 0: its control task
+                _record_gang(flow, spec)
+            _run_user_code(flow, node, spec, decos, inputs)
         _check_transition(node, flow._transition)
+        if state.get("_unbounded_foreach"):
+            _check_unbounded(graph, node)
     except (Exception, SystemExit, KeyboardInterrupt) as exc:
         exception, stacktrace = exc, user_traceback(exc)
         if "catch" in decos and spec.attempt >= spec.max_user_code_retries:
@@ -129,7 +148,9 @@ def run_task(
     if exception is None and "catch" in decos and decos["catch"]["var"]:
         setattr(flow, decos["catch"]["var"], None)
     try:
-        record = _persist(flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs)
+        record = _persist(
+            flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs, durable
+        )
     except StorageError as err:  # the record itself could not be written (disk full, ...)
         _report_failure(spec, err, "")
         current._clear()
@@ -181,7 +202,9 @@ def _bind_inputs(
     else:
         state["_fk_shas"] = dict(first.artifacts)
         parent = graph[first.step] if first.step in graph else None  # noqa: SIM401
-        if parent is not None and parent.type == "foreach" and spec.split_index is not None:
+        if parent is not None and parent.type == "foreach" and spec.ubf_context == UBF_CONTROL:
+            parent_stack.append(ForeachFrame(spec.step, first.foreach_var, None, None, None))
+        elif parent is not None and parent.type == "foreach" and spec.split_index is not None:
             # the frame's display value is not loaded: that would unpickle the whole list of
             # values in every one of the N tasks (the `_foreach_values` artifact has them)
             parent_stack.append(
@@ -208,7 +231,8 @@ def _bind_inputs(
 
 
 def _check_foreach_join(spec: TaskSpec, records: Sequence[TaskRecord], top: ForeachFrame) -> None:
-    if len(records) != top.num_splits:
+    # an unbounded foreach's width (num_splits None) was counted by the scheduler
+    if top.num_splits is not None and len(records) != top.num_splits:
         raise InternalError(
             f"join step '{spec.step}' expected {top.num_splits} inputs from the foreach "
             f"but received {len(records)}"
@@ -292,6 +316,48 @@ def _run_user_code(flow, node: Node, spec: TaskSpec, decos, inputs) -> None:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+def _run_control(flow, node: Node, spec: TaskSpec, split: TaskRecord) -> None:
+    """The control task of an unbounded foreach: ask the input for the width, here, and name
+    the mapper tasks (``<task id>_node_<i>``) that the runtime starts next."""
+    var = split.foreach_var or ""
+    width = foreach_width(getattr(flow, var), spec.max_num_splits)
+    limit = spec.max_num_splits
+    if limit is not None and width > limit:
+        raise TooManySplitsError(
+            f"Foreach in step '{split.step}' over self.{var} yielded {width} child steps, more "
+            f"than the maximum of {limit}; raise it with --max-num-splits"
+        )
+    if width == 0:
+        raise InvalidNextError(f"foreach over self.{var} produced zero splits", step=split.step)
+    state = flow.__dict__
+    state["_control_mapper_tasks"] = [
+        f"{spec.run_id}/{spec.step}/{spec.task_id}_node_{i}" for i in range(width)
+    ]
+    state["_control_task_is_mapper_zero"] = False
+    state["_foreach_num_splits"] = width  # recorded: the scheduler starts this many mappers
+    state["_transition"] = (list(node.out_funcs), None)
+
+
+def _record_gang(flow, spec: TaskSpec) -> None:
+    """What Metaflow's ``@parallel`` control task records: every node's pathspec, itself first."""
+    ids = [spec.task_id, *(f"{spec.task_id}_node_{i}" for i in range(1, spec.num_parallel or 1))]
+    flow.__dict__["_control_mapper_tasks"] = [f"{spec.run_id}/{spec.step}/{i}" for i in ids]
+    flow.__dict__["_control_task_is_mapper_zero"] = True
+
+
+def _check_unbounded(graph: FlowGraph, node: Node) -> None:
+    """An unbounded foreach's body is one step followed by its join (as in Metaflow)."""
+    child = graph[node.out_funcs[0]]
+    if len(child.out_funcs) != 1 or graph[child.out_funcs[0]].type != "join":
+        raise InvalidNextError(
+            f"a foreach over an UnboundedForeachInput must split into a single step followed "
+            f"by a join; step '{child.name}' continues with {list(child.out_funcs)}",
+            step=node.name,
+            file=node.source_file,
+            line=node.next_lineno or node.func_lineno,
+        )
+
+
 def _arm_timeout(step: str, seconds: float) -> None:
     def expire(_signum, _frame):
         h, rest = divmod(int(seconds), 3600)
@@ -346,7 +412,7 @@ def _catch(flow, node: Node, spec: TaskSpec, deco, exc, stacktrace) -> bool:
 
 
 def _persist(
-    flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs
+    flow, flow_cls, node, store, spec, started, ok, exception, caught, inputs, durable=True
 ) -> TaskRecord:
     """Store every artifact of ``flow`` and write the attempt's record (always, even on failure)."""
     state = flow.__dict__
@@ -366,7 +432,7 @@ def _persist(
         if name in loaded and loaded[name] is value and type(value) in _IMMUTABLE:
             continue  # read but not reassigned: the inherited sha stands
         try:
-            sha, size = store.save(name, value)
+            sha, size = store.save(name, value, artifacts.get(name) if name in loaded else None)
         except (UnpicklableArtifactError, StorageError) as err:
             if persist_error is None:
                 persist_error, persist_type = str(err), type(err).__name__
@@ -401,8 +467,10 @@ def _persist(
         finished_at=time.time(),
         pid=os.getpid(),
         persist_error=persist_error,
+        ubf_context=spec.ubf_context,
+        code_package=spec.code_package,
     )
-    record.write(store)
+    record.write(store, durable)
     return record
 
 

@@ -73,6 +73,31 @@ class _TextAdapter:
 
 _STAMP = struct.Struct("<d")
 
+#: The last line of a stored log cut at ``--max-log-size`` (Metaflow's words).
+TRUNCATED = "[TRUNCATED - MAXIMUM LOG FILE SIZE REACHED]"
+
+
+class _SizeCap:
+    """``--max-log-size``: how much of each stream of each attempt a stored log keeps."""
+
+    def __init__(self, max_mb: int):
+        self.limit = max_mb * 1024 * 1024
+        self._used: dict[tuple[str, str, int, str], int] = {}  # -1: cut already
+
+    def admit(self, key: tuple[str, str, int, str], data: bytes) -> bytes | None:
+        """What to store of ``data``: all of it, the truncation line once, then nothing."""
+        used = self._used.get(key, 0)
+        if used < 0:
+            return None
+        if used + len(data) <= self.limit:
+            self._used[key] = used + len(data)
+            return data
+        self._used[key] = -1
+        return TRUNCATED.encode() + b"\n"
+
+    def forget(self, key: tuple[str, str, int, str]) -> None:
+        self._used.pop(key, None)
+
 
 class TaskLogFiles:
     """Append each line to ``<task dir>/<attempt>.<stream>.log`` as it arrives (local roots),
@@ -85,6 +110,7 @@ class TaskLogFiles:
     def __init__(self, run: RunInfo, max_open: int = 64):
         self.base = os.path.join(run.datastore_root, run.flow_name, run.run_id)
         self.max_open = max_open
+        self.cap = _SizeCap(run.max_log_size)
         self._files: OrderedDict[tuple[str, str, int, str], int] = OrderedDict()
 
     def _fd(self, key: tuple[str, str, int, str]) -> int:
@@ -107,8 +133,12 @@ class TaskLogFiles:
         return fd
 
     def emit(self, line: LogLine) -> None:
-        fd = self._fd((line.step, line.task_id, line.attempt, line.stream))
-        os.write(fd, encode(line.text) + (b"\n" if line.newline else b""))
+        key = (line.step, line.task_id, line.attempt, line.stream)
+        data = self.cap.admit(key, encode(line.text) + (b"\n" if line.newline else b""))
+        if data is None:
+            return
+        fd = self._fd(key)
+        os.write(fd, data)
         times = self._fd((line.step, line.task_id, line.attempt, line.stream + ".times"))
         os.write(times, _STAMP.pack(line.timestamp))
 
@@ -132,14 +162,18 @@ class TaskLogUploads:
         self._logs: dict[tuple[str, str, int, str], bytearray] = {}
         self._dirty: set[tuple[str, str, int, str]] = set()
         self._flushed_at = time.monotonic()
+        self.cap = _SizeCap(run.max_log_size)
         _UPLOADS[(run.flow_name, run.run_id)] = self
 
     def emit(self, line: LogLine) -> None:
         key = (line.step, line.task_id, line.attempt, line.stream)
+        data = self.cap.admit(key, encode(line.text) + (b"\n" if line.newline else b""))
+        if data is None:
+            return
         buf = self._logs.get(key)
         if buf is None:
             buf = self._logs[key] = bytearray()
-        buf += encode(line.text) + (b"\n" if line.newline else b"")
+        buf += data
         self._dirty.add(key)
         if time.monotonic() - self._flushed_at >= self.interval:
             self.flush()
@@ -160,6 +194,7 @@ class TaskLogUploads:
         self.flush(keys)
         for key in keys:
             self._logs.pop(key, None)
+            self.cap.forget(key)
 
     def close(self) -> None:
         _UPLOADS.pop((self.run.flow_name, self.run.run_id), None)

@@ -52,19 +52,27 @@ class RetryPolicy:
         return min(MAX_ATTEMPTS, 1 + self.user_retries + extra)
 
     def retries(
-        self, attempt: int, returncode: int | None, *, stopped: bool, run_failing: bool
+        self,
+        attempt: int,
+        returncode: int | None,
+        *,
+        stopped: bool,
+        run_failing: bool,
+        lost: bool = False,
     ) -> bool:
         """Whether failed attempt ``attempt`` is followed by another.
 
         :param returncode: the attempt's exit code (``None`` if unknown).
         :param stopped: the runtime stopped the attempt (fail-fast, interrupt).
         :param run_failing: the run has already failed for another reason.
+        :param lost: the runtime lost the attempt with the machine running it (a Dask worker
+            died): it runs again whatever ``@retry`` says, up to ``MAX_ATTEMPTS`` in all.
         """
         return (
             not stopped
             and not run_failing
             and returncode != NO_RETRY_EXIT_CODE
-            and attempt + 1 < self.max_attempts
+            and attempt + 1 < (MAX_ATTEMPTS if lost else self.max_attempts)
         )
 
 

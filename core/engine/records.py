@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 PARAMS_STEP = "_parameters"
 PARAMS_TASK = "0"
 
-TaskKey = tuple[str, tuple[int, ...], tuple[int, ...]]
+TaskKey = tuple[str, tuple[int | None, ...], tuple[int, ...]]
 """A task's identity for scheduling and resume: ``(step, foreach indices, iteration counters)``,
-e.g. ``("inner", (0, 2), ())``."""
+e.g. ``("inner", (0, 2), ())`` (the index is None for an unbounded foreach's control task)."""
 
 
 def _frames(raw: Iterable[Any]) -> tuple[ForeachFrame, ...]:
@@ -142,6 +142,11 @@ class TaskRecord:
     returncode: int | None = None
     #: an artifact could not be stored (the attempt failed)
     persist_error: str | None = None
+    #: an unbounded foreach's control task (``"ubf_control"``: its ``foreach_num_splits`` is
+    #: the width it decided) or one of its mapper tasks (``"ubf_task"``); None otherwise
+    ubf_context: str | None = None
+    #: the code package the attempt ran from (``FLOW/SHA256``: ``Task.code``); None: none
+    code_package: str | None = None
     #: keys this version does not know, kept so that writing the record back loses nothing
     extra: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -150,6 +155,8 @@ class TaskRecord:
         "cloned",
         "returncode",
         "persist_error",
+        "ubf_context",
+        "code_package",
     )
 
     # -- identity ------------------------------------------------------------------------------
@@ -292,6 +299,8 @@ class TaskRecord:
             pid=raw.get("pid"),
             returncode=raw.get("returncode"),
             persist_error=raw.get("persist_error"),
+            ubf_context=raw.get("ubf_context"),
+            code_package=raw.get("code_package"),
             extra={k: v for k, v in raw.items() if k not in known},
         )
 
@@ -346,9 +355,10 @@ class TaskRecord:
         raw = store.latest_record(run_id, step, task_id)
         return None if raw is None else cls.from_json(raw)
 
-    def write(self, store: FlowStore) -> None:
-        """Store this record (once per attempt; atomically)."""
-        store.write_task_record(self.to_json())
+    def write(self, store: FlowStore, durable: bool = True) -> None:
+        """Store this record (once per attempt; atomically). ``durable=False``: not fsync'd,
+        the runtime commits it (see :meth:`FlowStore.write_task_record`)."""
+        store.write_task_record(self.to_json(), durable)
 
 
 @final

@@ -17,6 +17,7 @@ from flowkernel.datastore import FlowStore
 from flowkernel.engine.executor import TaskSpec
 from flowkernel.engine.records import PARAMS_STEP, PARAMS_TASK, RunRecord, TaskKey, TaskRecord
 from flowkernel.errors import StorageError, UsageError
+from flowkernel.unbounded_foreach import UBF_CONTROL
 
 if TYPE_CHECKING:
     from flowkernel.graph.model import FlowGraph
@@ -55,6 +56,10 @@ class RunOptions:
     decospecs: tuple[str, ...] = ()  #: ``--with`` decorators (spawned tasks attach them too)
     branch: str | None = None  #: ``@project`` flows: ``--branch`` (None: from the environment)
     production: bool | None = None  #: ``@project`` flows: ``--production``
+    #: most megabytes of each stream of each attempt kept in its log (the rest is dropped)
+    max_log_size: int = 10
+    #: the namespace the client sees inside the run's steps (None: ``user:<user>``; "": all)
+    namespace: str | None = None
     #: the runtime's own options (declared in its ``RuntimeSpec.options``), by parameter name
     extra: dict[str, Any] = attrs.field(factory=dict)
 
@@ -226,6 +231,8 @@ def start_resume(
             record = TaskRecord.read_latest(store, origin, step_name, task_id)
             # a task is cloned only if every artifact it hands on is intact: one whose blob
             # is missing or damaged runs again (and its save repairs the blob)
+            if record is not None and record.ubf_context == UBF_CONTROL:
+                continue  # runs again: it decides the width and names the mappers anew
             if (
                 record is not None
                 and record.task_ok
@@ -322,6 +329,10 @@ def step_command(ctx: RunContext, spec: TaskSpec, package: str | None = None) ->
         argv += ["--origin-run-id", spec.origin_run_id]
     if spec.num_parallel:
         argv += ["--num-parallel", str(spec.num_parallel)]
+    if spec.ubf_context:
+        argv += ["--ubf-context", spec.ubf_context]
+    if spec.namespace is not None:
+        argv += ["--namespace", spec.namespace]
     if spec.max_num_splits is not None:
         argv += ["--max-num-splits", str(spec.max_num_splits)]
     for tag in spec.tags:

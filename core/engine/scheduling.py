@@ -13,6 +13,7 @@ import attrs
 
 from flowkernel.engine.records import TaskKey, TaskRecord, TaskRef
 from flowkernel.errors import TooManySplitsError
+from flowkernel.unbounded_foreach import UBF_CONTROL, UBF_TASK
 
 if TYPE_CHECKING:
     from flowkernel.graph.model import FlowGraph
@@ -37,6 +38,11 @@ class ReadyTask:
     split_index: int | None = None
     #: ``@parallel``: the size of the gang this task belongs to
     num_parallel: int | None = None
+    #: unbounded foreach: ``"ubf_control"`` (the task deciding the width) or ``"ubf_task"``
+    ubf_context: str | None = None
+    #: the task id, when it is decided here (the mappers of an unbounded foreach are named
+    #: after their control task); None: the dispatcher allocates one
+    task_id: str | None = None
 
     @property
     def input_paths(self) -> tuple[str, ...]:
@@ -52,6 +58,10 @@ class Frontier:
         self._scheduled: set[TaskKey] = set()
         self._waiting: dict[TaskKey, dict[tuple, TaskRef]] = {}
         self._closes = {n.matching_join: n.name for n in graph if n.matching_join}
+        #: unbounded foreach: control task key -> the split's record (the mappers' input)
+        self._ubf_splits: dict[TaskKey, TaskRecord] = {}
+        #: unbounded foreach: join key -> the width its control task decided
+        self._ubf_widths: dict[TaskKey, int] = {}
 
     def start(self, params_record: TaskRecord) -> list[ReadyTask]:
         """The start task, fed by the parameters task."""
@@ -63,10 +73,17 @@ class Frontier:
         :raises TooManySplitsError: a foreach split into more than ``max_num_splits`` tasks.
         """
         node = self.graph[record.step]
+        if record.ubf_context == UBF_CONTROL:
+            return self._mappers(record)
         if node.type == "end" or record.transition is None:
             return []
         _, indices, iters = record.key
         ready: list[ReadyTask] = []
+        if node.type == "foreach" and "_unbounded_foreach" in record.artifacts:
+            child = node.out_funcs[0]
+            key = (child, (*indices, None), iters)
+            self._ubf_splits[key] = record
+            return self._emit(ReadyTask(child, (record,), key, ubf_context=UBF_CONTROL))
         if node.type == "foreach":
             n = record.foreach_num_splits or 0
             if n > self.max_num_splits:
@@ -94,6 +111,19 @@ class Frontier:
             ready += self._emit(ReadyTask(target, (record,), (target, indices, next_iters)))
         return ready
 
+    def _mappers(self, control: TaskRecord) -> list[ReadyTask]:
+        """The mapper tasks of an unbounded foreach, as wide as its control task decided."""
+        step, indices, iters = control.key
+        split = self._ubf_splits.pop(control.key)
+        width = control.foreach_num_splits or 0
+        self._ubf_widths[(self.graph[step].out_funcs[0], indices[:-1], iters)] = width
+        ready: list[ReadyTask] = []
+        for i in range(width):
+            key = (step, (*indices[:-1], i), iters)
+            task_id = f"{control.task_id}_node_{i}"
+            ready += self._emit(ReadyTask(step, (split,), key, i, None, UBF_TASK, task_id))
+        return ready
+
     def _arrive_at_join(self, join: str, record: TaskRecord, indices, iters) -> list[ReadyTask]:
         split = self.graph[self._closes[join]] if join in self._closes else None
         in_order = {name: i for i, name in enumerate(sorted(self.graph[join].in_funcs))}
@@ -101,7 +131,8 @@ class Frontier:
             key = (join, indices[:-1], iters)
             group = self._waiting.setdefault(key, {})
             group[(in_order.get(record.step, 0), indices[-1])] = record.ref()
-            if len(group) < record.foreach_stack[-1].num_splits:
+            width = record.foreach_stack[-1].num_splits
+            if len(group) < (width if width is not None else self._ubf_widths[key]):
                 return []
         else:
             key = (join, indices, iters)
@@ -111,6 +142,7 @@ class Frontier:
             if len(group) < needed:
                 return []
         del self._waiting[key]
+        self._ubf_widths.pop(key, None)
         inputs = tuple(group[k] for k in sorted(group))
         return self._emit(ReadyTask(join, inputs, key))
 

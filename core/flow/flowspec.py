@@ -23,7 +23,7 @@ from flowkernel.errors import (
 )
 from flowkernel.flow.config import Config
 from flowkernel.flow.parameters import Parameter
-from flowkernel.unbounded_foreach import UnboundedForeachInput, foreach_width
+from flowkernel.unbounded_foreach import UnboundedForeachInput
 
 #: Internal artifacts merge_artifacts never merges (unless named in ``include``).
 MERGE_SKIP = frozenset(
@@ -45,8 +45,8 @@ class ForeachFrame(NamedTuple):
 
     step: str
     var: str
-    num_splits: int
-    index: int
+    num_splits: int | None  #: None in the mapper tasks of an unbounded foreach
+    index: int | None  #: None in the control task of an unbounded foreach
     value: str | None  #: display value (None: not recorded; ``_foreach_values`` has them all)
 
 
@@ -316,7 +316,7 @@ class FlowSpec:
             )
         limit = self.__dict__.get("_fk_max_splits")
         if isinstance(obj, UnboundedForeachInput):
-            self._fk_unbounded(var, obj, limit, fail)
+            self._fk_unbounded(var)
             return
         size = _length(obj)
         if limit is not None and size is not None and size > limit:
@@ -336,16 +336,12 @@ class FlowSpec:
         self._foreach_num_splits = len(values)
         self._foreach_values = values
 
-    def _fk_unbounded(self, var: str, obj: Any, limit: int | None, fail: Any) -> None:
-        """A foreach over an UnboundedForeachInput: its width is asked now, as the split ends."""
-        width = foreach_width(obj, limit)
-        if width == 0:
-            raise fail(f"foreach over self.{var} produced zero splits")
-        if limit is not None and width > limit:
-            raise _too_many(step_name(self), var, limit, width)
+    def _fk_unbounded(self, var: str) -> None:
+        """A foreach over an UnboundedForeachInput: no width yet, its control task decides it
+        (:mod:`flowkernel.unbounded_foreach`)."""
         self._unbounded_foreach = True
         self._foreach_var = var
-        self._foreach_num_splits = width
+        self._foreach_num_splits = None
 
     def _fk_parallel(self, num: Any, fail: Any) -> None:
         if not isinstance(num, int) or isinstance(num, bool) or num < 1:

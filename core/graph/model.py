@@ -64,6 +64,9 @@ class Node:
     switch_cases: tuple[tuple[Any, str], ...] = ()
     matching_join: str | None = None
     split_parents: tuple[str, ...] = ()
+    #: for each enclosing split/foreach (as in ``split_parents``), the branch this node is on:
+    #: the first step after that split on the way here (a join: one fewer, the closed split's)
+    split_branches: tuple[str, ...] = ()
     is_inside_foreach: bool = False
     decorators: tuple[str, ...] = ()  #: names of step decorators, outermost first
     parallel_step: bool = False

@@ -36,6 +36,8 @@ RUN_OPTIONS = {
     "decospecs": ("--with", list),
     "branch": ("--branch", str),  # @project flows
     "production": ("--production", bool),
+    "max_log_size": ("--max-log-size", int),
+    "user_namespace": ("--namespace", str),
 }
 #: Runner(**top_level) keywords: the run options plus the root group's own.
 TOP_LEVEL = {"datastore_root": ("--datastore-root", str), **RUN_OPTIONS}

@@ -120,7 +120,8 @@ def _node(p: ParsedStep, func: Any, node_type: str) -> Node:
 
 
 def _traverse(nodes: dict[str, Node], start: str | None) -> tuple[dict[str, Node], list[str]]:
-    """Set in_funcs, split_parents, matching_join, is_inside_foreach; return a topological order.
+    """Set in_funcs, split_parents, split_branches, matching_join, is_inside_foreach; return a
+    topological order.
 
     Depth-first from the start along known edges, ignoring self-loops (a recursive switch) and
     edges back into the current path; the first path to reach a node decides its split stack.
@@ -132,31 +133,37 @@ def _traverse(nodes: dict[str, Node], start: str | None) -> tuple[dict[str, Node
             if child in nodes and child != node.name:
                 in_funcs[child].add(node.name)
     stacks: dict[str, tuple[str, ...]] = {}
+    branches_of: dict[str, tuple[str, ...]] = {}
     matching: dict[str, str] = {}
     postorder: list[str] = []
     done: set[str] = set()
 
-    def visit(name: str, stack: tuple[str, ...], path: frozenset[str]) -> None:
+    def visit(
+        name: str, stack: tuple[str, ...], branches: tuple[str, ...], path: frozenset[str]
+    ) -> None:
         node = nodes[name]
+        closes = node.type == "join" and bool(stack)
         if name not in stacks:
             stacks[name] = stack
-        below = stack
+            branches_of[name] = branches[:-1] if closes else branches
+        below, below_branches = stack, branches
         if node.type in ("split", "foreach"):
             below = (*stack, name)
-        elif node.type == "join" and stack:
+        elif closes:
             matching.setdefault(stack[-1], name)
-            below = stack[:-1]
+            below, below_branches = stack[:-1], branches[:-1]
         # children in reverse so that the reversed postorder lists them in source order
         for child in reversed(node.out_funcs):
             if child in nodes and child not in path and child not in done:
-                visit(child, below, path | {child})
+                opened = (child,) if node.type in ("split", "foreach") else ()
+                visit(child, below, (*below_branches, *opened), path | {child})
         if name not in done:
             done.add(name)
             postorder.append(name)
 
     if start in nodes:
         sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * len(nodes) + 1000))
-        visit(start, (), frozenset({start}))
+        visit(start, (), (), frozenset({start}))
     order = list(reversed(postorder)) + [n for n in nodes if n not in done]
     updated = {}
     for name, node in nodes.items():
@@ -166,6 +173,7 @@ def _traverse(nodes: dict[str, Node], start: str | None) -> tuple[dict[str, Node
             node,
             in_funcs=tuple(sorted(in_funcs[name])),
             split_parents=stack,
+            split_branches=branches_of.get(name, ()),
             matching_join=matching.get(name),
             is_inside_foreach=any(p in nodes and nodes[p].type == "foreach" for p in open_splits),
         )

@@ -189,6 +189,20 @@ def test_split_parents(load):
     assert graph["end"].split_parents == ()
 
 
+def test_split_branches_name_the_branch_taken_at_each_enclosing_split(load):
+    _, graph, _ = load(SHAPES / "branch_in_foreach.py")
+    branches = {name: graph[name].split_branches for name in graph.sorted_nodes}
+    assert branches == {
+        "start": (),
+        "each": ("each",),  # the foreach's only branch
+        "plus": ("each", "plus"),
+        "times": ("each", "times"),
+        "inner_join": ("each",),  # one fewer than split_parents: the closed split's is gone
+        "outer_join": (),
+        "end": (),
+    }
+
+
 def test_transition_details(load):
     _, graph, _ = load(SHAPES / "foreach.py")
     assert graph["start"].foreach_param == "numbers"

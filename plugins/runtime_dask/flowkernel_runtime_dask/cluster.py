@@ -51,14 +51,15 @@ def dask_client(
     from distributed import LocalCluster
 
     workers = max(1, min(max_workers, os.cpu_count() or 1))
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
-    )
+    with _sigint_ignored():
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,
+        )
     try:
         client = Client(cluster)
         try:
@@ -68,6 +69,28 @@ def dask_client(
             client.close()
     finally:
         cluster.close()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while the embedded cluster's worker processes start: they inherit it.
+
+    A Ctrl-C in a terminal reaches the whole foreground process group, and the worker
+    processes are in the controller's; the controller stops the run itself, then closes the
+    cluster. Without this, each worker dies of the Ctrl-C at once, printing tracebacks, and the
+    controller's client logs errors about the vanished workers while it stops the steps.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager

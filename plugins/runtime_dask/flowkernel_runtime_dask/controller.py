@@ -28,6 +28,7 @@ from flowkernel.engine.logs import abnormal_end_line
 from flowkernel.engine.progress import progress_for
 from flowkernel.engine.runs import step_command
 from flowkernel.specs import LogLine, RunResult
+from flowkernel_runtime_dask.code import code_package
 from flowkernel_runtime_dask.placement import Placement
 from flowkernel_runtime_dask.worker import KILL_GRACE, Job, run_job
 
@@ -123,6 +124,7 @@ class _Controller(Backend):
         from distributed import Event
 
         self.placement = Placement.of(self.client, self.ctx)
+        self.package = code_package(self.ctx)
         # before the sinks: on a terminal, the console sink then writes above the live display
         self.dispatcher.progress = progress_for(
             self.ctx.options.quiet, f"{self.info.flow_name}/{self.ctx.run_id}"
@@ -131,6 +133,8 @@ class _Controller(Backend):
         self.stop_event = Event(self.stop_name, client=self.client)
         self.client.subscribe_topic(self.topic, lambda event: self.lines.put(event[1]))
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+        if self.package:
+            self.say(f"Tasks run from code package {self.package}.", force=True)
         try:
             return self.dispatcher.run(where=" on Dask")
         finally:
@@ -181,7 +185,7 @@ class _Controller(Backend):
         seconds = group.policy.timeout
         stops = (self.stop_name, self._gang_event(attempt)) if group.gang else (self.stop_name,)
         job = Job(
-            argv=tuple(step_command(ctx, spec)),
+            argv=tuple(step_command(ctx, spec, self.package)),
             env=self.env,
             cwd=os.getcwd(),
             topic=self.topic,
@@ -189,6 +193,8 @@ class _Controller(Backend):
             stop_events=stops,
             kill_after=seconds + TIMEOUT_GRACE if seconds else None,
             store=(ctx.store.root, ctx.store.flow_name, ctx.run_id),
+            flow_file=None if self.package else ctx.flow_file,
+            package=self.package,
         )
         key = f"{self.prefix}-{spec.step}-{spec.task_id}-{spec.attempt}"
         future = self.client.submit(
@@ -299,6 +305,15 @@ class _Controller(Backend):
                 self.ctx.run_id, attempt.step, attempt.task_id, attempt.attempt
             )
             returncode = 0 if record is not None and record.get("task_ok") else 1
+        lost = bool(result.get("lost"))
+        if lost:  # the worker died: the step died with it; Dask's rerun ran nothing
+            returncode = -signal.SIGKILL
+            self.say("The Dask worker running this task died: it runs again as a new attempt.",
+                     attempt, True)  # fmt: skip
+            self._emit({"step": attempt.step, "task_id": attempt.task_id,
+                        "attempt": attempt.attempt, "stream": "stderr",
+                        "lines": [b"The Dask worker running this task died."],
+                        "t": time.time(), "newline": True, "pid": None})  # fmt: skip
         if result.get("stopped") == "timeout":
             self.say("Task exceeded its @timeout: its process group was killed.", attempt, True)
         stopped = entry.stopped or result.get("stopped") is not None
@@ -314,6 +329,7 @@ class _Controller(Backend):
             stopped=entry.stopped,
             started_at=entry.started_at,
             pid=result.get("pid"),
+            lost=lost,
         )
 
     def _give_up(self) -> None:

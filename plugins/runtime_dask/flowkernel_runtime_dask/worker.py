@@ -1,5 +1,8 @@
 """What runs on a Dask worker: one task attempt as ``flow step`` in a child process.
 
+The child is forked by the worker's warm fork server (:mod:`flowkernel_runtime_dask.forkserver`),
+or where there is none, a fresh interpreter; either way it leads its own process group.
+
 The Dask task itself only supervises: Dask cannot stop a running task, so the step runs in its
 own process group, which this module kills on a timeout or when the controller sets the run's
 stop :class:`distributed.Event`. The child gets ``PR_SET_PDEATHSIG`` (Linux) so it dies with the
@@ -47,10 +50,12 @@ class Job:
     task: tuple[str, str, int]  #: (step, task_id, attempt), tagged on every relayed line
     stop_events: tuple[str, ...]  #: names of Dask Events; any one set stops the step
     kill_after: float | None  #: seconds after which the step's process group is killed
-    #: (datastore root, flow, run id): if the attempt's record exists already, the step
-    #: finished on a worker that died afterwards and Dask runs the job again: the record is
-    #: kept (write-once) and the step is not run twice
+    #: (datastore root, flow, run id): each execution claims the attempt in the datastore
+    #: first; Dask runs a job again when its worker died, and that execution finds the claim
+    #: and does not run the step (see :func:`run_job`)
     store: tuple[str, str, str] | None = None
+    flow_file: str | None = None  #: the flow whose imports the worker's fork server loads
+    package: str | None = None  #: ... or the code package it runs from
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -58,19 +63,25 @@ def run_job(job: Job) -> dict[str, Any]:
 
     Returns ``{"returncode", "pid", "stopped", "lines", "worker"}``: ``stopped`` is None,
     ``"timeout"`` or ``"stopped"``; ``lines`` counts the lines relayed per stream, so the
-    controller knows when it has them all. ``returncode`` is None when the attempt had already
-    finished (``"reused": True``).
+    controller knows when it has them all.
+
+    An execution that finds the attempt claimed already (Dask runs it again because the worker
+    of the first execution died) runs nothing and returns ``returncode`` None with
+    ``"reused": True`` if the first execution recorded the attempt (it finished), else
+    ``"lost": True``: the controller then starts a new attempt, so the first one's record
+    and log stay as the dead worker left them.
     """
     from distributed import get_worker
 
     worker = get_worker()
-    if job.store and _finished_before(job):
-        return {"returncode": None, "reused": True, "pid": None, "stopped": None,
+    earlier = _earlier_execution(job) if job.store else None
+    if earlier is not None:
+        return {"returncode": None, earlier: True, "pid": None, "stopped": None,
                 "lines": {"stdout": 0, "stderr": 0}, "worker": worker.address}  # fmt: skip
     argv = [sys.executable, *job.argv[1:]]
     env = {**os.environ, **job.env, "PYTHONUNBUFFERED": "1"}
     cwd = job.cwd if job.cwd and os.path.isdir(job.cwd) else None
-    proc = _spawner().spawn(argv, env, cwd)
+    proc = _start(job, argv, env, cwd)
     relays = [
         _Relay(worker, job, proc, "stdout"),
         _Relay(worker, job, proc, "stderr"),
@@ -89,12 +100,34 @@ def run_job(job: Job) -> dict[str, Any]:
     }
 
 
-def _finished_before(job: Job) -> bool:
+def _start(job: Job, argv: list[str], env: dict[str, str], cwd: str | None) -> Any:
+    """The attempt's process: forked by this worker's warm fork server, or where there is none
+    (or it refuses), a fresh interpreter."""
+    from flowkernel_runtime_dask import forkserver
+
+    spawner = _spawner()
+    if forkserver.enabled(env):
+        run = job.store[2] if job.store and not job.package else None
+        preload = forkserver.Preload(job.flow_file, job.package, run)
+        try:
+            return forkserver.server_for(env, preload, spawner.spawn).start(argv, env, cwd)
+        except forkserver.Refused:
+            pass
+    return spawner.spawn(argv, env, cwd, pipes=True)
+
+
+def _earlier_execution(job: Job) -> str | None:
+    """Claim the attempt; if an earlier execution did: ``"reused"`` when it recorded the
+    attempt, else ``"lost"``."""
     from flowkernel.datastore import FlowStore
 
     root, flow, run_id = job.store
     step, task_id, attempt = job.task
-    return FlowStore(root, flow).read_task_record(run_id, step, task_id, attempt) is not None
+    store = FlowStore(root, flow)
+    if store.claim_attempt(run_id, step, task_id, attempt):
+        return None
+    recorded = store.read_task_record(run_id, step, task_id, attempt) is not None
+    return "reused" if recorded else "lost"
 
 
 def _supervise(proc: subprocess.Popen, job: Job, worker: Any) -> str | None:
@@ -123,6 +156,8 @@ def _supervise(proc: subprocess.Popen, job: Job, worker: Any) -> str | None:
 
 def _exited(proc: subprocess.Popen, timeout: float) -> bool:
     """Whether the child has exited, waiting up to ``timeout`` s; it is left unreaped."""
+    if not isinstance(proc, subprocess.Popen):  # a fork server's child: it reports its exit
+        return proc.exited(timeout)
     if not hasattr(os, "waitid"):  # macOS: reaped here, the group kill is best effort
         try:
             proc.wait(timeout)
@@ -156,7 +191,12 @@ def _is_set(event: Any) -> bool:
 
 
 def kill_group(proc: subprocess.Popen, grace: float) -> None:
-    """SIGTERM the child's process group, SIGKILL it after ``grace`` seconds; reap the child."""
+    """SIGTERM the child's process group, SIGKILL it after ``grace`` seconds; reap the child.
+
+    A fork server's child that has exited is left alone: the server killed its group already.
+    """
+    if proc.returncode is not None:
+        return
     if grace > 0:
         _signal_group(proc.pid, signal.SIGTERM)
         try:
@@ -225,9 +265,18 @@ class _Spawner:
         self.libc = _libc()
         threading.Thread(target=self._serve, name="flowkernel-spawner", daemon=True).start()
 
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: str | None) -> subprocess.Popen:
+    def spawn(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        pipes: bool = False,
+        pass_fds: tuple[int, ...] = (),
+    ) -> subprocess.Popen:
+        """Start ``argv`` in its own session; ``pipes``: stdout/stderr on pipes, else stdout
+        on /dev/null and stderr the worker's (a fork server's)."""
         reply: queue.Queue = queue.Queue(maxsize=1)
-        self.requests.put((argv, env, cwd, reply))
+        self.requests.put((argv, env, cwd, pipes, pass_fds, reply))
         result = reply.get()
         if isinstance(result, BaseException):
             raise result
@@ -235,7 +284,7 @@ class _Spawner:
 
     def _serve(self) -> None:
         while True:
-            argv, env, cwd, reply = self.requests.get()
+            argv, env, cwd, pipes, pass_fds, reply = self.requests.get()
             try:
                 reply.put(
                     subprocess.Popen(
@@ -243,8 +292,9 @@ class _Spawner:
                         env=env,
                         cwd=cwd,
                         stdin=subprocess.DEVNULL,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
+                        stdout=subprocess.PIPE if pipes else subprocess.DEVNULL,
+                        stderr=subprocess.PIPE if pipes else None,
+                        pass_fds=pass_fds,
                         start_new_session=True,  # its own process group, killed as one
                         preexec_fn=self._die_with_parent if self.libc else None,
                     )

@@ -20,6 +20,7 @@ import attrs
 import psutil
 
 FLOWS = Path(__file__).resolve().parent / "flows"
+FORK_SERVER = "flowkernel_runtime_dask.forkserver"
 #: A run that takes longer than this is hung, not slow (the machine is shared and loaded).
 RUN_TIMEOUT = 240
 
@@ -38,6 +39,17 @@ class Cluster:
             for child in psutil.Process(nanny.pid).children():
                 pids[child.pid] = i
         return pids
+
+    def worker_of(self, pid: int) -> int:
+        """The Dask worker process that ran step process ``pid`` (its parent, or the parent of
+        the fork server that forked it); ``pid`` may be the step's parent too."""
+        workers = self.worker_pids()
+        if pid in workers:
+            return pid
+        for parent in psutil.Process(pid).parents():
+            if parent.pid in workers:
+                return parent.pid
+        raise AssertionError(f"process {pid} does not run under a worker of the cluster")
 
 
 def wait_for_workers(scheduler_file: Path, count: int, deadline: float) -> str:
@@ -89,7 +101,7 @@ class FlowResult:
     returncode: int
     stdout: str
     stderr: str
-    root: Path
+    root: Path | str
     flow_name: str
     run_id: str | None
 
@@ -111,28 +123,37 @@ class FlowResult:
         return Run(f"{self.flow_name}/{self.run_id}")
 
 
-def flow_command(root: Path, command: str, flow: str | Path, *args: str) -> list[str]:
+def flow_command(root: Path | str, command: str, flow: str | Path, *args: str) -> list[str]:
     path = Path(flow) if os.path.isabs(flow) else FLOWS / flow
     return [sys.executable, "-m", "flowkernel.cli", "--datastore-root", str(root), command,
             str(path), *args]  # fmt: skip
 
 
 def run_flow(
-    root: Path, flow: str | Path, *args: str, command: str = "run", env: dict | None = None
+    root: Path | str,
+    flow: str | Path,
+    *args: str,
+    command: str = "run",
+    env: dict | None = None,
+    cwd: Path | None = None,
+    flow_name: str | None = None,
 ) -> FlowResult:
-    """``flow run FLOW ARGS`` (or ``resume``) in a subprocess, storing under ``root``."""
-    id_file = root.parent / f"run-id-{os.urandom(6).hex()}"
+    """``flow run FLOW ARGS`` (or ``resume``) in a subprocess, storing under ``root`` (a
+    directory, or a URL: then ``cwd`` and ``flow_name`` are given)."""
+    cwd = cwd or Path(root).parent
+    id_file = cwd / f"run-id-{os.urandom(6).hex()}"
     proc = subprocess.run(
         flow_command(root, command, flow, *args, "--run-id-file", str(id_file)),
         capture_output=True,
         text=True,
         env=subprocess_env(**(env or {})),
-        cwd=root.parent,
+        cwd=cwd,
         timeout=RUN_TIMEOUT,
     )
     run_id = id_file.read_text().strip() if id_file.exists() else None
-    runs = root.iterdir() if root.is_dir() else ()
-    flow_name = next((p.name for p in runs if run_id and (p / run_id).is_dir()), "")
+    if flow_name is None:
+        runs = Path(root).iterdir() if Path(root).is_dir() else ()
+        flow_name = next((p.name for p in runs if run_id and (p / run_id).is_dir()), "")
     return FlowResult(proc.returncode, proc.stdout, proc.stderr, root, flow_name, run_id)
 
 
@@ -141,22 +162,32 @@ def on(cluster: Cluster) -> tuple[str, ...]:
     return ("--runtime", "dask", "--dask-scheduler-file", str(cluster.scheduler_file))
 
 
-def artifacts_by_step(run: Any) -> dict[str, list[str]]:
+def artifacts_by_step(run: Any, leave_out: tuple[str, ...] = ()) -> dict[str, list[str]]:
     """Every artifact and both output streams of every task, per step, in a stable order: what
-    must be the same whichever runtime ran the flow (ids and timestamps left out)."""
+    must be the same whichever runtime ran the flow (ids, timestamps and ``leave_out`` left
+    out)."""
     out: dict[str, list[str]] = {}
     for step in run:
         for task in step:
-            data = {a.id: a.data for a in task if not a.id.startswith("_")}
+            data = {a.id: a.data for a in task if not a.id.startswith("_") and
+                    a.id not in leave_out}  # fmt: skip
             data["<stdout>"], data["<stderr>"] = task.stdout, task.stderr
             out.setdefault(step.id, []).append(json.dumps(data, sort_keys=True, default=repr))
     return {step: sorted(tasks) for step, tasks in out.items()}
 
 
 def step_processes() -> list[psutil.Process]:
+    """The ``flow step`` processes of the flows in FLOWS: fresh interpreters, and the children
+    of the workers' fork servers (which have the server's command line)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "ppid"]):
         cmd = proc.info["cmdline"] or []
         if "step" in cmd and "flowkernel.cli" in cmd and str(FLOWS) in " ".join(cmd):
             found.append(proc)
+        elif FORK_SERVER in cmd and str(FLOWS) in " ".join(cmd):
+            try:
+                if FORK_SERVER in psutil.Process(proc.info["ppid"]).cmdline():
+                    found.append(proc)  # forked by the server: a step
+            except psutil.Error:
+                pass
     return found

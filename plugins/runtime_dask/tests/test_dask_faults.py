@@ -54,14 +54,17 @@ def _finish(proc: subprocess.Popen, root: Path, id_file: Path) -> FlowResult:
 
 
 def test_a_worker_killed_mid_foreach_loses_nothing(tmp_path, dask_cluster, no_stray_steps):
+    """Dask runs a task again when its worker died; that second execution is a new attempt:
+    the first attempt's log and record stay as the dead worker left them."""
+    from flowkernel.client import Task
+
     markers = tmp_path / "markers"
     markers.mkdir()
     env = {"FLOWKERNEL_TEST_MARKERS": str(markers), "FLOWKERNEL_TEST_SLEEP": "3"}
     proc, id_file = _start(tmp_path / "root", "--items", "6", *on(dask_cluster), env=env)
     try:
-        _, step_pid, worker_pid = _markers(markers, 1, proc)[0]
-        assert worker_pid in dask_cluster.worker_pids()
-        os.kill(worker_pid, signal.SIGKILL)
+        item, step_pid, _ = _markers(markers, 1, proc)[0]
+        os.kill(dask_cluster.worker_of(step_pid), signal.SIGKILL)
         result = _finish(proc, tmp_path / "root", id_file)
     finally:
         proc.kill()
@@ -70,6 +73,15 @@ def test_a_worker_killed_mid_foreach_loses_nothing(tmp_path, dask_cluster, no_st
     run = result.run
     assert run["join"].task.data.squares == [i * i for i in range(6)]
     assert sorted(t.index for t in run["work"] if t.successful) == list(range(6))
+    (lost,) = [t for t in run["work"] if t.index == item]
+    assert lost.current_attempt == 1, lost.stdout
+    assert lost.stdout.count(f"work on item {item} starts") == 1
+    assert f"square of {item} is {item * item}" in lost.stdout
+    first = Task(lost.pathspec, attempt=0)
+    assert first.stdout.count(f"work on item {item} starts") == 1  # nothing appended to it
+    assert "square of" not in first.stdout
+    assert not first.successful
+    assert "The Dask worker running this task died" in first.stderr
     wait_for_workers(dask_cluster.scheduler_file, 2, time.monotonic() + 60)  # nanny restarted it
 
 
@@ -106,6 +118,10 @@ def test_ctrl_c_stops_the_steps_on_the_cluster(tmp_path, dask_cluster, no_stray_
 def test_ctrl_c_on_the_embedded_cluster_leaves_no_process(tmp_path, no_stray_steps):
     result, started = _ctrl_c_mid_run(tmp_path, "--runtime", "dask", "--max-workers", "2")
     assert result.returncode == 1, result.output
+    # the Ctrl-C reached the cluster's workers too (same process group): they ignore it, and
+    # nothing but the run's own last lines reaches the terminal
+    assert "Traceback" not in result.stderr and "ERROR" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[0].endswith("Workflow failed: interrupted"), result.stderr
     _, alive = psutil.wait_procs(started, timeout=10)
     assert not alive, [p.cmdline() for p in alive]  # steps, Dask workers, nannies, all of them
 

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowkernel.engine.dispatch import Attempt, Backend, Dispatcher, Interrupted
@@ -24,10 +24,14 @@ from flowkernel.engine.logs import abnormal_end_line
 from flowkernel.engine.progress import Progress, progress_for
 from flowkernel.engine.runs import step_command
 from flowkernel.specs import LogLine, RunResult
-from flowkernel_runtime_local import workers
+from flowkernel.storage import LocalBackend
+from flowkernel_runtime_local import pool, workers
+from flowkernel_runtime_local.commit import Committer
+from flowkernel_runtime_local.pool import PoolProcess
 from flowkernel_runtime_local.workers import Worker
 
 if TYPE_CHECKING:
+    from flowkernel.engine.records import TaskRecord
     from flowkernel.engine.runs import RunContext
     from flowkernel.kernel import Kernel
 
@@ -70,6 +74,10 @@ class _Controller(Backend):
         self.signals = 0
         #: the console (stdout) is gone (`| head`, a Runner caller that exited): stop writing
         self.console_lost = False
+        #: the group commit of forked attempts' records (None: attempts fsync their own)
+        self.committer: Committer | None = None
+        #: ``--isolation pool``: the long-lived task processes, idle or running one attempt
+        self.pool: list[PoolProcess] = []
 
     @property
     def progress(self) -> Progress:
@@ -117,8 +125,13 @@ class _Controller(Backend):
 
     def execute(self) -> RunResult:
         workers.load_libc()
+        if self.isolation != "spawn" and isinstance(self.ctx.store.backend, LocalBackend):
+            # forked before the guardian and any task, so that none holds its pipe open
+            self.committer = Committer().start()
         self.guardian = workers.Guardian.start()
         self.poller = self.kernel.make_poller()
+        if self.committer is not None:
+            self.committer.watch(self.poller)
         # before the sinks: on a terminal, the console sink then writes above the live display
         self.dispatcher.progress = progress_for(
             self.quiet, f"{self.info.flow_name}/{self.ctx.run_id}"
@@ -137,17 +150,39 @@ class _Controller(Backend):
                 signal.signal(sig, handler)
 
     def wait(self) -> None:
-        """Read the tasks' output for a moment; report the attempts that ended."""
+        """Read the tasks' output for a moment; report the attempts that ended and the
+        groups whose records became durable."""
         self._check_signals()
-        if not self.workers:
+        if not self.workers and not self.dispatcher.committing:
             return
-        for worker in self.poller.poll(self._poll_timeout()):
-            self._read(worker)
+        for key in self.poller.poll(self._poll_timeout()):
+            if key is self.committer:
+                key.read_acks()
+            elif isinstance(key, PoolProcess):
+                self._pool_result(key)
+            else:
+                self._read(key)
         self._reap()
         self._enforce_timeouts()
 
+    def commit(self, records: Sequence[TaskRecord], then: Callable[[], None]) -> None:
+        """Group commit: forked attempts write their records without fsync; the committer
+        makes them durable in batches and ``then`` (queue the successors) runs once it has
+        (see :mod:`flowkernel_runtime_local.commit` for the contract)."""
+        if self.committer is None:
+            then()
+            return
+        store = self.ctx.store
+        paths = [store.record_path(r.run_id, r.step, r.task_id, r.attempt) for r in records]
+        self.committer.submit(paths, then)
+
     def close(self) -> None:
-        """The run is over: close the log sinks and the poller."""
+        """The run is over: stop the pool, finish the group commit, close the log sinks and
+        the poller."""
+        for proc in list(self.pool):
+            self._retire(proc)
+        if self.committer is not None:
+            self.committer.close()
         for sink in self.sinks:
             try:
                 sink.close()
@@ -172,13 +207,18 @@ class _Controller(Backend):
     def launch(self, attempt: Attempt) -> None:
         """Start one attempt's process (fork, or spawn ``flow step``)."""
         ctx, spec = self.ctx, attempt.spec
-        popen = None
+        popen = proc = None
+        durable = self.committer is None
         if self.isolation == "fork":
             inputs = attempt.ready.inputs
             pid, out_fd, err_fd = workers.fork_worker(
-                lambda: run_task(ctx.flow_cls, ctx.graph, ctx.store, spec, inputs),
+                lambda: run_task(ctx.flow_cls, ctx.graph, ctx.store, spec, inputs, durable),
                 self.pid,
             )
+        elif self.isolation == "pool":
+            proc = self._idle_pool_process()
+            proc.submit((spec, attempt.ready.inputs))
+            pid, out_fd, err_fd = proc.pid, proc.out_fd, proc.err_fd
         else:
             # unbuffered, as a forked task's line-buffered streams: its lines arrive live
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -195,6 +235,7 @@ class _Controller(Backend):
             started_at=time.time(),
             deadline=time.time() + seconds + TIMEOUT_GRACE if seconds else None,
             popen=popen,
+            pool=proc,
         )
         for fd in worker.fds:
             os.set_blocking(fd, False)
@@ -286,10 +327,68 @@ class _Controller(Backend):
             pending.clear()
         self.poller.unregister(fd)
         del self.by_fd[fd]
+        if worker.pool is not None:
+            return  # the pool process's pipes outlive the attempt
         if worker.popen is None:
             os.close(fd)
         else:
             getattr(worker.popen, stream).close()
+
+    # -- the pool (--isolation pool) -----------------------------------------------------------
+
+    def _idle_pool_process(self) -> PoolProcess:
+        for proc in self.pool:
+            if not proc.busy:
+                return proc
+        ctx, durable = self.ctx, self.committer is None
+
+        def run(request: Any) -> int:  # pragma: no cover - runs in the pool process
+            spec, inputs = request
+            return run_task(ctx.flow_cls, ctx.graph, ctx.store, spec, inputs, durable)
+
+        proc = pool.start(run, self.pid)
+        self.poller.register(proc.results, proc)
+        self.guardian.watch(proc.pid)
+        self.pool.append(proc)
+        return proc
+
+    def _pool_result(self, proc: PoolProcess) -> None:
+        """A pool process reported its attempt's exit code (or closed its result pipe)."""
+        try:
+            code = proc.read_result()
+        except EOFError:  # it died: _reap reports a running attempt; an idle one just goes
+            self.poller.unregister(proc.results)
+            proc.results_watched = False
+            if not proc.busy:
+                self._retire(proc)
+            return
+        if code is None:
+            return
+        worker = self.workers.pop(proc.pid)
+        for fd in list(worker.fds):  # all it printed is in the pipes before its result
+            self._drain(worker, fd, bounded=False)
+            if fd in worker.fds:
+                self._close_fd(worker, fd)
+        worker.returncode = code
+        self._finished(worker)
+
+    def _retire(self, proc: PoolProcess) -> None:
+        """Stop a pool process (idle, or dead): EOF on its requests, then its group is killed
+        and it is reaped."""
+        self.pool.remove(proc)
+        if proc.results_watched:
+            self.poller.unregister(proc.results)
+        os.close(proc.requests)  # an idle process exits on EOF
+        workers.private_fds.discard(proc.requests)
+        proc.requests = -1
+        try:
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+            workers.signal_groups([proc.pid], signal.SIGKILL)  # what its tasks left running
+            os.waitpid(proc.pid, 0)
+        except ChildProcessError:  # reaped already (it died running an attempt)
+            pass
+        self.guardian.release(proc.pid)
+        proc.close_pipes()
 
     # -- exits ---------------------------------------------------------------------------------
 
@@ -311,6 +410,8 @@ class _Controller(Backend):
             if worker.popen is not None:
                 worker.popen.returncode = worker.returncode
             del self.workers[pid]
+            if worker.pool is not None:  # the next attempt gets a fresh pool process
+                self._retire(worker.pool)
             self._finished(worker)
 
     def _finished(self, worker: Worker) -> None:

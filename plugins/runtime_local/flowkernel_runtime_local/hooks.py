@@ -20,10 +20,12 @@ def flowkernel_runtimes() -> list[RuntimeSpec]:
 
     isolation = click.Option(
         ["--isolation"],
-        type=click.Choice(["fork", "spawn"]),
+        type=click.Choice(["fork", "spawn", "pool"]),
         default=None,
         help="fork: tasks fork from the warm controller (default where fork exists); "
-        "spawn: each task starts a fresh interpreter running `flow step`.",
+        "spawn: each task starts a fresh interpreter running `flow step`; "
+        "pool: --max-workers long-lived processes run the tasks one after another "
+        "(faster; module globals persist between tasks).",
     )
     return [
         RuntimeSpec(

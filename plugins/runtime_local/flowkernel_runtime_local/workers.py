@@ -57,6 +57,8 @@ class Worker:
     )
     returncode: int | None = None
     killed: bool = False  #: stopped by the controller because the run is failing
+    #: the pool process running this attempt (``--isolation pool``): it owns the pipes
+    pool: Any = None
 
 
 def reap_attempt(pid: int) -> int | None:
@@ -102,6 +104,8 @@ class Guardian:
         if pid == 0:  # pragma: no cover - runs in the intermediate child, then the guardian
             try:
                 os.close(write_end)
+                for fd in private_fds:  # e.g. the committer waits for EOF on its input
+                    os.close(fd)
                 if os.fork() == 0:
                     os.setsid()  # out of the controller's group: a Ctrl-C is not for it
                     _guard(read_end)
@@ -155,6 +159,33 @@ def _guard(fd: int) -> None:  # pragma: no cover - runs in the guardian
     signal_groups(sorted(groups), signal.SIGKILL)
 
 
+#: Descriptors the controller holds that no task process may inherit (the committer's and
+#: the pool processes' pipes): a child closes them first thing.
+private_fds: set[int] = set()
+
+
+def child_setup(controller_pid: int, out_w: int, err_w: int) -> None:  # pragma: no cover
+    """In a freshly forked task (or pool) process: its own process group, death with the
+    controller, default signals, stdin from /dev/null, stdout/stderr on ``out_w``/``err_w``."""
+    os.setpgid(0, 0)
+    _die_with_parent()
+    if os.getppid() != controller_pid:
+        os._exit(1)
+    if _guardian_fd is not None:  # the guardian must see EOF when the controller dies
+        os.close(_guardian_fd)
+    for fd in private_fds:
+        os.close(fd)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.close(null)
+    sys.stdout = _line_stream(1)
+    sys.stderr = _line_stream(2)
+
+
 def fork_worker(body: Any, controller_pid: int) -> tuple[int, int, int]:
     """Fork a child that runs ``body()`` (returns an exit code) with stdout/stderr on pipes.
 
@@ -174,22 +205,9 @@ def fork_worker(body: Any, controller_pid: int) -> tuple[int, int, int]:
     if pid == 0:  # pragma: no cover - runs in the child
         code = 1
         try:
-            os.setpgid(0, 0)
-            _die_with_parent()
-            if os.getppid() != controller_pid:
-                os._exit(1)
-            if _guardian_fd is not None:  # the guardian must see EOF when the controller dies
-                os.close(_guardian_fd)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(out_w, 1)
-            os.dup2(err_w, 2)
-            for fd in (null, out_r, out_w, err_r, err_w):
+            child_setup(controller_pid, out_w, err_w)
+            for fd in (out_r, out_w, err_r, err_w):
                 os.close(fd)
-            sys.stdout = _line_stream(1)
-            sys.stderr = _line_stream(2)
             code = body()
         except BaseException:
             import traceback

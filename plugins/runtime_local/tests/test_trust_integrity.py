@@ -113,6 +113,26 @@ def test_save_replaces_a_damaged_large_blob(tmp_path):
     assert not [p for p in path.parent.parent.rglob("*.tmp")]
 
 
+def test_a_value_hashed_in_chunks_on_a_second_thread_keeps_its_sha_and_is_verified(tmp_path):
+    """Past 8 MB the hash runs beside the write and the read: same content address, and a
+    bit flipped in a later chunk is still refused."""
+    import hashlib
+    import pickle
+
+    from flowkernel.datastore import PICKLE_PROTOCOL, FlowStore
+    from flowkernel.errors import CorruptArtifactError
+
+    store = FlowStore(str(tmp_path), "F")
+    value = os.urandom(20 << 20)
+    sha, size = store.save("big", value)
+    expected = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+    assert (sha, size) == (hashlib.sha1(expected).hexdigest(), len(expected))
+    assert store.load(sha, "big") == value
+    _flip_bit(Path(store.blob_path(sha)), 17 << 20)
+    with pytest.raises(CorruptArtifactError, match="artifact 'big' is corrupt"):
+        store.load(sha, "big")
+
+
 def test_foreach_over_a_dict_fails_the_step_clearly(world):
     result = world.flow("run", FLOW, "--shape", "dict")
     assert result.returncode == 1, result.stdout + result.stderr

@@ -1,6 +1,11 @@
-"""A foreach over an UnboundedForeachInput: the width is found when the split ends."""
+"""A foreach over an UnboundedForeachInput: a control task decides the width, mappers do the work.
 
-from flowkernel import FlowSpec, Parameter, step
+``--sized`` uses an input whose ``len()`` works only in the control task (it checks that it is
+asked there); otherwise the width is where indexing stops. ``--fail-at i`` fails mapper i in a
+fresh run (not in a resume of it).
+"""
+
+from flowkernel import FlowSpec, Parameter, current, step
 from flowkernel.unbounded_foreach import UnboundedForeachInput
 
 
@@ -16,17 +21,29 @@ class Shards(UnboundedForeachInput):
         return f"shard-{index}"
 
 
+class AskedInControl(Shards):
+    def __len__(self):
+        if current.step_name != "work":
+            raise RuntimeError(f"the width was asked in step {current.step_name}")
+        return self.count
+
+
 class UnboundedFlow(FlowSpec):
     count = Parameter("count", default=3)
+    sized = Parameter("sized", default=False)
+    fail_at = Parameter("fail-at", default=-1)
 
     @step
     def start(self):
-        self.shards = Shards(self.count)
+        self.shards = (AskedInControl if self.sized else Shards)(self.count)
         self.next(self.work, foreach="shards")
 
     @step
     def work(self):
+        if self.index == self.fail_at and current.origin_run_id is None:
+            raise ValueError(f"mapper {self.index} fails")
         self.done = (self.index, self.input)
+        self.frame = self.foreach_stack()[-1][:2]
         self.next(self.join)
 
     @step

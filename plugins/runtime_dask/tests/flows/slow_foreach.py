@@ -18,6 +18,7 @@ class DaskSlowForeachFlow(FlowSpec):
 
     @step
     def work(self):
+        print(f"work on item {self.input} starts")
         markers = os.environ.get("FLOWKERNEL_TEST_MARKERS")
         if markers:
             name = f"{self.input}.{os.getpid()}.{os.getppid()}"

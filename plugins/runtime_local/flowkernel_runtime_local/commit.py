@@ -1,0 +1,230 @@
+"""Group commit of task records: one helper process makes finished tasks' records durable in
+batches, off the controller's loop and out of the task processes.
+
+**The durability contract.** A forked task writes its record atomically (temporary file, then a
+link into place) but does not fsync it: a task process that waited for the disk would hold its
+``--max-workers`` slot for the disk's latency. The controller reads the record at once (it is
+complete: atomic), and hands the record's path to a :class:`Committer`; the successors of a
+task are queued only after the committer has fsync'd the record file and its task directory.
+So no task ever starts on a record that a crash of the machine could take away, and the run is
+reported done only when every record is durable. A crash of the machine (power loss, kernel
+panic) may lose only the records of tasks whose successors had not started; ``flow resume``
+runs those tasks again. A crash of a process loses nothing: the page cache survives it.
+
+The committer process is forked once, before any task, and fsyncs whatever paths have arrived
+since its last batch: under load, when fsyncs are slow, batches grow and their cost per record
+falls (the commit is on no task's critical path but the successors'). Should it die, the
+controller fsyncs in its own process from then on (:class:`Committer` never loses a path).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flowkernel.storage.local import fsync_dir
+from flowkernel_runtime_local import workers
+
+#: One path ends with a NUL byte (a path never contains one).
+_END = b"\0"
+#: Seconds :meth:`Committer.close` waits for the helper to finish before doing it itself.
+CLOSE_TIMEOUT = 60.0
+
+
+def fsync_records(paths: Iterable[str]) -> None:
+    """fsync each file of ``paths``, then each of their directories once."""
+    dirs: dict[str, None] = {}
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # removed since (a test's tmp dir): nothing left to make durable
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        dirs[os.path.dirname(path)] = None
+    for folder in dirs:
+        fsync_dir(folder)
+
+
+class Committer:
+    """Makes record files durable in the background; calls back once they are.
+
+    ``submit(paths, then)`` queues ``paths`` and returns at once; ``then()`` is called from
+    :meth:`read_acks` (when :attr:`fd` is readable) once every path submitted so far up to
+    these is durable. Callbacks run in the order they were submitted.
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self._poller: Any = None
+        self._to: int | None = None
+        #: the read end of the acknowledgements (watch it with the run's poller), or None
+        self.fd: int | None = None
+        self._submitted = 0  #: paths handed over so far
+        self._acked = 0  #: paths the helper has made durable so far
+        self._ack_buf = b""
+        self._waiting: deque[tuple[int, Callable[[], None]]] = deque()
+        #: paths not yet acknowledged, oldest first: fsync'd here should the helper die
+        self._unacked: deque[str] = deque()
+
+    @property
+    def pending(self) -> int:
+        """Callbacks waiting for their records to become durable."""
+        return len(self._waiting)
+
+    def start(self) -> Committer:
+        """Fork the helper (where fork exists; elsewhere every commit is done in place).
+
+        Like the guardian it is double-forked and in a session of its own: the controller's
+        children are its tasks, and a Ctrl-C to the controller's group is not for it. It
+        exits when its input pipe closes (the run ended, or the controller died).
+        """
+        if not hasattr(os, "fork"):
+            return self
+        to_r, to_w = os.pipe()
+        ack_r, ack_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the intermediate child, then the helper
+            code = 0
+            try:
+                os.close(to_w)
+                os.close(ack_r)
+                for fd in workers.private_fds:
+                    os.close(fd)
+                if os.fork() == 0:
+                    os.setsid()
+                    os.write(ack_w, b"%d\n" % os.getpid())
+                    _serve(to_r, ack_w)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(to_r)
+        os.close(ack_w)
+        os.waitpid(pid, 0)
+        first = b""
+        while not first.endswith(b"\n"):
+            chunk = os.read(ack_r, 32)
+            if not chunk:  # the helper could not start: commit in place
+                os.close(to_w)
+                os.close(ack_r)
+                return self
+            first += chunk
+        self.pid, self._to, self.fd = int(first), to_w, ack_r
+        os.set_blocking(ack_r, False)
+        workers.private_fds.update((to_w, ack_r))  # no task holds the helper's input open
+        return self
+
+    def watch(self, poller: Any) -> None:
+        """Have ``poller`` report this committer (as its key) when acknowledgements arrive;
+        it is unregistered before the descriptor closes."""
+        if self.fd is not None:
+            poller.register(self.fd, self)
+            self._poller = poller
+
+    def submit(self, paths: list[str], then: Callable[[], None]) -> None:
+        """Make ``paths`` durable, then call ``then`` (from :meth:`read_acks`, or at once when
+        there is no helper)."""
+        if self._to is None:
+            fsync_records(paths)
+            then()
+            return
+        data = b"".join(os.fsencode(p) + _END for p in paths)
+        self._unacked.extend(paths)
+        self._submitted += len(paths)
+        self._waiting.append((self._submitted, then))
+        try:
+            _write_all(self._to, data)
+        except OSError:  # the helper is gone
+            self._fall_back()
+
+    def read_acks(self) -> None:
+        """Read the helper's acknowledgements and call the callbacks whose records are durable."""
+        if self.fd is None:
+            return
+        while True:
+            try:
+                chunk = os.read(self.fd, 4096)
+            except BlockingIOError:
+                break
+            if not chunk:  # the helper died: finish its work here
+                self._fall_back()
+                return
+            *lines, self._ack_buf = (self._ack_buf + chunk).split(b"\n")
+            if lines:
+                acked = int(lines[-1])
+                for _ in range(acked - self._acked):
+                    self._unacked.popleft()
+                self._acked = acked
+        self._call_back()
+
+    def _call_back(self) -> None:
+        while self._waiting and self._waiting[0][0] <= self._acked:
+            self._waiting.popleft()[1]()
+
+    def _fall_back(self) -> None:
+        """No helper any more: fsync what it had not acknowledged, here, and call back."""
+        self._close_pipes()
+        fsync_records(self._unacked)
+        self._unacked.clear()
+        self._acked = self._submitted
+        self._call_back()
+
+    def _close_pipes(self) -> None:
+        if self._poller is not None and self.fd is not None:
+            self._poller.unregister(self.fd)
+            self._poller = None
+        for fd in (self._to, self.fd):
+            if fd is not None:
+                workers.private_fds.discard(fd)
+                os.close(fd)
+        self._to = self.fd = None
+
+    def close(self) -> None:
+        """Stop the helper once it has made everything durable (callbacks still pending are
+        called first). A helper that does not finish within :data:`CLOSE_TIMEOUT` seconds is
+        killed and the rest is fsync'd here. Safe to call twice."""
+        if self._to is not None:
+            workers.private_fds.discard(self._to)
+            os.close(self._to)  # EOF: the helper finishes its batch and exits
+            self._to = None
+            deadline = time.monotonic() + CLOSE_TIMEOUT
+            while self.fd is not None and (left := deadline - time.monotonic()) > 0:
+                select.select([self.fd], [], [], left)
+                self.read_acks()  # up to the helper's EOF, which falls back for what is left
+        if self.pid is not None and self.fd is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self._waiting or self.fd is not None:
+            self._fall_back()
+        self.pid = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _serve(source: int, acks: int) -> None:  # pragma: no cover - runs in the helper
+    """Read NUL-ended paths from ``source``; after each batch, fsync it and write the number of
+    paths made durable so far (one decimal line) to ``acks``. Exits at EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides when to stop
+    done = 0
+    pending = b""
+    while chunk := os.read(source, 1 << 16):
+        *paths, pending = (pending + chunk).split(_END)
+        if not paths:
+            continue
+        fsync_records(os.fsdecode(p) for p in paths)
+        done += len(paths)
+        os.write(acks, b"%d\n" % done)
