@@ -247,10 +247,11 @@ class DeployerImpl:
         attributes = self.call("create", [self.flow_file, *args])
         return self.deployed_flow_class(self, attributes)
 
-    def call(self, command: str, args: list[str]) -> dict[str, Any]:
+    def call(self, command: str, args: list[str], allow_failure: bool = False) -> dict[str, Any]:
         """Run ``flow TYPE [group options] COMMAND ARGS`` and return what it wrote to its
         attribute file. Raises :class:`DeployerError` with the command's error text when it
-        exits non-zero or writes nothing."""
+        exits non-zero (unless ``allow_failure``: a command that wrote its result and then
+        failed, such as a run that failed) or writes nothing."""
         attr_file = AttributeFile(prefix="flowkernel-deployer-")
         argv = flow_argv(*self.root_args, self.TYPE, *self.group_args, command, *args)
         argv += ["--deployer-attribute-file", attr_file.path]
@@ -261,7 +262,8 @@ class DeployerImpl:
                 deadline = time.monotonic() + self.file_read_timeout
                 attributes = attr_file.wait(proc, self.file_read_timeout)
                 code = proc.wait(max(0.0, deadline - time.monotonic()))
-                if code == 0 and attributes is not None:
+                finished = code == 0 or (allow_failure and code is not None)
+                if finished and attributes is not None:
                     return attributes
             reason = "timed out" if code is None else f"exit code {code}"
             error = (proc.text("stderr") or proc.text("stdout")).strip() or "(no output)"

@@ -56,3 +56,10 @@ def test_each_step_can_have_its_own_look():
 def test_an_unknown_format_names_the_formats():
     with pytest.raises(ValueError, match=r"unknown graph format 'png'; choose one of .*svg"):
         render_graph(_graph("linear"), "png")
+
+
+def test_flow_show_writes_the_svg(cli_runner):
+    result = cli_runner(["show", str(SHAPES / "branch.py"), "--format", "svg"])
+    assert result.exit_code == 0, result.output
+    root = ET.fromstring(result.output)
+    assert root.tag == f"{NS}svg" and root.find(f"{NS}title").text == "BranchFlow"

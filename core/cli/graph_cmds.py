@@ -14,7 +14,7 @@ FLOW_FILE = click.argument("flow_file", type=click.Path(dir_okay=False), metavar
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "mermaid", "dot", "json"]),
+    type=click.Choice(["text", "mermaid", "dot", "json", "svg"]),
     default="text",
     show_default=True,
     help="Output format.",

@@ -53,6 +53,17 @@ def _project(flow_cls: type, branch: str | None, production: bool | None) -> Any
     return resolve_project(flow_cls, current_user(), branch, production or None)
 
 
+def _not_project_options(flow_cls: type, branch: str | None, production: bool | None) -> list:
+    """``--branch`` / ``--production`` given for a flow without ``@project``: they are the
+    flow's own parameters then (or an unknown option, said so), never silently dropped."""
+    if getattr(flow_cls, "_fk_project", None) is not None:
+        return []
+    return [
+        *(["--branch", branch] if branch is not None else []),
+        *(["--production"] * bool(production)),
+    ]
+
+
 def _create_options(func: Any) -> Any:
     """The options ``create`` and ``run-local`` share (run-local compiles as create does)."""
     options = [
@@ -108,6 +119,11 @@ def compile_file(
     flow_cls = load_flow(path)
     graph = get_kernel().validated_graph(flow_cls)
     project = _project(flow_cls, options["branch"], options["production"])
+    if project is None and _not_project_options(flow_cls, options["branch"], options["production"]):
+        raise UsageError(
+            f"--branch / --production: flow {flow_cls.__name__} has no @project, so it has "
+            "no branches"
+        )
     package = build_package(path, flow_cls.__name__)
     opts = ArgoOptions(
         name=deployment_name(flow_cls, group_option(ctx, "name"), project),
@@ -202,7 +218,12 @@ def run_local(
     from flowkernel_deploy_argo.workflow import parse_parameters, resolved_spec, workflow_object
 
     # parameters are checked before anything is stored or run
-    arguments = parse_parameters(load_flow(os.path.abspath(flow_file)), list(params))
+    flow_cls = load_flow(os.path.abspath(flow_file))
+    own = _not_project_options(flow_cls, options["branch"], options["production"])
+    if own:  # the flow's own parameters, not a branch
+        params += tuple(own)
+        options.update(branch=None, production=None)
+    arguments = parse_parameters(flow_cls, list(params))
     flow_cls, objects = compile_file(ctx, flow_file, image or "local", remote=False, **options)
     template = objects[0]
     workflow = workflow_object(template, arguments)
@@ -213,7 +234,11 @@ def run_local(
             fh.write(run_id)
     write_deployer_attributes(
         deployer_attribute_file,
-        {"name": template["metadata"]["name"], "pathspec": f"{flow_cls.__name__}/{run_id}"},
+        {
+            "name": template["metadata"]["name"],
+            "pathspec": f"{flow_cls.__name__}/{run_id}",
+            "metadata": _deployment(template, "")["metadata"],
+        },
     )
     click.echo(f"Workflow {name} (run {flow_cls.__name__}/{run_id}) starting", err=True)
 
@@ -302,6 +327,7 @@ def trigger(
     from flowkernel_deploy_argo.workflow import parse_parameters, workflow_object
 
     flow_cls = load_flow(os.path.abspath(flow_file))
+    params += tuple(_not_project_options(flow_cls, branch, production))
     arguments = parse_parameters(flow_cls, list(params))
     name = _template_name(ctx, flow_file, branch, production)
     api = _api(ctx)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowkernel import hookimpl
 
 if TYPE_CHECKING:
     from flowkernel.specs import DeployerSpec
+
+
+def _python_side(spec: DeployerSpec, flow_file: str | None, deployer: Any, **kwargs: Any) -> Any:
+    from flowkernel_deploy_argo.deployer import ArgoDeployer
+
+    return ArgoDeployer(spec, flow_file, deployer, **kwargs)
 
 
 @hookimpl
@@ -19,6 +25,7 @@ def flowkernel_deployers() -> list[DeployerSpec]:
         DeployerSpec(
             name="argo-workflows",
             cli=argo_workflows,
+            factory=_python_side,
             description="Argo Workflows on Kubernetes: WorkflowTemplate, CronWorkflow, Workflow.",
         )
     ]

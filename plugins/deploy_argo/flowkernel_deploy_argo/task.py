@@ -14,13 +14,11 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
 import sys
-import threading
-import time
 from typing import Any
 
 from flowkernel.errors import UsageError
+from flowkernel_deploy_argo import step_process
 
 
 def parse_paths(text: str) -> list[str]:
@@ -124,56 +122,32 @@ def _write(output_dir: str, name: str, text: str) -> None:
         fh.write(text)
 
 
-def run_step(
-    argv: list[str], sinks: list[Any], run: Any, step: str, task_id: str, attempt: int
-) -> int:
-    """Run ``flow step`` as a child; every line it prints goes to the log sinks (the task's
-    stored logs, and this process's output, which is what Argo shows)."""
-    from flowkernel.specs import LogLine
-
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    lock = threading.Lock()
-
-    def pump(stream: str, pipe: Any) -> None:
-        for raw in iter(pipe.readline, b""):
-            text = raw.decode("utf-8", "replace")
-            line = LogLine(
-                run=run,
-                step=step,
-                task_id=task_id,
-                attempt=attempt,
-                stream=stream,
-                text=text.rstrip("\n"),
-                timestamp=time.time(),
-                pid=proc.pid,
-                newline=text.endswith("\n"),
-            )
-            with lock:
-                for sink in sinks:
-                    sink.emit(line)
-        pipe.close()
-
-    readers = [
-        threading.Thread(target=pump, args=(name, pipe), daemon=True)
-        for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr))
-    ]
-    for reader in readers:
-        reader.start()
-    code = proc.wait()
-    for reader in readers:
-        reader.join()
-    for sink in sinks:
-        sink.close()
-    return code
+def _step_argv(spec: Any, configs: dict[str, Any], package: str | None, flow_file: str) -> list:
+    """``flow step`` for ``spec``, where the step cannot run in a forked child."""
+    argv = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", spec.datastore_root]
+    for name, value in configs.items():
+        argv += ["--config-value", name, json.dumps(value)]
+    code = "-" if package else os.path.abspath(flow_file)  # "-": the package's own flow file
+    argv += ["step", code, spec.step, "--run-id", spec.run_id]
+    if package:
+        argv += ["--package", package]
+    argv += ["--task-id", spec.task_id, "--attempt", str(spec.attempt)]
+    argv += ["--input-paths", ",".join(spec.input_paths)]
+    argv += ["--max-user-code-retries", str(spec.max_user_code_retries), "--user", spec.user]
+    if spec.split_index is not None:
+        argv += ["--split-index", str(spec.split_index)]
+    for tag in spec.tags:
+        argv += ["--tag", tag]
+    return argv
 
 
 def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int:
     """Run the task; returns its exit code (0: done, including a caught failure)."""
     from flowkernel.cli.context import get_kernel
     from flowkernel.datastore import FlowStore
+    from flowkernel.engine.executor import TaskSpec, run_task
     from flowkernel.engine.records import PARAMS_STEP, PARAMS_TASK
+    from flowkernel.engine.runs import current_user
     from flowkernel.flow.config import set_sources
     from flowkernel.flow.loader import load_flow
     from flowkernel.specs import RunInfo
@@ -206,31 +180,45 @@ def run_argo_task(root: str, flow_file: str, step_name: str, **opts: Any) -> int
     attempt = int(opts["attempt"] or 0)
     split_index = _split_index(opts["split_index"])
     task_id = task_id_for(step_name, paths, split_index)
-    argv = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", store.root]
-    for name, value in configs.items():
-        argv += ["--config-value", name, json.dumps(value)]
-    code = "-" if package else os.path.abspath(flow_file)  # "-": the package's own flow file
-    argv += ["step", code, step_name, "--run-id", run_id]
-    if package:
-        argv += ["--package", package]
-    argv += ["--task-id", task_id, "--attempt", str(attempt), "--input-paths", ",".join(paths)]
-    argv += ["--max-user-code-retries", str(opts["max_user_code_retries"])]
-    if split_index is not None:
-        argv += ["--split-index", str(split_index)]
-    for tag in opts["tags"]:
-        argv += ["--tag", tag]
-    if opts["user"]:
-        argv += ["--user", opts["user"]]
+    spec = TaskSpec(
+        flow_name=flow_cls.__name__,
+        run_id=run_id,
+        step=step_name,
+        task_id=task_id,
+        attempt=attempt,
+        input_paths=tuple(paths),
+        datastore_root=store.root,
+        split_index=split_index,
+        max_user_code_retries=int(opts["max_user_code_retries"]),
+        user=opts["user"] or current_user(),
+        tags=tuple(opts["tags"]),
+        code_package=package,
+    )
     store.mark_started(run_id, step_name, task_id, attempt)
     run = RunInfo(flow_cls.__name__, run_id, store.root, runtime="argo-workflows")
-    code = run_step(argv, get_kernel().log_sinks(run), run, step_name, task_id, attempt)
+    if step_process.CAN_FORK:
+        child = step_process.fork(lambda: run_task(flow_cls, graph, store, spec))
+    else:
+        child = step_process.spawn(_step_argv(spec, configs, package, flow_file))
+    code = step_process.run_step(
+        child, get_kernel().log_sinks(run), run, step_name, task_id, attempt
+    )
     if code != 0:
         return code
     record = store.read_task_record(run_id, step_name, task_id, attempt) or {}
     out = opts["output_dir"]
     _write(out, "task-path", f"{step_name}/{task_id}/{attempt}")
     if node.type == "foreach":
-        _write(out, "splits", json.dumps(list(range(record.get("foreach_num_splits") or 0))))
+        width = record.get("foreach_num_splits")
+        if width is None:  # its control task would decide the width: a runtime's job
+            print(
+                f"step '{step_name}': a foreach over an UnboundedForeachInput cannot run on "
+                "Argo Workflows (the workflow's fan-out is fixed when the step ends); run the "
+                "flow with `flow run`",
+                file=sys.stderr,
+            )
+            return 1
+        _write(out, "splits", json.dumps(list(range(width))))
     if node.type == "split-switch":
         transition = record.get("transition") or [[""]]
         branch = transition[0][0]

@@ -203,7 +203,7 @@ def test_a_project_flow_is_deployed_as_project_branch_flow(
     assert validate(doc) == []
 
 
-def test_long_project_names_are_cut_with_a_stable_hash_and_name_is_refused(
+def test_long_project_names_are_cut_with_a_stable_hash_and_bad_options_refused(
     compile_only, monkeypatch, tmp_path
 ):
     monkeypatch.setenv("FLOWKERNEL_USER", "alice")
@@ -219,6 +219,11 @@ def test_long_project_names_are_cut_with_a_stable_hash_and_name_is_refused(
     assert "--name cannot name a @project flow: it is deployed as fk_demo.user.alice." in (
         proc.stderr
     )
+    cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", ROOT, "argo-workflows"]
+    cmd += ["create", str(SHAPES / "linear.py"), "--only-json", "--image", IMAGE, "--production"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "--branch / --production: flow LinearFlow has no @project" in proc.stderr
 
 
 @pytest.mark.parametrize("command", ["create", "run-local"])

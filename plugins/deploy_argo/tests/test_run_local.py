@@ -11,13 +11,29 @@ import pytest
 from argo_test_paths import FLOWS, SHAPES
 
 from flowkernel.client import Run
+from flowkernel.deployer import Deployer
 
 SHAPE_FILES = sorted(p for p in SHAPES.glob("*.py") if p.stem != "parallel")
 
 
-def _flow(tmp_path, root, *args, timeout=300):
+def _start(tmp_path, root, *args):
     cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", str(root), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=timeout)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+
+
+def _finish(proc, timeout=300):
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def _flow(tmp_path, root, *args, timeout=300):
+    return _finish(_start(tmp_path, root, *args), timeout)
 
 
 def _run(tmp_path, root, run_id_file, flow_name):
@@ -41,10 +57,12 @@ def both(tmp_path, flow_file, *params):
     from flowkernel.flow.loader import load_flow
 
     flow_name = load_flow(str(flow_file)).__name__
-    local = _flow(tmp_path, tmp_path / "a", "run", str(flow_file), *params,
-                  "--run-id-file", "a.id", "--quiet")  # fmt: skip
-    argo = _flow(tmp_path, tmp_path / "b", "argo-workflows", "run-local", str(flow_file), *params,
-                 "--run-id-file", "b.id")  # fmt: skip
+    # side by side: separate roots, and the test waits for the slower one only
+    local = _start(tmp_path, tmp_path / "a", "run", str(flow_file), *params,
+                   "--run-id-file", "a.id", "--quiet")  # fmt: skip
+    argo = _start(tmp_path, tmp_path / "b", "argo-workflows", "run-local", str(flow_file),
+                  *params, "--run-id-file", "b.id")  # fmt: skip
+    local, argo = _finish(local), _finish(argo)
     return (
         (local, _run(tmp_path, tmp_path / "a", "a.id", flow_name)),
         (argo, _run(tmp_path, tmp_path / "b", "b.id", flow_name)),
@@ -114,6 +132,15 @@ def test_decorators_parameters_and_configs_behave_as_in_flow_run(tmp_path):
     assert "caught by @catch" in repr(work.problem)
 
 
+def test_an_unbounded_foreach_fails_the_run_saying_why(tmp_path):
+    flow = SHAPES.parent / "mfapi" / "unbounded_flow.py"
+    proc = _flow(tmp_path, tmp_path / "b", "argo-workflows", "run-local", str(flow))
+    assert proc.returncode == 1
+    assert (
+        "step 'start': a foreach over an UnboundedForeachInput cannot run on Argo Workflows"
+    ) in proc.stderr
+
+
 def test_timeout_kills_the_step(tmp_path):
     started = time.monotonic()
     proc = _flow(tmp_path, tmp_path / "b", "argo-workflows", "run-local",
@@ -159,16 +186,32 @@ def test_bad_parameters_are_refused_before_anything_runs(tmp_path):
                  str(SHAPES / "linear.py"), "--beta", "1")  # fmt: skip
     assert proc.returncode == 2
     assert "No such option '--beta'" in proc.stderr
+    # a flow without @project has no branch: --branch is one of its parameters, or unknown
+    proc = _flow(tmp_path, tmp_path / "b", "argo-workflows", "run-local",
+                 str(SHAPES / "linear.py"), "--branch", "dev")  # fmt: skip
+    assert proc.returncode == 2 and "No such option '--branch'" in proc.stderr
+    assert not (tmp_path / "b").exists()
+    # from Python: Deployer(...).argo_workflows().run_local() checks before any process starts
+    deployer = Deployer(str(SHAPES / "linear.py"), show_output=False, cwd=str(tmp_path),
+                        datastore_root=str(tmp_path / "b")).argo_workflows()  # fmt: skip
+    with pytest.raises(ValueError, match="unknown parameter 'beta'; the flow's parameters"):
+        deployer.run_local(beta=1)
+    with pytest.raises(ValueError, match="unknown option 'workers' for `flow argo-workflows run"):
+        deployer.run_local(run_options={"workers": 2})
     assert not (tmp_path / "b").exists()
 
 
 def test_run_local_against_an_s3_root_runs_from_the_code_package(s3_root, tmp_path):
-    """The tasks run `flow step` from the code package stored in the s3:// root, as pods would."""
+    """The tasks run from the code package stored in the s3:// root, as pods would."""
     flow = SHAPES / "nested_foreach.py"
-    local = _flow(tmp_path, tmp_path / "a", "run", str(flow), "--run-id-file", "a.id", "--quiet")
-    argo = _flow(tmp_path, s3_root, "argo-workflows", "run-local", str(flow),
-                 "--run-id-file", "b.id")  # fmt: skip
+    local = _start(tmp_path, tmp_path / "a", "run", str(flow), "--run-id-file", "a.id", "--quiet")
+    argo = _start(tmp_path, s3_root, "argo-workflows", "run-local", str(flow),
+                  "--run-id-file", "b.id")  # fmt: skip
+    local, argo = _finish(local), _finish(argo)
     assert (local.returncode, argo.returncode) == (0, 0), argo.stdout + argo.stderr
     argo_run = _run(tmp_path, s3_root, "b.id", "NestedForeachFlow")
     local_run = _run(tmp_path, tmp_path / "a", "a.id", "NestedForeachFlow")
     assert _view(argo_run) == _view(local_run)
+    # the client says so: the run's code is the package (a local run has none)
+    assert argo_run.code.script_name == "nested_foreach.py" and local_run.code is None
+    assert "class NestedForeachFlow" in argo_run["end"].task.code.flowspec

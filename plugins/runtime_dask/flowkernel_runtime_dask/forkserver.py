@@ -17,8 +17,8 @@ The flow file itself is imported afresh by every child (its configs come from th
 line); what the server imports ahead is the flow's own imports: the server loads the flow
 module once and forgets it. A package's flow is loaded once the first attempt has extracted
 the package into the local cache, so the server itself never talks to the datastore. A server
-is made for one environment and one flow (or package): another run gets its own, and idle
-servers of other runs are closed.
+is made for one environment and one run of a flow file (or one package, whose key covers its
+content): another run gets its own, and idle servers made for anything else are closed.
 
 If a server cannot fork safely (the flow's imports started threads) it refuses, and the attempt
 runs as a fresh interpreter, as it does where there is no fork server (not Linux, or
@@ -60,6 +60,9 @@ class Preload:
 
     flow_file: str | None = None
     package: str | None = None  #: a package key; its flow is found in the local cache
+    #: the run a flow file's server is for: the modules beside the file may change between
+    #: runs, and the server keeps them imported (a package's content is its key)
+    run: str | None = None
 
 
 class ForkedChild:
@@ -171,6 +174,10 @@ class ForkServer:
                 data = b""
             if not data:
                 self._gone()
+                try:  # it is exiting (its socket closed): reap it, leave no zombie
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
                 return
             msg = pickle.loads(data)
             with self.lock:
@@ -220,9 +227,7 @@ _SERVERS_LOCK = threading.Lock()
 def server_for(env: dict[str, str], preload: Preload, spawn: Any) -> ForkServer:
     """This worker's fork server for ``env`` and ``preload`` (started on first use); idle
     servers made for anything else (an earlier run) are closed."""
-    key = hashlib.sha256(
-        pickle.dumps((sorted(env.items()), preload.flow_file, preload.package, sys.executable))
-    ).hexdigest()
+    key = hashlib.sha256(pickle.dumps((sorted(env.items()), preload, sys.executable))).hexdigest()
     with _SERVERS_LOCK:
         server = _SERVERS.get(key)
         if server is not None and not server.alive:

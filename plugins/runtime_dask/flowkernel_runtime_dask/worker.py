@@ -107,7 +107,8 @@ def _start(job: Job, argv: list[str], env: dict[str, str], cwd: str | None) -> A
 
     spawner = _spawner()
     if forkserver.enabled(env):
-        preload = forkserver.Preload(job.flow_file, job.package)
+        run = job.store[2] if job.store and not job.package else None
+        preload = forkserver.Preload(job.flow_file, job.package, run)
         try:
             return forkserver.server_for(env, preload, spawner.spawn).start(argv, env, cwd)
         except forkserver.Refused:

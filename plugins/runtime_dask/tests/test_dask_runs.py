@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,16 @@ def test_max_num_splits_holds_on_the_cluster(tmp_path, dask_cluster):
     result = run_flow(tmp_path / "root", "slow_foreach.py", *args)
     assert result.returncode == 1, result.output
     assert "more than the maximum of 2" in result.stdout + result.stderr
+
+
+def test_a_module_beside_the_flow_edited_between_runs_is_imported_anew(tmp_path, dask_cluster):
+    """The workers' fork servers keep the flow's imports loaded; not from one run to the next."""
+    src = tmp_path / "src"
+    shutil.copytree(FLOWS / "packaged", src)
+    args = ("--n", "3", *on(dask_cluster))
+    first = run_flow(tmp_path / "root", src / "packaged_flow.py", *args).assert_ok()
+    assert first.run["join"].task.data.values == [0, 1, 8]
+    helper = src / "helper.py"
+    helper.write_text(helper.read_text().replace("return x * x * x", "return -x"))
+    second = run_flow(tmp_path / "root", src / "packaged_flow.py", *args).assert_ok()
+    assert second.run["join"].task.data.values == [0, -1, -2]
