@@ -7,6 +7,7 @@ do not pay for the flow-authoring API, the client or the runner unless they use 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -166,14 +167,25 @@ def __getattr__(name: str) -> Any:
     if module is None:
         from flowkernel.not_provided import not_provided_error
 
-        # a Metaflow name we do not have: an ImportError that says so (an AttributeError
-        # would become a bare "cannot import name" in `from flowkernel import X`)
-        raise not_provided_error(name) or AttributeError(
-            f"module 'flowkernel' has no attribute '{name}'"
-        )
+        error = not_provided_error(name)
+        # a Metaflow name we do not have: `from flowkernel import X` raises an ImportError that
+        # says so (it would turn an AttributeError into a bare "cannot import name"), while
+        # hasattr() and getattr(flowkernel, X, default) see an attribute that is not there
+        if error is not None and _importing_from():
+            raise error
+        message = str(error) if error else f"module 'flowkernel' has no attribute '{name}'"
+        raise AttributeError(message, name=name, obj=sys.modules[__name__])
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later look-ups skip this function
     return value
+
+
+def _importing_from() -> bool:
+    """Whether the caller of this module's ``__getattr__`` runs ``from flowkernel import``."""
+    from opcode import opmap
+
+    caller = sys._getframe(2)
+    return caller.f_code.co_code[caller.f_lasti] == opmap["IMPORT_FROM"]
 
 
 def __dir__() -> list[str]:

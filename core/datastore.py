@@ -483,6 +483,14 @@ class FlowStore:
     def read_run_record(self, run_id: str) -> dict[str, Any] | None:
         return self._read_record(self._run(run_id) + "_run.json")
 
+    def write_run_note(self, run_id: str, name: str, record: dict[str, Any]) -> bool:
+        """Store the run's write-once record ``_<name>.json`` (its controller, its ending; see
+        :mod:`flowkernel.engine.run_state`); False if the run already had one."""
+        return self.backend.put_once(f"{self._run(run_id)}_{name}.json", _dump_json(record))
+
+    def read_run_note(self, run_id: str, name: str) -> dict[str, Any] | None:
+        return self._read_record(f"{self._run(run_id)}_{name}.json")
+
     def write_tag_change(self, run_id: str, remove: list[str], add: list[str]) -> None:
         """Record one change of the run's user tags: ``remove`` then ``add``, as one step.
 

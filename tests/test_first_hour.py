@@ -261,5 +261,16 @@ def test_every_metaflow_name_we_lack_is_an_import_error_pointing_to_the_docs(rep
     assert not hasattr(flowkernel, "no_such_name")  # other names stay AttributeErrors
 
 
+def test_hasattr_is_false_for_a_metaflow_name_we_lack():
+    """Code probing for an optional Metaflow feature (`hasattr(metaflow, "conda")`) must get
+    False, not an ImportError; `from flowkernel import conda` keeps the message."""
+    import flowkernel
+
+    assert not hasattr(flowkernel, "conda")
+    assert getattr(flowkernel, "card", None) is None
+    with pytest.raises(AttributeError, match="flowkernel does not provide Metaflow's 'conda'"):
+        flowkernel.conda  # noqa: B018 - the attribute access is the test
+
+
 def test_the_readme_links_the_compatibility_page(repo_root):
     assert "(docs/compatibility.md)" in (repo_root / "README.md").read_text()

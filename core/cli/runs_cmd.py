@@ -19,7 +19,8 @@ class RunSummary:
 
     flow: str
     run_id: str
-    #: "succeeded", "failed", or "running" (also a run whose controller died without a trace);
+    #: "succeeded", "failed", "running", "crashed" (its controller, on this host, is gone: it
+    #: will never end; a run controlled from another host shows "running" until it ends),
     #: "broken": the run's record is damaged
     status: str
     started_at: float
@@ -68,6 +69,8 @@ def summarize_run(store: FlowStore, run_id: str) -> RunSummary | None:
             elif step == record.end_step:
                 ended = True
     status = "succeeded" if ended else "failed" if failed else "running"
+    if status == "running":
+        status, last = _status_without_tasks(store, run_id, last)
     return RunSummary(
         flow=store.flow_name,
         run_id=run_id,
@@ -77,6 +80,27 @@ def summarize_run(store: FlowStore, run_id: str) -> RunSummary | None:
         tags=record.tags,
         origin_run_id=record.origin_run_id,
     )
+
+
+def _status_without_tasks(
+    store: FlowStore, run_id: str, last: float | None
+) -> tuple[str, float | None]:
+    """The status of a run its task records call running: its ending (a runtime that raised
+    before a task failed), else "crashed" if its controller is known to be gone, else running.
+    Returns it with the run's end time."""
+    from flowkernel.engine.run_state import RunController, RunEnding
+    from flowkernel.errors import CorruptRecordError
+
+    try:
+        ending = RunEnding.read(store, run_id)
+        controller = None if ending else RunController.read(store, run_id)
+    except CorruptRecordError:
+        return "running", last
+    if ending is not None:
+        return ("succeeded" if ending.success else "failed"), max(last or 0.0, ending.finished_at)
+    if controller is not None and controller.is_gone():
+        return "crashed", last
+    return "running", last
 
 
 def list_runs(root: str, flow: str | None, limit: int) -> list[RunSummary]:
@@ -109,7 +133,7 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-_COLORS = {"succeeded": "green", "failed": "red", "running": "yellow"}
+_COLORS = {"succeeded": "green", "failed": "red", "running": "yellow", "crashed": "red"}
 
 
 @click.command()

@@ -212,7 +212,7 @@ class Dispatcher:
 
     def _loop(self) -> None:
         max_workers = max(1, self.ctx.options.max_workers)
-        while self.has_ready or self.in_flight or self.committing:
+        while self.has_ready or self.in_flight > 0 or self.committing:
             while self.has_ready and self.in_flight < max_workers:
                 group = self.next_group()
                 if group is None:
@@ -231,7 +231,7 @@ class Dispatcher:
         self.failure = self.failure or failure
         self.backend.say(message, force=True, err=err)
         self.backend.stop(None)
-        while self.in_flight or self.committing:
+        while self.in_flight > 0 or self.committing:
             self.backend.wait()
 
     def _ending(self) -> RunResult:
@@ -302,9 +302,10 @@ class Dispatcher:
                 self.ctx.run_id, attempt.step, attempt.task_id, attempt.attempt
             )
             group.running.add(attempt.member)
-            self.in_flight += 1
             self.progress.started(attempt.step)
             self.backend.launch(attempt)
+            # counted once launched: an attempt whose launch was interrupted is not waited for
+            self.in_flight += 1
         return attempts
 
     def _attempt(self, group: TaskGroup, member: int) -> Attempt:

@@ -5,6 +5,7 @@ Shared by every runtime, so a run looks the same in the datastore whichever engi
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import platform
@@ -96,9 +97,25 @@ class RunContext:
 def execute(kernel: Kernel, ctx: RunContext) -> RunResult:
     """Run a prepared run (or resume) with the runtime its options name; returns its result.
 
-    The one place every way of starting a run hands over to a runtime.
+    The one place every way of starting a run hands over to a runtime. It records this process
+    as the run's controller first, and how the run ended last (see
+    :mod:`flowkernel.engine.run_state`): a runtime that raises (it cannot reach its cluster,
+    a bug) leaves a failed run, and its error is raised on unchanged.
     """
-    return kernel.runtime(ctx.options.runtime).factory(kernel).run(ctx)
+    from flowkernel.engine.run_state import RunController, RunEnding
+
+    try:
+        RunController.this_process().write(ctx.store, ctx.run_id)
+        result = kernel.runtime(ctx.options.runtime).factory(kernel).run(ctx)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):  # the runtime's error is the one to report
+            RunEnding.raised(exc).write(ctx.store, ctx.run_id)
+        raise
+    # the datastore failing now (the run may have failed of that already) costs only the
+    # ending: the task records still tell the run's status
+    with contextlib.suppress(StorageError):
+        RunEnding.of(result).write(ctx.store, ctx.run_id)
+    return result
 
 
 def _validate_tags(tags: tuple[str, ...]) -> None:

@@ -92,6 +92,10 @@ def test_an_unreachable_scheduler_is_named_in_the_error(tmp_path):
     assert result.returncode == 1, result.output
     assert "could not reach the Dask scheduler at tcp://127.0.0.1:9" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    # the run was created before the runtime failed: it is failed, not running forever
+    from flowkernel.cli.runs_cmd import list_runs
+
+    assert [run.status for run in list_runs(str(tmp_path / "root"), None, 0)] == ["failed"]
 
 
 def _resume_clones_what_succeeded(root, fail_on, resume_on, item) -> None:

@@ -24,6 +24,12 @@ def _finished_records(step_dir: Path) -> int:
     return len(list(step_dir.glob("*/*.record.json"))) if step_dir.is_dir() else 0
 
 
+def _status(world: rh.Env, run_id: str) -> str:
+    result = world.flow("runs", NAME, "--json")
+    assert result.returncode == 0, result.stderr
+    return next(run["status"] for run in json.loads(result.stdout) if run["run_id"] == run_id)
+
+
 @pytest.fixture
 def world(tmp_path: Path) -> rh.Env:
     env = rh.Env(tmp_path)
@@ -39,11 +45,14 @@ def test_kill_9_mid_foreach_leaves_clean_state_and_resume_completes(world: rh.En
     rh.wait_for(lambda: _finished_records(work_dir) >= 40, what="40 finished foreach tasks")
     controller = psutil.Process(proc.pid)
     tree = [controller, *controller.children(recursive=True)]
+    assert _status(world, run_id) == "running"
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     rh.console(proc)
     assert proc.returncode == -signal.SIGKILL
+    # a dead controller's run will never end: `flow runs` does not call it running
+    assert _status(world, run_id) == "crashed"
 
     # no task outlives its controller for more than a few seconds
     rh.assert_all_gone(tree, world.tag, timeout=15.0)
