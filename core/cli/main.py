@@ -160,6 +160,7 @@ def _register_builtin_commands() -> None:
         plugins_cmd,
         run_cmds,
         runs_cmd,
+        spin_cmd,
         tag_cmds,
     )
 
@@ -170,6 +171,7 @@ def _register_builtin_commands() -> None:
     cli.add_command(graph_cmds.show)
     cli.add_command(graph_cmds.check)
     cli.add_command(plugins_cmd.plugins)
+    cli.add_command(spin_cmd.spin)
     for command in run_cmds.COMMANDS:
         cli.add_command(command)
 

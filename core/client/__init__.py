@@ -840,9 +840,20 @@ class ArtifactData:
 
 
 class DataArtifact(_ClientObject):
-    """One artifact: ``DataArtifact("Flow/run/step/task/name")`` or ``task["name"]``."""
+    """One artifact: ``DataArtifact("Flow/run/step/task/name")`` or ``task["name"]``;
+    ``attempt=`` reads it from that attempt of the task (default: the latest)."""
 
     _DEPTH = 5
+
+    def __init__(
+        self,
+        pathspec: str,
+        attempt: int | None = None,
+        _namespace_check: bool = True,
+        _root: str | None = None,
+    ):
+        self._attempt_arg = attempt
+        super().__init__(pathspec, _namespace_check=_namespace_check, _root=_root)
 
     @classmethod
     def _of(cls, task: Task, name: str) -> DataArtifact:
@@ -858,7 +869,10 @@ class DataArtifact(_ClientObject):
 
     def _load(self) -> None:
         task = Task(
-            "/".join(self.path_components[:4]), _namespace_check=self._check, _root=self._root
+            "/".join(self.path_components[:4]),
+            self._attempt_arg,
+            _namespace_check=self._check,
+            _root=self._root,
         )
         if self.id not in task._record_or_raise().artifacts:
             raise NotFoundError(f"Artifact {self.pathspec} does not exist")

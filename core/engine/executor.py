@@ -97,6 +97,9 @@ def run_task(
     spec: TaskSpec,
     input_records: Sequence[TaskRecord | TaskRef] | None = None,
     durable: bool = True,
+    *,
+    skip_decorators: bool = False,
+    artifacts: Mapping[str, str] | None = None,
 ) -> int:
     """Run one attempt; returns 0 when the task is done (succeeded or caught), else 1.
 
@@ -105,6 +108,9 @@ def run_task(
         the records of inputs given as :class:`TaskRef` (a runtime keeps its memory flat so).
     :param durable: fsync the record before returning. ``False`` only for a runtime that makes
         the record durable itself before any successor reads it (a group commit).
+    :param skip_decorators: run the step's code without its decorators (``flow spin``).
+    :param artifacts: name -> content hash of stored values that replace what the task reads
+        from its inputs under those names (``flow spin --artifacts-module``).
     """
     started = time.time()
     node = graph[spec.step]
@@ -120,13 +126,15 @@ def run_task(
     state.update(_fk_store=store, _fk_loaded={}, _fk_node=node, _fk_shas={})
     state["_fk_max_splits"] = spec.max_num_splits
     control = spec.ubf_context == UBF_CONTROL  # runs no user code: no decorator applies
-    decos = {} if control else step_decorators(getattr(flow_cls, spec.step))
+    skip = control or skip_decorators
+    decos = {} if skip else step_decorators(getattr(flow_cls, spec.step))
     exception: BaseException | None = None
     caught = False
     stacktrace = ""
     inputs: Inputs | None = None
     try:
         inputs = _bind_inputs(flow, flow_cls, graph, node, store, spec, records)
+        state["_fk_shas"].update(artifacts or {})
         _set_current(flow_cls, graph, spec, store)
         if "environment" in decos:
             os.environ.update({k: str(v) for k, v in decos["environment"]["vars"].items()})

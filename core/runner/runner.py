@@ -39,6 +39,13 @@ RUN_OPTIONS = {
     "max_log_size": ("--max-log-size", int),
     "user_namespace": ("--namespace", str),
 }
+#: ``spin(pathspec, **options)`` keywords -> options of ``flow spin`` (``persist=False``:
+#: ``--no-persist``).
+SPIN_OPTIONS = {
+    "skip_decorators": ("--skip-decorators", bool),
+    "artifacts_module": ("--artifacts-module", str),
+    "spin_root": ("--spin-root", str),
+}
 #: Runner(**top_level) keywords: the run options plus the root group's own.
 TOP_LEVEL = {"datastore_root": ("--datastore-root", str), **RUN_OPTIONS}
 #: Metaflow's top-level options: the values that mean what flowkernel does anyway are accepted
@@ -289,6 +296,32 @@ class ExecutingRun:
         return f"ExecutingRun({self.flow_name}/{self.run_id}, status={self.status})"
 
 
+class ExecutingTask(ExecutingRun):
+    """A task :meth:`Runner.spin` ran again; ``.task`` reads the spun attempt in the spin
+    datastore (None with ``persist=False``)."""
+
+    def __init__(self, runner: Runner, proc: CommandProcess, attributes: dict[str, Any]):
+        root = attributes.get("datastore_root")
+        super().__init__(runner, proc, {**attributes, "datastore_root": root or ""})
+        self.persisted = root is not None
+        self.step: str = attributes["step"]
+        self.task_id: str = attributes["task_id"]
+        self.attempt: int = attributes["attempt"]
+
+    @property
+    def task(self) -> Any:
+        """The client :class:`~flowkernel.client.Task` of the spun attempt (no namespace check)."""
+        if not self.persisted:
+            return None
+        from flowkernel.client import Task
+
+        pathspec = f"{self.flow_name}/{self.run_id}/{self.step}/{self.task_id}"
+        return Task(pathspec, self.attempt, _namespace_check=False, _root=self.datastore_root)
+
+    def __repr__(self) -> str:
+        return f"ExecutingTask({self.flow_name}/{self.run_id}/{self.step}/{self.task_id})"
+
+
 class Runner:
     """Run a flow file from Python: ``Runner("flow.py", max_workers=4).run(alpha=3)``.
 
@@ -372,6 +405,19 @@ class Runner:
         args = self._resume_args(step_to_rerun or step, origin_run_id, options)
         return await self._async("resume", args)
 
+    def spin(self, pathspec: str, **options: Any) -> ExecutingTask:
+        """Run the task at ``pathspec`` (``[FLOW/]RUN/STEP/TASK``) of a past run again, with its
+        inputs and the flow file as it is now, into the spin datastore (``flow spin``).
+
+        :param options: ``skip_decorators=``, ``artifacts_module=``, ``persist=``,
+            ``spin_root=``.
+        """
+        return self._blocking("spin", self._spin_args(pathspec, options), ExecutingTask)
+
+    async def async_spin(self, pathspec: str, **options: Any) -> ExecutingTask:
+        """:meth:`spin`, returning once the spun task has finished (it runs in one process)."""
+        return await self._async("spin", self._spin_args(pathspec, options), ExecutingTask)
+
     def cleanup(self) -> None:
         """Stop anything still running and remove temporary files."""
         for proc in self._procs:
@@ -399,11 +445,22 @@ class Runner:
         args += ["--origin-run-id", origin] if origin else []
         return args + call_args(self.flow_file, options, resume=True)
 
+    def _spin_args(self, pathspec: str, options: dict[str, Any]) -> list[str]:
+        persist = options.pop("persist", True)
+        unknown = sorted(set(options) - set(SPIN_OPTIONS))
+        if unknown:
+            known = ", ".join([*SPIN_OPTIONS, "persist"])
+            raise ValueError(f"unknown spin option(s) {', '.join(unknown)}; known: {known}")
+        _check_type("option", "persist", persist, bool)
+        args = [pathspec, *option_args(options, SPIN_OPTIONS)]
+        return args if persist else [*args, "--no-persist"]
+
     def _start(self, command: str, extra: list[str]) -> tuple[CommandProcess, AttributeFile]:
         attr_file = AttributeFile(prefix="flowkernel-runner-")
         self._attr_files.append(attr_file)
         argv = flow_argv(*self.root_args, command, self.flow_file)
-        argv += ["--runner-attribute-file", attr_file.path, *self.run_args, *extra]
+        run_args = self.run_args if command != "spin" else []  # run options are not spin's
+        argv += ["--runner-attribute-file", attr_file.path, *run_args, *extra]
         proc = CommandProcess(argv, env=self.env, cwd=self.cwd, log_dir=attr_file.directory)
         self._procs.append(proc)
         proc.start()
@@ -428,7 +485,9 @@ class Runner:
             )
         return attributes
 
-    def _blocking(self, command: str, extra: list[str]) -> ExecutingRun:
+    def _blocking(
+        self, command: str, extra: list[str], kind: type[ExecutingRun] = ExecutingRun
+    ) -> Any:
         proc, attr_file = self._start(command, extra)
         deadline = time.monotonic() + self.file_read_timeout
         relayed: dict[str, int] = {}
@@ -446,9 +505,11 @@ class Runner:
             if self.show_output:  # what the flow said while it stopped
                 proc.follow(echo_line, seen=relayed)
             raise
-        return ExecutingRun(self, proc, attributes)
+        return kind(self, proc, attributes)
 
-    async def _async(self, command: str, extra: list[str]) -> ExecutingRun:
+    async def _async(
+        self, command: str, extra: list[str], kind: type[ExecutingRun] = ExecutingRun
+    ) -> Any:
         proc, attr_file = self._start(command, extra)
         loop = asyncio.get_running_loop()
         try:
@@ -456,4 +517,4 @@ class Runner:
         except BaseException:
             proc.stop()
             raise
-        return ExecutingRun(self, proc, attributes)
+        return kind(self, proc, attributes)
