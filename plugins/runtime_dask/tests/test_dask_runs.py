@@ -87,10 +87,10 @@ def test_more_of_a_resource_than_any_worker_declares_is_a_clear_error(tmp_path, 
 
 def test_an_unreachable_scheduler_is_named_in_the_error(tmp_path):
     env = {"FLOWKERNEL_DASK_CONNECT_TIMEOUT": "1"}
-    args = ("--runtime", "dask", "--dask-scheduler", "tcp://127.0.0.1:9")
+    args = ("--runtime", "dask", "--dask-scheduler", "tcp://127.0.0.1:1")
     result = run_flow(tmp_path / "root", "shapes.py", *args, env=env)
     assert result.returncode == 1, result.output
-    assert "could not reach the Dask scheduler at tcp://127.0.0.1:9" in result.stderr
+    assert "could not reach the Dask scheduler at tcp://127.0.0.1:1" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     # the run was created before the runtime failed: it is failed, not running forever
     from flowkernel.cli.runs_cmd import list_runs
