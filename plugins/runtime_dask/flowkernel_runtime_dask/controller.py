@@ -137,6 +137,7 @@ class _Controller(Backend):
 
         self.placement = Placement.of(self.client, self.ctx)
         self.package = code_package(self.ctx)
+        self.configs = _configs(self.ctx)
         # before the sinks: on a terminal, the console sink then writes above the live display
         self.dispatcher.progress = progress_for(
             self.ctx.options.quiet, f"{self.info.flow_name}/{self.ctx.run_id}"
@@ -220,6 +221,8 @@ class _Controller(Backend):
             flow_file=None if self.package else ctx.flow_file,
             package=self.package,
             slots=None if group.gang else self.slots,
+            configs=self.configs,
+            decospecs=tuple(ctx.options.decospecs),
         )
         key = f"{self.prefix}-{spec.step}-{spec.task_id}-{spec.attempt}"
         future = self.client.submit(
@@ -369,6 +372,16 @@ class _Controller(Backend):
         self.client.cancel([entry.future for entry in entries])
         for entry in entries:
             self.dispatcher.finished(entry.attempt, None, stopped=True, started_at=entry.started_at)
+
+
+def _configs(ctx: RunContext) -> tuple[tuple[str, str], ...]:
+    """The run's configs as ``flow step`` gets them: (name, JSON) as in
+    :func:`~flowkernel.engine.runs.step_command`."""
+    import json
+
+    from flowkernel.flow.config import flow_configs, thaw
+
+    return tuple((c.name, json.dumps(thaw(c.value))) for c in flow_configs(ctx.flow_cls).values())
 
 
 def _raise_interrupt(_signum: int, _frame: Any) -> None:

@@ -60,6 +60,10 @@ class Job:
     #: at most ``leases`` steps of the run run at once on a cluster with more threads than
     #: ``--max-workers`` (None: the cluster's own threads bound them, or a gang's node)
     slots: tuple[str, int] | None = None
+    #: the configs (name, JSON) and ``--with`` decorators in ``argv``: the fork server imports
+    #: the flow with them once, for every attempt of the run
+    configs: tuple[tuple[str, str], ...] = ()
+    decospecs: tuple[str, ...] = ()
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -132,7 +136,9 @@ def _start(job: Job, argv: list[str], env: dict[str, str], cwd: str | None) -> A
     spawner = _spawner()
     if forkserver.enabled(env):
         run = job.store[2] if job.store and not job.package else None
-        preload = forkserver.Preload(job.flow_file, job.package, run)
+        preload = forkserver.Preload(
+            job.flow_file, job.package, run, job.configs, job.decospecs, cwd
+        )
         try:
             return forkserver.server_for(env, preload, spawner.spawn).start(argv, env, cwd)
         except forkserver.Refused:

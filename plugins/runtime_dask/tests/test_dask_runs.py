@@ -199,3 +199,16 @@ def test_max_workers_bounds_the_running_steps_on_a_larger_cluster(tmp_path, dask
     result.assert_ok()
     assert result.run["join"].task.data.together == [1, 1, 1]
     assert held_back  # the attempt after the running one was already on the cluster
+
+
+def test_the_flow_is_imported_once_per_fork_server_with_the_runs_configs(tmp_path, dask_cluster):
+    """The workers' fork servers import the flow as `flow step` would (the run's configs
+    registered) and the steps they fork reuse it: no step imports the file itself."""
+    imports = tmp_path / "imports"
+    args = ("--config-value", "cfg", '{"label": "given"}', *on(dask_cluster))
+    env = {"FLOWKERNEL_TEST_IMPORTS": str(imports)}
+    result = run_flow(tmp_path / "root", "imported_once.py", *args, env=env).assert_ok()
+    join = result.run["join"].task.data
+    assert join.labels == ["given"] * 4  # the config, read while the class body ran
+    importers = {int(pid) for pid in imports.read_text().split()}
+    assert not importers & set(join.pids), (importers, join.pids)
