@@ -31,6 +31,7 @@ runs as a fresh interpreter, as it does where there is no fork server (not Linux
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import itertools
 import json
@@ -273,14 +274,28 @@ def server_for(env: dict[str, str], preload: Preload, spawn: Any) -> ForkServer:
         stale = [k for k, s in _SERVERS.items() if k != key and (s.idle or not s.alive)]
         closing = [_SERVERS.pop(k) for k in stale]
         if server is None:
+            if not _SERVERS and not closing:  # the first: closed when the worker exits
+                _close_at_exit()
             server = _SERVERS[key] = ForkServer(env, preload, spawn)
     for old in closing:
         old.close()
     return server
 
 
+def _close_at_exit() -> None:
+    global _AT_EXIT
+    if not _AT_EXIT:
+        atexit.register(close_all)
+        _AT_EXIT = True
+
+
+_AT_EXIT = False
+
+
 def close_all() -> None:
-    """Close every fork server of this worker (tests; a worker plugin's teardown)."""
+    """Close every fork server of this worker (at the worker process's exit): each one
+    stops its children and exits, and is reaped here (its CPU time, and its children's,
+    counts in the worker's)."""
     with _SERVERS_LOCK:
         servers = list(_SERVERS.values())
         _SERVERS.clear()
