@@ -12,13 +12,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from flowkernel.testing_procs import (  # noqa: F401 (wait_for, descendants: for the tests)
+    assert_gone,
+    descendants,
+    is_alive,
+    wait_for,
+)
 
 HERE = Path(__file__).resolve().parent
 FLOWS = HERE / "robust_flows"
@@ -151,27 +157,6 @@ def run_id_of(output: str) -> str:
     raise AssertionError(f"no run id in output:\n{output}")
 
 
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, what: str = ""
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def tagged_processes(tag: str) -> list[psutil.Process]:
     """Live processes (not zombies) whose environment carries ``ROBUST_TAG=tag``."""
     me = os.getpid()
@@ -180,47 +165,16 @@ def tagged_processes(tag: str) -> list[psutil.Process]:
         if proc.pid == me:
             continue
         try:
-            if proc.environ().get("ROBUST_TAG") == tag and _alive(proc):
+            if proc.environ().get("ROBUST_TAG") == tag and is_alive(proc):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
 
 
-def descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
 def assert_all_gone(procs: Iterable[psutil.Process], tag: str, timeout: float = 15.0) -> None:
     """Every process in ``procs`` and every process tagged ``tag`` is gone within ``timeout``."""
-    procs = list(procs)
-
-    def survivors() -> list[psutil.Process]:
-        return [p for p in procs if _alive(p)] + tagged_processes(tag)
-
-    deadline = time.monotonic() + timeout
-    left = survivors()
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = survivors()
-    if left:
-        desc = [(p.pid, _cmdline(p)) for p in left]
-        for p in left:  # do not leak them into the next test
-            try:
-                p.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
-        raise AssertionError(f"processes of the run survived: {desc}")
-
-
-def _cmdline(proc: psutil.Process) -> str:
-    try:
-        return " ".join(proc.cmdline())
-    except psutil.Error:
-        return "?"
+    assert_gone(procs, timeout, also=lambda: tagged_processes(tag))
 
 
 def kill_tagged(tag: str) -> None:
