@@ -78,9 +78,13 @@ class Env:
         )
 
     def start(
-        self, *args: str, env: dict[str, str] | None = None, **extra: str
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: tuple[str, ...] = (FLOW_BIN,),
+        **extra: str,
     ) -> subprocess.Popen:
-        """Start ``flow ARGS`` in the background, in its own session.
+        """Start ``flow ARGS`` (``COMMAND ARGS``) in the background, in its own session.
 
         Output goes to files (a pipe nobody reads would fill up and block the controller);
         :func:`communicate` collects it.
@@ -89,7 +93,7 @@ class Env:
         out = open(self.base / f"console-{n}.out", "wb")  # noqa: SIM115 - closed by communicate
         err = open(self.base / f"console-{n}.err", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [FLOW_BIN, *args],
+            [*command, *args],
             env=env or self.environ(**extra),
             cwd=self.base,
             stdout=out,
