@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FlowResult",
     "assert_gone",
+    "default_sigint",
     "descendants",
     "is_alive",
     "point_client_at",
@@ -175,6 +176,16 @@ def run_flow_process(
 # ---------------------------------------------------------------------------------------------
 # waiting for processes
 # ---------------------------------------------------------------------------------------------
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child a test interrupts with SIGINT, as Ctrl-C in a terminal would.
+
+    A shell starts a background job (``python3 dev.py test &``) with SIGINT ignored, every
+    child inherits that, and Python then keeps it ignored: the child would never see the
+    test's Ctrl-C and run on until a timeout. This puts the default disposition back.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(

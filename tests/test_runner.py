@@ -148,7 +148,11 @@ def test_keyboard_interrupt_in_the_caller_stops_the_run(flow_copy, tmp_path):
         )
     )
     caller = subprocess.Popen(
-        [sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=testing_procs.default_sigint,  # Ctrl-C reaches it even if pytest ignores it
     )
     for line in caller.stdout:
         if "is sleeping" in line:

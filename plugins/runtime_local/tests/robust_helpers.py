@@ -21,6 +21,7 @@ import psutil
 
 from flowkernel.testing_procs import (  # noqa: F401 (wait_for, descendants: for the tests)
     assert_gone,
+    default_sigint,
     descendants,
     is_alive,
     wait_for,
@@ -99,7 +100,7 @@ class Env:
             stdout=out,
             stderr=err,
             start_new_session=True,
-            preexec_fn=_default_sigint,
+            preexec_fn=default_sigint,  # a test can Ctrl-C it, whatever started pytest
         )
         proc.console = (out, err)  # type: ignore[attr-defined]
         return proc
@@ -145,12 +146,6 @@ class Env:
         client.metadata(str(self.root))
         client.namespace(None)
         return client
-
-
-def _default_sigint() -> None:
-    """A shell starts background jobs with SIGINT ignored, and Python keeps it ignored: undo
-    that so a test can Ctrl-C the controller whatever runs pytest."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_id_of(output: str) -> str:
