@@ -8,7 +8,8 @@ Keys under the root (``./.flowkernel`` by default, or any URL a storage backend 
     <Flow>/<run>/_id                           reserves the run id (written once)
     <Flow>/<run>/_run.json                     the run record (user, tags, created, origin)
     <Flow>/<run>/_tags.<ns>.<uuid>.json        one change of the run's user tags (write-once)
-    <Flow>/<run>/<step>/<task>/<k>.started     attempt k was launched (written by the controller)
+    <Flow>/<run>/<step>/<task>/                made empty when attempt 0 is launched (local roots)
+    <Flow>/<run>/<step>/<task>/<k>.started     attempt k was launched (k > 0; any k on object store)
     <Flow>/<run>/<step>/<task>/<k>.record.json attempt k's record (written once, atomically)
     <Flow>/<run>/<step>/<task>/<k>.stdout.log  attempt k's output, written live by the controller
     <Flow>/<run>/<step>/<task>/<k>.stderr.log
@@ -562,8 +563,19 @@ class FlowStore:
         return list(attempts)
 
     def mark_started(self, run_id: str, step: str, task_id: str, attempt: int) -> None:
-        """Record that attempt ``attempt`` was launched."""
-        self.backend.put_once(f"{self._task(run_id, step, task_id)}{attempt}.started", b"")
+        """Record that attempt ``attempt`` was launched.
+
+        On a backend with directories (the local one) the first attempt's start is the task
+        directory appearing, empty: one ``mkdir``, no file (a task costs its controller one
+        inode fewer). Later attempts, and every attempt on object stores, leave an empty
+        ``<k>.started`` object. Readers treat both alike (:meth:`latest_attempt`).
+        """
+        key = self._task(run_id, step, task_id)
+        create_dir = getattr(self.backend, "create_dir", None)
+        if attempt == 0 and create_dir is not None:
+            create_dir(key)
+            return
+        self.backend.put_once(f"{key}{attempt}.started", b"")
 
     def claim_attempt(self, run_id: str, step: str, task_id: str, attempt: int) -> bool:
         """Claim the execution of attempt ``attempt``, once: False if it was claimed before.
@@ -600,9 +612,14 @@ class FlowStore:
         fresh = snapshot is not None and time.monotonic() - snapshot[0] < SNAPSHOT_SECONDS
         if fresh and task_id in snapshot[1]:
             return snapshot[1][task_id]
-        names = self.backend.list(self._task(run_id, step, task_id))
+        key = self._task(run_id, step, task_id)
+        names = self.backend.list(key)
         attempts = [int(n.split(".", 1)[0]) for n in names if n[0].isdigit()]
-        return max(attempts) if attempts else None
+        if attempts:
+            return max(attempts)
+        if getattr(self.backend, "create_dir", None) is not None and self.backend.exists(key):
+            return 0  # an empty task directory: the first attempt was launched (mark_started)
+        return None
 
     def latest_record(self, run_id: str, step: str, task_id: str) -> dict[str, Any] | None:
         """The record of the latest started attempt (None while it runs: no fallback)."""
@@ -632,7 +649,7 @@ class FlowStore:
         return self._parse_json(key, data)
 
     def _parse_json(self, key: str, data: bytes) -> Any:
-        if not data.strip():
+        if not data or data.isspace():  # (no stripped copy of every record)
             raise CorruptRecordError(self._where(key), "the file is empty")
         try:
             return json.loads(data)

@@ -339,6 +339,11 @@ def check_storage_backend(backend: Any, prefix: str = "contract/") -> None:
         fh.write(b"other")
     assert backend.put_file(prefix + "blob", fh.name) is False
     assert backend.size(prefix + "blob") == len(big) and not os.path.exists(fh.name)
+    assert backend.get(prefix + "blob") == big, "get() must return the whole object"
+    create_dir = getattr(backend, "create_dir", None)
+    if create_dir is not None:  # optional: stores with real directories
+        assert create_dir(prefix + "d/e/") is True and create_dir(prefix + "d/e/") is False
+        assert backend.exists(prefix + "d/e/") and backend.list(prefix + "d/e/") == []
     try:
         backend.open(prefix + "missing")
     except FileNotFoundError:

@@ -37,6 +37,33 @@ def test_flowstore_records_are_write_once(tmp_path):
     assert store.task_ids("1", "s") == ["2"] and store.latest_attempt("1", "s", "2") == 0
 
 
+def test_a_started_attempt_is_seen_before_its_record(tmp_path):
+    """Attempt 0 starts as its task directory (one mkdir, no file), a retry as ``<k>.started``;
+    readers see both as started and never fall back to an earlier attempt while one runs."""
+    from flowkernel.client import Task
+    from flowkernel.engine.records import RunRecord
+
+    store = FlowStore(str(tmp_path), "F")
+    store.create_run_dir("1")
+    RunRecord(flow="F", run_id="1", user="u").write(store)
+    store.mark_started("1", "s", "2", 0)
+    assert os.listdir(store.task_dir("1", "s", "2")) == []
+    assert store.task_ids("1", "s") == ["2"] and store.latest_attempt("1", "s", "2") == 0
+    running = Task("F/1/s/2", _namespace_check=False, _root=str(tmp_path))
+    assert running.current_attempt == 0 and not running.finished
+    record = {"run_id": "1", "step": "s", "task_id": "2", "attempt": 0, "task_ok": False}
+    assert store.write_task_record(record)
+    store.mark_started("1", "s", "2", 1)
+    assert os.path.exists(os.path.join(store.task_dir("1", "s", "2"), "1.started"))
+    assert store.latest_attempt("1", "s", "2") == 1
+    assert store.latest_record("1", "s", "2") is None  # the retry runs: no fallback
+    old = store.task_dir("1", "s", "3")  # a run written before: attempt 0 left 0.started
+    os.makedirs(old)
+    open(os.path.join(old, "0.started"), "w").close()
+    assert store.latest_attempt("1", "s", "3") == 0
+    assert store.latest_attempt("1", "s", "4") is None
+
+
 def test_large_artifact_streams_through_staging(tmp_path):
     store = FlowStore(str(tmp_path), "F")
     value = os.urandom(3 << 20)

@@ -270,7 +270,7 @@ class TaskRecord:
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> TaskRecord:
         """Parse a record as stored (any version: missing keys take their defaults)."""
-        known = {f.name for f in attrs.fields(cls)} - {"extra"}
+        known = _TASK_KEYS
         exception = raw.get("exception")
         return cls(
             flow=raw.get("flow", ""),
@@ -359,6 +359,10 @@ class TaskRecord:
         """Store this record (once per attempt; atomically). ``durable=False``: not fsync'd,
         the runtime commits it (see :meth:`FlowStore.write_task_record`)."""
         store.write_task_record(self.to_json(), durable)
+
+
+#: the keys :meth:`TaskRecord.from_json` reads (the others go to ``extra``)
+_TASK_KEYS = frozenset(f.name for f in attrs.fields(TaskRecord)) - {"extra"}
 
 
 @final

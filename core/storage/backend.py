@@ -75,6 +75,10 @@ class StorageBackend(Protocol):
     # present, to list a step of N tasks in a few requests instead of 3N):
     #   list_all(prefix) -> list[str]: every key under prefix, relative to it, recursively;
     #   get_many(keys) -> list[bytes | None]: several objects, fetched concurrently.
+    # Optional, for stores with real directories (the local one): FlowStore then records the
+    # start of a task's first attempt as its directory appearing, with no marker object:
+    #   create_dir(prefix) -> bool: create the empty directory ``prefix`` (parents as needed);
+    #   False if it existed. ``exists(prefix)`` must then be True for it, while ``list`` is [].
 
     def staging_dir(self) -> str:
         """A local directory for the temporary files :meth:`put_file` will consume (for the

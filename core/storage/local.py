@@ -44,6 +44,10 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+#: bytes per read of :meth:`LocalBackend.get` (a task record is a few KiB)
+_READ_CHUNK = 1 << 16
+
+
 class LocalBackend:
     """Keys are paths relative to ``root`` (an absolute directory, created on first write)."""
 
@@ -97,6 +101,22 @@ class LocalBackend:
             fsync_dir(os.path.dirname(path))
         return written
 
+    def create_dir(self, key: str) -> bool:
+        """Create the empty directory ``key`` (a prefix ending with ``/``): one ``mkdir`` when
+        its parent exists (the parents are made otherwise). False if it existed already."""
+        path = self._prefix + key.rstrip("/")
+        try:
+            try:
+                os.mkdir(path)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.mkdir(path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise storage_error(exc, path) from None
+        return True
+
     def put_file(self, key: str, path: str) -> bool:
         final = self.path(key)
         try:
@@ -110,11 +130,19 @@ class LocalBackend:
     # -- reads ---------------------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
+        # os.read, not open().read(): no isatty/fstat/lseek calls and no file objects, for the
+        # record the controller reads back after every task
         try:
-            with open(self._prefix + key, "rb") as fh:
-                return fh.read()
+            fd = os.open(self._prefix + key, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        try:
+            chunks = []
+            while chunk := os.read(fd, _READ_CHUNK):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def open(self, key: str) -> IO[bytes]:
         return open(self._prefix + key, "rb", buffering=1 << 20)

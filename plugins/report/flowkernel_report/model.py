@@ -167,7 +167,10 @@ def _attempts(store: FlowStore, run_id: str, step: str, task_id: str) -> list[At
         out = store.read_log(run_id, step, task_id, k, "stdout").decode("utf-8", "replace")
         err = store.read_log(run_id, step, task_id, k, "stderr").decode("utf-8", "replace")
         if record is None:
-            started = os.path.join(store.task_dir(run_id, step, task_id), f"{k}.started")
+            folder = store.task_dir(run_id, step, task_id)
+            started = os.path.join(folder, f"{k}.started")
+            if k == 0 and not os.path.exists(started):
+                started = folder  # a first attempt's start is its task directory appearing
             start = os.path.getmtime(started) if os.path.exists(started) else None
             attempts.append(Attempt(k, start, None, "running", None, out, err))
             continue
