@@ -232,8 +232,13 @@ class _SpillWriter:
             self.backend.put_file(key, self.tmp)
         elif self.file is None:
             self.backend.put(key, b"".join(self.chunks), durable=False)  # repair a damaged blob
+        elif isinstance(self.backend, LocalBackend):  # repair a damaged large blob (rare) ...
+            try:  # ... with the new file itself: the pickle is never held in memory
+                os.replace(self.tmp, self.backend.path(key))
+            except OSError as exc:
+                raise storage_error(exc, self.backend.path(key)) from None
         else:
-            with open(self.tmp, "rb") as fh:  # repair a damaged large blob (rare)
+            with open(self.tmp, "rb") as fh:
                 self.backend.put(key, fh.read(), durable=False)
             self.discard()
 

@@ -107,15 +107,24 @@ def test_a_task_reading_a_damaged_artifact_fails_naming_it_and_a_new_run_repairs
 
 
 def test_save_replaces_a_damaged_large_blob(tmp_path):
-    """The streamed (spilled to disk) save path verifies an existing blob too."""
+    """The streamed (spilled to disk) save path verifies an existing blob too, and repairs it
+    without holding a second copy of the value in memory."""
+    import tracemalloc
+
     from flowkernel.datastore import FlowStore
 
     store = FlowStore(str(tmp_path), "F")
-    value = os.urandom(3 << 20)
+    value = os.urandom(6 << 20)
     sha, size = store.save("big", value)
     path = Path(store.blob_path(sha))
     _flip_bit(path, 1000)
-    assert store.save("big", value) == (sha, size)
+    tracemalloc.start()
+    try:
+        assert store.save("big", value) == (sha, size)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(value) // 2
     assert store.load(sha, "big") == value
     assert not [p for p in path.parent.parent.rglob("*.tmp")]
 
