@@ -340,8 +340,10 @@ class FlowStore:
         file that the backend moves or uploads under its hash, so memory stays at about the
         value's own size.
 
-        :param verified: the hash of a blob this process has read and verified (the value was
-            loaded from it): if ``value`` pickles to that hash, the blob is not checked again.
+        :param verified: the hash of a blob known to be stored: one this process has read and
+            verified, or one an input task recorded under the same name (the executor passes
+            the inherited hash). If ``value`` pickles to that hash, the blob is neither checked
+            nor written again (its readers verify it as always).
 
         :raises UnpicklableArtifactError: naming the artifact ``name``.
         :raises StorageError: the blob could not be written (disk full, ...), naming the path.
