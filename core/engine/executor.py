@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from flowkernel.datastore import remember_inline
 from flowkernel.engine.foreach_chunks import chunks_for
 from flowkernel.engine.records import RunRecord, TaskFailure, TaskRecord, TaskRef, Transition
 from flowkernel.errors import (
@@ -122,6 +123,8 @@ def run_task(
         r if isinstance(r, TaskRecord) else _read_input(store, spec, path)
         for r, path in zip(given, spec.input_paths, strict=True)
     ]
+    for record in records:  # records handed over in memory (fork, pool): their inline values
+        remember_inline(record.inline)
     flow = object.__new__(flow_cls)
     state = flow.__dict__
     state.update(_fk_store=store, _fk_loaded={}, _fk_node=node, _fk_shas={})

@@ -157,6 +157,9 @@ class TaskRecord:
     ubf_context: str | None = None
     #: the code package the attempt ran from (``FLOW/SHA256``: ``Task.code``); None: none
     code_package: str | None = None
+    #: artifacts (and foreach chunks) small enough to live in the record: content hash ->
+    #: base64 of the pickle (:data:`flowkernel.datastore.INLINE_MAX`); filled when written
+    inline: Mapping[str, str] = attrs.field(factory=dict)
     #: keys this version does not know, kept so that writing the record back loses nothing
     extra: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -317,6 +320,7 @@ class TaskRecord:
             ubf_context=raw.get("ubf_context"),
             code_package=raw.get("code_package"),
             foreach_chunks=raw.get("foreach_chunks"),
+            inline=raw.get("inline") or {},
             extra={k: v for k, v in raw.items() if k not in known},
         )
 
@@ -353,6 +357,8 @@ class TaskRecord:
         if self.foreach_chunks is not None:
             var, source, size, shas = self.foreach_chunks
             out["foreach_chunks"] = [var, source, size, list(shas)]
+        if self.inline:
+            out["inline"] = dict(self.inline)
         out.update(self.extra)
         return out
 
