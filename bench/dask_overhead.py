@@ -11,7 +11,9 @@ forked by the worker's warm fork server) and ``dask (no fork server)``
 Per-task overhead = (wall(foreach) - wall(start_end)) / N, so the cluster's start-up and
 shutdown cancel out. Figures are medians; every run uses a fresh temporary directory.
 
-For the dask engines it also says where the CPU time of the foreach run goes, per task: the
+Every engine's CPU per task (foreach less start_end, / N) is the whole process tree's, from
+``getrusage(RUSAGE_CHILDREN)`` of this script. For the dask engines it also samples (psutil,
+every 50 ms; a process that ends between samples is partly missed) where it goes: the
 ``flow`` process (flowkernel's controller, and the embedded cluster's Dask scheduler and client,
 which live in it), the Dask worker processes (Dask's worker, the attempt's supervisor and log
 relay), the fork servers, and the step processes themselves. The machine has 2 cores, so CPU
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -94,7 +97,16 @@ class CpuSampler:
         return totals
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def wall(flow: str, args: list[str], env: dict[str, str], sample: bool = False):
+    """Wall seconds of one run, and its CPU seconds by process kind (``sample``) plus
+    ``"total"``: the whole process tree's, from the kernel (every process of a run is reaped
+    within the tree, so nothing escapes it, unlike the sampled kinds)."""
+    before = _children_cpu()
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "flowkernel.cli", "run", str(FLOWS / flow), "--quiet", *args]
         began = time.perf_counter()
@@ -104,6 +116,7 @@ def wall(flow: str, args: list[str], env: dict[str, str], sample: bool = False):
         out, err = proc.communicate()
         took = time.perf_counter() - began
         cpu = sampler.stop() if sampler else {}
+    cpu["total"] = _children_cpu() - before
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out}\n{err}")
     return took, cpu
@@ -132,12 +145,14 @@ def main() -> None:
         foreach = statistics.median(took for took, _ in runs)
         per_task = (foreach - fixed) / opts.n * 1000
         print(f"{name:<23}{fixed:>15.2f}{foreach:>14.2f}{per_task:>15.1f}", flush=True)
-        if sample:  # the foreach run's CPU less the start_end run's: what the N tasks cost
-            base, cpu = bases[-1][1], runs[-1][1]
-            breakdowns[name] = {k: cpu.get(k, 0.0) - base.get(k, 0.0) for k in {*cpu, *base}}
+        # the foreach run's CPU less the start_end run's: what the N tasks cost
+        base, cpu = bases[-1][1], runs[-1][1]
+        breakdowns[name] = {k: cpu.get(k, 0.0) - base.get(k, 0.0) for k in {*cpu, *base}}
     for name, cpu in breakdowns.items():
-        total = sum(cpu.values()) / opts.n * 1000
+        total = cpu.pop("total") / opts.n * 1000
         print(f"\nCPU per task, {name} (foreach less start_end, / N): {total:.1f} ms")
+        if cpu:
+            print("  sampled by process kind (short-lived processes may be missed):")
         for kind, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
             print(f"  {kind:<16}{seconds / opts.n * 1000:>8.1f} ms")
 

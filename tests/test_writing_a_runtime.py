@@ -78,3 +78,81 @@ def test_the_example_runtime_applies_the_shared_retry_policy(kernel, tmp_path):
     assert attempts == {
         step.id: [task.current_attempt for task in step] for step in local if step.id != "end"
     }
+
+
+GANG_BESIDE_FOREACH = """
+from flowkernel import FlowSpec, parallel, step
+
+
+class GangBesideForeachFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.fan, self.gang_start)
+
+    @step
+    def fan(self):
+        self.items = list(range(4))
+        self.next(self.work, foreach="items")
+
+    @step
+    def work(self):
+        self.next(self.fan_join)
+
+    @step
+    def fan_join(self, inputs):
+        self.next(self.join)
+
+    @step
+    def gang_start(self):
+        self.next(self.train, num_parallel=2)
+
+    @parallel
+    @step
+    def train(self):
+        self.next(self.gang_join)
+
+    @step
+    def gang_join(self, inputs):
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+
+def test_a_backend_lookahead_launches_past_max_workers_but_never_around_a_gang(tmp_path):
+    """``Backend.lookahead``: attempts in flight reach ``--max-workers + lookahead``; while a
+    gang is in flight nothing else is launched beside it, and a gang starts only below
+    ``--max-workers`` (the bound without lookahead)."""
+    example = _example_plugin()
+    seen: list[list] = []  # the attempts in flight after each launch
+
+    class AheadRuntime(example.SequentialRuntime):
+        def lookahead(self):
+            return 2
+
+        def launch(self, attempt):
+            super().launch(attempt)
+            seen.append(list(self.pending))
+
+    plugin = types.SimpleNamespace(
+        flowkernel_runtimes=example.hookimpl(
+            lambda: [example.RuntimeSpec("ahead", AheadRuntime, "Looks ahead.")]
+        )
+    )
+    flow = tmp_path / "gang_beside_foreach.py"
+    flow.write_text(GANG_BESIDE_FOREACH)
+    kernel = Kernel.discover(plugins=[("ahead_example", plugin)])
+    run = kernel.run(str(flow), datastore_root=str(tmp_path / "ds"), runtime="ahead",
+                     max_workers=1)  # fmt: skip
+    assert run.successful
+    assert max(len(pending) for pending in seen) == 3  # 1 + lookahead 2
+    for pending in seen:
+        gangs = {id(a.group) for a in pending if a.group.gang}
+        if gangs:  # only the gang, launched whole when nothing else was in flight
+            assert len(gangs) == 1 and all(a.group.gang for a in pending), pending

@@ -127,6 +127,15 @@ class Backend(Protocol):
         """An engine message for the user (``force``: even with ``--quiet``; ``err``: on
         stderr, e.g. the failed run's last line)."""
 
+    def lookahead(self) -> int:
+        """How many attempts the dispatcher may launch past ``--max-workers``: they wait on the
+        backend's side and start as soon as a slot frees, without a round trip through the
+        dispatcher (a remote engine's queue). A backend returning more than 0 promises that at
+        most ``--max-workers`` of its attempts *run* at once. Never applied while a
+        ``@parallel`` gang is in flight or next (a gang starts only below ``--max-workers``, as
+        without lookahead). The default, 0: every launched attempt may run at once."""
+        return 0
+
     def refusal(self, group: TaskGroup) -> str | None:
         """Why ``group`` cannot start on this backend (the run fails with this message), or
         ``None``: it can. E.g. a ``@parallel`` gang larger than any one host."""
@@ -170,6 +179,8 @@ class Dispatcher:
         self.in_flight = 0
         #: groups that succeeded and wait for the backend's :meth:`~Backend.commit`
         self.committing = 0
+        #: attempts of ``@parallel`` gangs in flight (no lookahead while there are any)
+        self.gang_in_flight = 0
         self._next_task_id = 1
         self._policies: dict[str, RetryPolicy] = {}
         #: counts per step, fed here; a runtime may replace it with a live display
@@ -183,8 +194,9 @@ class Dispatcher:
 
         Fires ``run_started``, prints the resume plan and the starting line (``where`` is
         appended to it, e.g. ``" on Dask"``), then launches ready groups while fewer than
-        ``--max-workers`` attempts are in flight (a ``@parallel`` gang starts whole, past the
-        limit) and has the backend :meth:`~Backend.wait` for their ends. ``KeyboardInterrupt``,
+        ``--max-workers`` attempts are in flight (plus the backend's
+        :meth:`~Backend.lookahead`; a ``@parallel`` gang starts whole, past the limit) and has
+        the backend :meth:`~Backend.wait` for their ends. ``KeyboardInterrupt``,
         :class:`Interrupted` or a datastore failure stops every attempt and fails the run. Then
         the backend is closed, ``Done!`` or ``Workflow failed: ...`` (on stderr) printed, and
         ``run_finished`` fired with the returned result. Task failures are results, not
@@ -212,8 +224,9 @@ class Dispatcher:
 
     def _loop(self) -> None:
         max_workers = max(1, self.ctx.options.max_workers)
+        ahead = max(0, self.backend.lookahead())
         while self.has_ready or self.in_flight > 0 or self.committing:
-            while self.has_ready and self.in_flight < max_workers:
+            while self.has_ready and self.in_flight < max_workers + self._ahead(ahead):
                 group = self.next_group()
                 if group is None:
                     continue
@@ -224,6 +237,12 @@ class Dispatcher:
                     self.launch(group)
             self.backend.wait()
             self.progress.tick()
+
+    def _ahead(self, lookahead: int) -> int:
+        """The lookahead that applies now: none around a gang (see :meth:`Backend.lookahead`)."""
+        if self.gang_in_flight or (self.queue and self.queue[0].num_parallel is not None):
+            return 0
+        return lookahead
 
     def _stop_everything(self, failure: str, message: str, err: bool = False) -> None:
         """Fail the run with ``failure`` (unless it failed already) and wait for every attempt
@@ -306,6 +325,7 @@ class Dispatcher:
             self.backend.launch(attempt)
             # counted once launched: an attempt whose launch was interrupted is not waited for
             self.in_flight += 1
+            self.gang_in_flight += group.gang
         return attempts
 
     def _attempt(self, group: TaskGroup, member: int) -> Attempt:
@@ -355,6 +375,7 @@ class Dispatcher:
         """
         self.in_flight -= 1
         group = attempt.group
+        self.gang_in_flight -= group.gang
         ctx = self.ctx
         record = TaskRecord.read(
             ctx.store, ctx.run_id, attempt.step, attempt.task_id, attempt.attempt

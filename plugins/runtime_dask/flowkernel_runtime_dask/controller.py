@@ -68,13 +68,11 @@ class DaskRuntime:
 
         extra = ctx.options.extra
         say = _Console(ctx.options.quiet)
-        with dask_client(
-            extra.get("dask_scheduler") or os.environ.get("FLOWKERNEL_DASK_SCHEDULER"),
-            extra.get("dask_scheduler_file"),
-            ctx.options.max_workers,
-            say,
-        ) as client:
-            return _Controller(self.kernel, ctx, client, say).execute()
+        address = extra.get("dask_scheduler") or os.environ.get("FLOWKERNEL_DASK_SCHEDULER")
+        scheduler_file = extra.get("dask_scheduler_file")
+        with dask_client(address, scheduler_file, ctx.options.max_workers, say) as client:
+            embedded = not address and not scheduler_file
+            return _Controller(self.kernel, ctx, client, say, embedded).execute()
 
 
 class _Console:
@@ -91,10 +89,20 @@ class _Console:
 
 
 class _Controller(Backend):
-    """Futures on the cluster for one run; the :class:`Dispatcher` decides what they run."""
+    """Futures on the cluster for one run; the :class:`Dispatcher` decides what they run.
 
-    def __init__(self, kernel: Kernel, ctx: RunContext, client: Any, console: _Console):
+    Attempts are submitted ahead of free slots (:meth:`lookahead`), so a worker thread that
+    finishes a step starts the next one without a round trip through this process. What keeps
+    at most ``--max-workers`` steps running: the embedded cluster's size (never more worker
+    threads than that), or on a cluster given by address the run's Dask ``Semaphore`` of
+    ``--max-workers`` leases, which every attempt but a gang's nodes holds while its step runs.
+    """
+
+    def __init__(
+        self, kernel: Kernel, ctx: RunContext, client: Any, console: _Console, embedded: bool
+    ):
         self.kernel, self.ctx, self.client, self.console = kernel, ctx, client, console
+        self.embedded = embedded
         self.dispatcher = Dispatcher(kernel, ctx, self, runtime="dask")
         self.info = self.dispatcher.info
         self.running: dict[str, _OnCluster] = {}  #: by Dask key
@@ -102,6 +110,10 @@ class _Controller(Backend):
         self.prefix = f"flowkernel-{ctx.store.flow_name}-{ctx.run_id}-{nonce}"
         self.topic = f"{self.prefix}-logs"
         self.stop_name = f"{self.prefix}-stop"
+        self.max_workers = max(1, ctx.options.max_workers)
+        #: the run's semaphore (None on the embedded cluster: its size is the bound)
+        self.slots = None if embedded else (f"{self.prefix}-slots", self.max_workers)
+        self.semaphore: Any = None
         self.done: queue.Queue = queue.Queue()
         self.lines: queue.Queue = queue.Queue()
         self.received: Counter[tuple[str, int, str]] = Counter()
@@ -125,12 +137,19 @@ class _Controller(Backend):
 
         self.placement = Placement.of(self.client, self.ctx)
         self.package = code_package(self.ctx)
+        self.configs = _configs(self.ctx)
         # before the sinks: on a terminal, the console sink then writes above the live display
         self.dispatcher.progress = progress_for(
             self.ctx.options.quiet, f"{self.info.flow_name}/{self.ctx.run_id}"
         )
         self.sinks = list(self.kernel.log_sinks(self.info))
         self.stop_event = Event(self.stop_name, client=self.client)
+        if self.slots:
+            from distributed import Semaphore
+
+            name, leases = self.slots
+            self.semaphore = Semaphore(leases, name, self.client.scheduler, self.client.loop)
+            self.semaphore.register()
         self.client.subscribe_topic(self.topic, lambda event: self.lines.put(event[1]))
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
         if self.package:
@@ -168,6 +187,8 @@ class _Controller(Backend):
         try:
             self.client.unsubscribe_topic(self.topic)
             self.stop_event.clear()
+            if self.semaphore is not None:
+                self.semaphore.close()
         except Exception:  # the cluster is already gone: nothing left to release there
             pass
         self._relay_lines()
@@ -178,6 +199,10 @@ class _Controller(Backend):
                 self.say(f"log sink {type(sink).__name__} failed to close: {exc}", force=True)
 
     # -- the dispatcher's backend --------------------------------------------------------------
+
+    def lookahead(self) -> int:
+        """One attempt queued on the cluster behind each of the ``--max-workers`` slots."""
+        return self.max_workers
 
     def launch(self, attempt: Attempt) -> None:
         """Submit one attempt: a Dask task that runs ``flow step`` on a worker."""
@@ -195,6 +220,9 @@ class _Controller(Backend):
             store=(ctx.store.root, ctx.store.flow_name, ctx.run_id),
             flow_file=None if self.package else ctx.flow_file,
             package=self.package,
+            slots=None if group.gang else self.slots,
+            configs=self.configs,
+            decospecs=tuple(ctx.options.decospecs),
         )
         key = f"{self.prefix}-{spec.step}-{spec.task_id}-{spec.attempt}"
         future = self.client.submit(
@@ -314,6 +342,11 @@ class _Controller(Backend):
                         "attempt": attempt.attempt, "stream": "stderr",
                         "lines": [b"The Dask worker running this task died."],
                         "t": time.time(), "newline": True, "pid": None})  # fmt: skip
+        if result.get("ran") is False:
+            self._emit({"step": attempt.step, "task_id": attempt.task_id,
+                        "attempt": attempt.attempt, "stream": "stderr",
+                        "lines": [b"The task was stopped by the runtime before it started."],
+                        "t": time.time(), "newline": True, "pid": None})  # fmt: skip
         if result.get("stopped") == "timeout":
             self.say("Task exceeded its @timeout: its process group was killed.", attempt, True)
         stopped = entry.stopped or result.get("stopped") is not None
@@ -339,6 +372,16 @@ class _Controller(Backend):
         self.client.cancel([entry.future for entry in entries])
         for entry in entries:
             self.dispatcher.finished(entry.attempt, None, stopped=True, started_at=entry.started_at)
+
+
+def _configs(ctx: RunContext) -> tuple[tuple[str, str], ...]:
+    """The run's configs as ``flow step`` gets them: (name, JSON) as in
+    :func:`~flowkernel.engine.runs.step_command`."""
+    import json
+
+    from flowkernel.flow.config import flow_configs, thaw
+
+    return tuple((c.name, json.dumps(thaw(c.value))) for c in flow_configs(ctx.flow_cls).values())
 
 
 def _raise_interrupt(_signum: int, _frame: Any) -> None:

@@ -13,12 +13,16 @@ SIGKILLs what is left of its process group, reaps it and reports its exit code; 
 signals the group itself to stop an attempt (a child leads its group, so ``killpg`` reaches it
 from the worker).
 
-The flow file itself is imported afresh by every child (its configs come from the command
-line); what the server imports ahead is the flow's own imports: the server loads the flow
-module once and forgets it. A package's flow is loaded once the first attempt has extracted
-the package into the local cache, so the server itself never talks to the datastore. A server
-is made for one environment and one run of a flow file (or one package, whose key covers its
-content): another run gets its own, and idle servers made for anything else are closed.
+The server imports the flow file once, as every ``flow step`` of the run would: with the
+run's configs registered, its ``--with`` decorators attached, in the run's working directory,
+and builds its graph; each child's ``flow step`` then finds the module imported (as a task
+forked by the local runtime finds it in the controller) instead of importing and parsing the
+file again. If that import fails, the module is forgotten and each child imports the file
+itself and reports why. A package's flow is loaded once the first attempt has extracted the
+package into the local cache, so the server itself never talks to the datastore. A server is
+made for one environment and one run of a flow file (or one package, whose key covers its
+content): another run gets its own (a file edited between runs is imported anew), and idle
+servers made for anything else are closed.
 
 If a server cannot fork safely (the flow's imports started threads) it refuses, and the attempt
 runs as a fresh interpreter, as it does where there is no fork server (not Linux, or
@@ -63,6 +67,21 @@ class Preload:
     #: the run a flow file's server is for: the modules beside the file may change between
     #: runs, and the server keeps them imported (a package's content is its key)
     run: str | None = None
+    #: the run's configs as ``flow step`` gets them (``--config-value NAME JSON``) and its
+    #: ``--with`` decorators: the flow is imported with them, once
+    configs: tuple[tuple[str, str], ...] = ()
+    decospecs: tuple[str, ...] = ()
+    cwd: str | None = None  #: the steps' working directory (the flow is imported there)
+
+    def to_arg(self) -> str:
+        return json.dumps(attrs.asdict(self))
+
+    @classmethod
+    def from_arg(cls, text: str) -> Preload:
+        fields = json.loads(text)
+        fields["configs"] = tuple(tuple(pair) for pair in fields["configs"])
+        fields["decospecs"] = tuple(fields["decospecs"])
+        return cls(**fields)
 
 
 class ForkedChild:
@@ -110,7 +129,7 @@ class ForkServer:
         self.alive = True
         self.refused: str | None = None
         argv = [sys.executable, "-m", "flowkernel_runtime_dask.forkserver", str(child.fileno()),
-                preload.flow_file or "", preload.package or ""]  # fmt: skip
+                preload.to_arg()]  # fmt: skip
         try:
             self.proc = spawn(argv, env, None, pass_fds=(child.fileno(),))
         finally:
@@ -306,8 +325,9 @@ class _Server:
         return self.preload.flow_file or None
 
     def _load_flow(self) -> None:
-        """Import the flow's own imports (once its file is here), then check that forking is
-        still safe: a library that started a thread makes every fork a gamble."""
+        """Import the flow (once its file is here) as its ``flow step`` children would, then
+        check that forking is still safe: a library that started a thread makes every fork a
+        gamble."""
         if self.loaded:
             return
         path = self._flow_path()
@@ -317,20 +337,34 @@ class _Server:
             return
         self.loaded = True
         from flowkernel.cli.context import get_kernel
+        from flowkernel.flow.config import set_sources
+        from flowkernel.flow.decorators import attach_decospecs
         from flowkernel.flow.loader import load_flow, module_name_for
 
-        try:  # building its graph also imports what building any graph needs
-            get_kernel().build_graph(load_flow(path))
-        except BaseException:
-            pass  # the attempt imports it again and reports why
-        finally:
-            sys.modules.pop(module_name_for(path), None)  # each attempt imports the flow afresh
+        self._enter(self.preload.cwd)
+        try:  # what `flow step` does before it runs the task (the children then reuse it)
+            set_sources({}, dict(self.preload.configs))
+            flow_cls = load_flow(path)
+            attach_decospecs(flow_cls, self.preload.decospecs)
+            get_kernel().build_graph(flow_cls)
+        except BaseException:  # each attempt imports it again and reports why
+            sys.modules.pop(module_name_for(path), None)
         threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1
         if threads > 1:
             self.unsafe = f"the flow's imports started {threads - 1} thread(s)"
         import gc
 
         gc.freeze()  # objects of the warm server are never collected in the children
+
+    @staticmethod
+    def _enter(cwd: str | None) -> None:
+        """Work in ``cwd`` (if it exists here), with it first on ``sys.path`` as for
+        ``python -m`` started there (the flow's imports resolve as in the step)."""
+        if not cwd or not os.path.isdir(cwd):
+            return
+        os.chdir(cwd)
+        if sys.path and sys.path[0] == _START_CWD:
+            sys.path[0] = os.getcwd()
 
     def serve(self) -> None:
         import selectors
@@ -434,7 +468,7 @@ class _Server:
             if cwd:
                 os.chdir(cwd)
             if sys.path and sys.path[0] == _START_CWD:  # `python -m` puts the cwd first
-                sys.path[0] = os.getcwd()
+                sys.path[0] = os.getcwd()  # (the server did it already if it entered the cwd)
             os.environ.clear()
             os.environ.update(request["env"])
             sys.stdout = _line_stream(1)
@@ -488,7 +522,7 @@ _START_CWD = os.getcwd()
 
 def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
-    preload = Preload(sys.argv[2] or None, sys.argv[3] or None)
+    preload = Preload.from_arg(sys.argv[2])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     server = _Server(sock, preload)
     server.warm()

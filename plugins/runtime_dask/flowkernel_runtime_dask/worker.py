@@ -56,6 +56,14 @@ class Job:
     store: tuple[str, str, str] | None = None
     flow_file: str | None = None  #: the flow whose imports the worker's fork server loads
     package: str | None = None  #: ... or the code package it runs from
+    #: (name, leases) of the run's Dask ``Semaphore``: a lease is held while the step runs, so
+    #: at most ``leases`` steps of the run run at once on a cluster with more threads than
+    #: ``--max-workers`` (None: the cluster's own threads bound them, or a gang's node)
+    slots: tuple[str, int] | None = None
+    #: the configs (name, JSON) and ``--with`` decorators in ``argv``: the fork server imports
+    #: the flow with them once, for every attempt of the run
+    configs: tuple[tuple[str, str], ...] = ()
+    decospecs: tuple[str, ...] = ()
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -64,6 +72,10 @@ def run_job(job: Job) -> dict[str, Any]:
     Returns ``{"returncode", "pid", "stopped", "lines", "worker"}``: ``stopped`` is None,
     ``"timeout"`` or ``"stopped"``; ``lines`` counts the lines relayed per stream, so the
     controller knows when it has them all.
+
+    The controller submits attempts ahead of free slots; one that reaches a worker after the
+    run was told to stop runs nothing (``returncode`` None, ``"stopped"``, ``"ran": False``),
+    and with ``job.slots`` the step starts only once it holds a lease of the run's semaphore.
 
     An execution that finds the attempt claimed already (Dask runs it again because the worker
     of the first execution died) runs nothing and returns ``returncode`` None with
@@ -74,10 +86,26 @@ def run_job(job: Job) -> dict[str, Any]:
     from distributed import get_worker
 
     worker = get_worker()
+    stop = _StopWatch(job, worker)
+    lease = _lease(job, stop) if job.slots else None
+    try:
+        if (job.slots and lease is None) or stop.requested():
+            return _not_run(worker, stopped="stopped", ran=False)
+        return _run_claimed(job, worker, stop)
+    finally:
+        if lease is not None:
+            _release(lease)
+
+
+def _not_run(worker: Any, **result: Any) -> dict[str, Any]:
+    return {"returncode": None, "pid": None, "stopped": None,
+            "lines": {"stdout": 0, "stderr": 0}, "worker": worker.address, **result}  # fmt: skip
+
+
+def _run_claimed(job: Job, worker: Any, stop: _StopWatch) -> dict[str, Any]:
     earlier = _earlier_execution(job) if job.store else None
     if earlier is not None:
-        return {"returncode": None, earlier: True, "pid": None, "stopped": None,
-                "lines": {"stdout": 0, "stderr": 0}, "worker": worker.address}  # fmt: skip
+        return _not_run(worker, **{earlier: True})
     argv = [sys.executable, *job.argv[1:]]
     env = {**os.environ, **job.env, "PYTHONUNBUFFERED": "1"}
     cwd = job.cwd if job.cwd and os.path.isdir(job.cwd) else None
@@ -86,7 +114,7 @@ def run_job(job: Job) -> dict[str, Any]:
         _Relay(worker, job, proc, "stdout"),
         _Relay(worker, job, proc, "stderr"),
     ]
-    stopped = _supervise(proc, job, worker)
+    stopped = _supervise(proc, job, stop)
     for relay in relays:
         # a process that left the step's group (setsid) may hold the pipes for ever: the
         # lines relayed so far are all the controller waits for
@@ -108,7 +136,9 @@ def _start(job: Job, argv: list[str], env: dict[str, str], cwd: str | None) -> A
     spawner = _spawner()
     if forkserver.enabled(env):
         run = job.store[2] if job.store and not job.package else None
-        preload = forkserver.Preload(job.flow_file, job.package, run)
+        preload = forkserver.Preload(
+            job.flow_file, job.package, run, job.configs, job.decospecs, cwd
+        )
         try:
             return forkserver.server_for(env, preload, spawner.spawn).start(argv, env, cwd)
         except forkserver.Refused:
@@ -130,17 +160,27 @@ def _earlier_execution(job: Job) -> str | None:
     return "reused" if recorded else "lost"
 
 
-def _supervise(proc: subprocess.Popen, job: Job, worker: Any) -> str | None:
-    """Wait for the child; kill its group on a timeout, a stop event, or when the controller
-    let go of the task (its client went away). Returns why it stopped the child, if it did.
+class _StopWatch:
+    """Whether the controller wants this job stopped: one of its stop events is set, or it let
+    go of the task (its client went away)."""
+
+    def __init__(self, job: Job, worker: Any):
+        from distributed import Event
+
+        self.events = [Event(name) for name in job.stop_events]
+        self.worker, self.key = worker, worker.get_current_task()
+
+    def requested(self) -> bool:
+        return any(_is_set(e) for e in self.events) or _let_go(self.worker, self.key)
+
+
+def _supervise(proc: subprocess.Popen, job: Job, stop: _StopWatch) -> str | None:
+    """Wait for the child; kill its group on a timeout or a stop request. Returns why it
+    stopped the child, if it did.
 
     When the child exits, whatever it left in its process group is killed with it (before the
     child is reaped: its zombie keeps the group id from being reused).
     """
-    from distributed import Event
-
-    events = [Event(name) for name in job.stop_events]
-    key = worker.get_current_task()
     deadline = time.monotonic() + job.kill_after if job.kill_after else None
     while True:
         if _exited(proc, POLL_INTERVAL):
@@ -149,9 +189,38 @@ def _supervise(proc: subprocess.Popen, job: Job, worker: Any) -> str | None:
         if deadline is not None and time.monotonic() > deadline:
             kill_group(proc, grace=0)
             return "timeout"
-        if any(_is_set(e) for e in events) or _let_go(worker, key):
+        if stop.requested():
             kill_group(proc, KILL_GRACE)
             return "stopped"
+
+
+_SEMAPHORES: dict[str, Any] = {}  #: this worker's handle of each run's semaphore, by name
+_SEMAPHORES_LOCK = threading.Lock()
+
+
+def _lease(job: Job, stop: _StopWatch) -> Any:
+    """A lease of the run's semaphore (the semaphore, holding it), or None: the run was told
+    to stop while this job waited for one."""
+    from distributed import Semaphore
+
+    name, leases = job.slots
+    with _SEMAPHORES_LOCK:
+        semaphore = _SEMAPHORES.get(name)
+        if semaphore is None:
+            for old in [n for n, s in _SEMAPHORES.items() if not s._leases]:
+                _SEMAPHORES.pop(old).refresh_callback.stop()  # an earlier run's, idle
+            semaphore = _SEMAPHORES[name] = Semaphore(max_leases=leases, name=name)
+    while not semaphore.acquire(timeout=POLL_INTERVAL):
+        if stop.requested():
+            return None
+    return semaphore
+
+
+def _release(semaphore: Any) -> None:
+    try:
+        semaphore.release()
+    except Exception:  # the scheduler is going away; the lease times out there anyway
+        pass
 
 
 def _exited(proc: subprocess.Popen, timeout: float) -> bool:

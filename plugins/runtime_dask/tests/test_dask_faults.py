@@ -85,7 +85,10 @@ def test_a_worker_killed_mid_foreach_loses_nothing(tmp_path, dask_cluster, no_st
     wait_for_workers(dask_cluster.scheduler_file, 2, time.monotonic() + 60)  # nanny restarted it
 
 
-def _ctrl_c_mid_run(tmp_path: Path, *args: str) -> tuple[FlowResult, list[psutil.Process]]:
+def _ctrl_c_mid_run(
+    tmp_path: Path, *args: str
+) -> tuple[FlowResult, list[psutil.Process], list[int]]:
+    """Ctrl-C once two steps run; also returns the items of the steps that had started."""
     markers = tmp_path / "markers"
     markers.mkdir()
     env = {"FLOWKERNEL_TEST_MARKERS": str(markers), "FLOWKERNEL_TEST_SLEEP": "120"}
@@ -100,23 +103,29 @@ def _ctrl_c_mid_run(tmp_path: Path, *args: str) -> tuple[FlowResult, list[psutil
         assert time.monotonic() - began < 30
     finally:
         proc.kill()
-    return result, started
+    return result, started, [item for item, _, _ in found]
 
 
 def test_ctrl_c_stops_the_steps_on_the_cluster(tmp_path, dask_cluster, no_stray_steps):
-    result, started = _ctrl_c_mid_run(tmp_path, *on(dask_cluster))
+    result, started, items = _ctrl_c_mid_run(tmp_path, *on(dask_cluster))
     assert result.returncode == 1, result.output
     assert "Workflow interrupted: stopping every task." in result.stdout
     _, alive = psutil.wait_procs(started, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
     stopped = list(result.run["work"])
     assert stopped and not any(t.successful for t in stopped)
-    for task in stopped:  # each stopped step's own log says so, as on the local runtime
+    assert len(stopped) == 4  # two ran, two waited on the cluster
+    ran = [t for t in stopped if "work on item" in t.stdout]
+    assert sorted(int(t.stdout.split()[3]) for t in ran) == sorted(items)
+    for task in ran:  # each stopped step's own log says so, as on the local runtime
         assert "The task process was stopped by the runtime (SIGTERM)." in task.stderr
+    for task in stopped:  # queued on the cluster behind the running ones: never started
+        if task not in ran:
+            assert task.stderr == "The task was stopped by the runtime before it started.\n"
 
 
 def test_ctrl_c_on_the_embedded_cluster_leaves_no_process(tmp_path, no_stray_steps):
-    result, started = _ctrl_c_mid_run(tmp_path, "--runtime", "dask", "--max-workers", "2")
+    result, started, _ = _ctrl_c_mid_run(tmp_path, "--runtime", "dask", "--max-workers", "2")
     assert result.returncode == 1, result.output
     # the Ctrl-C reached the cluster's workers too (same process group): they ignore it, and
     # nothing but the run's own last lines reaches the terminal

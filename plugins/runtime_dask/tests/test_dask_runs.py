@@ -6,10 +6,20 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dask_helpers import FLOWS, artifacts_by_step, on, run_flow, subprocess_env
+from dask_helpers import (
+    FLOWS,
+    RUN_TIMEOUT,
+    FlowResult,
+    artifacts_by_step,
+    flow_command,
+    on,
+    run_flow,
+    subprocess_env,
+)
 
 
 def test_every_shape_gives_the_same_artifacts_and_logs_as_local(tmp_path, dask_cluster):
@@ -141,3 +151,64 @@ def test_a_module_beside_the_flow_edited_between_runs_is_imported_anew(tmp_path,
     helper.write_text(helper.read_text().replace("return x * x * x", "return -x"))
     second = run_flow(tmp_path / "root", src / "packaged_flow.py", *args).assert_ok()
     assert second.run["join"].task.data.values == [0, -1, -2]
+
+
+def _waiting_for_a_lease(client) -> bool:
+    """Whether a job of a run waits for a lease of the run's semaphore on the scheduler."""
+
+    def pending(dask_scheduler) -> dict[str, int]:
+        return dict(dask_scheduler.extensions["semaphores"].metrics["pending"])
+
+    gauges = client.run_on_scheduler(pending)
+    return any(n > 0 for name, n in gauges.items() if name.startswith("flowkernel-"))
+
+
+def test_max_workers_bounds_the_running_steps_on_a_larger_cluster(tmp_path, dask_cluster):
+    """Two worker threads, --max-workers 1: the next attempt waits on the cluster (for the
+    run's semaphore) while a step runs, and no two steps ever run at once. Each step stays
+    until another runs beside it or until the test, having seen the next one held back, says
+    go: with the bound broken, a step sees company and records 2."""
+    from distributed import Client
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    id_file = tmp_path / "run-id"
+    args = ("--max-workers", "1", *on(dask_cluster), "--run-id-file", str(id_file))
+    proc = subprocess.Popen(
+        flow_command(tmp_path / "root", "run", "bounded.py", *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(FLOWKERNEL_TEST_MARKERS=str(markers)),
+    )
+    held_back = False
+    try:
+        with Client(scheduler_file=str(dask_cluster.scheduler_file), timeout=60) as client:
+            deadline = time.monotonic() + RUN_TIMEOUT  # a hang fails below, not here
+            while proc.poll() is None and time.monotonic() < deadline:
+                if _waiting_for_a_lease(client):
+                    held_back = True
+                    break
+                time.sleep(0.05)
+        (markers / "go").touch()
+        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        proc.kill()
+    result = FlowResult(proc.returncode, stdout, stderr, tmp_path / "root", "DaskBoundedFlow",
+                        id_file.read_text().strip())  # fmt: skip
+    result.assert_ok()
+    assert result.run["join"].task.data.together == [1, 1, 1]
+    assert held_back  # the attempt after the running one was already on the cluster
+
+
+def test_the_flow_is_imported_once_per_fork_server_with_the_runs_configs(tmp_path, dask_cluster):
+    """The workers' fork servers import the flow as `flow step` would (the run's configs
+    registered) and the steps they fork reuse it: no step imports the file itself."""
+    imports = tmp_path / "imports"
+    args = ("--config-value", "cfg", '{"label": "given"}', *on(dask_cluster))
+    env = {"FLOWKERNEL_TEST_IMPORTS": str(imports)}
+    result = run_flow(tmp_path / "root", "imported_once.py", *args, env=env).assert_ok()
+    join = result.run["join"].task.data
+    assert join.labels == ["given"] * 4  # the config, read while the class body ran
+    importers = {int(pid) for pid in imports.read_text().split()}
+    assert not importers & set(join.pids), (importers, join.pids)
