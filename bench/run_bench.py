@@ -341,6 +341,8 @@ def main() -> None:
             )
         )
     print_table(("metric", "flowkernel", "metaflow", "ratio", "target", ""), rows)
+    if "big" in r:
+        print_big(r["big"], big_mb)
     if opts.baseline_python:
         print_baseline(r)
     if opts.syscalls:
@@ -395,6 +397,18 @@ def print_per_task(r: dict, n: int, labels: list[str]) -> None:
         user, sys_, faults = times
         rows.append((label, f"{wall:.2f}", f"{user:.2f}", f"{sys_:.2f}", f"{faults:.0f}", x))
     print_table(("", "wall ms", "user ms", "sys ms", "faults", "x floor"), rows)
+
+
+def print_big(res: dict, size_mb: int) -> None:
+    """The artifact flow per engine: wall (median and spread), CPU and faults of the tree."""
+    print(f"\n{size_mb} MB artifact flow (medians; CPU and faults: wait4, all processes)")
+    rows = []
+    for label, one in res.items():
+        walls = sorted(one["walls"])
+        spread = f"{walls[0]:.2f}-{walls[-1]:.2f}"
+        cpu = (f"{one['user']:.2f}", f"{one['sys']:.2f}", f"{one['faults']:.0f}")
+        rows.append((label, f"{one['wall']:.2f}", spread, *cpu, f"{one['single'] / MB:.0f}"))
+    print_table(("", "wall s", "runs s", "user s", "sys s", "faults", "peak MB"), rows)
 
 
 def res_floor(floors: dict, label: str) -> float:

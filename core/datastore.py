@@ -33,7 +33,6 @@ import os
 import pickle
 import re
 import sys
-import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -49,6 +48,12 @@ from flowkernel.errors import (
 )
 from flowkernel.storage import LocalBackend, open_backend
 from flowkernel.storage.backend import normalize_root
+from flowkernel.storage.largeio import (
+    PARALLEL_HASH,
+    hash_while,
+    readinto_hashing,
+    write_sliced,
+)
 from flowkernel.storage.local import fsync_dir, storage_error
 
 __all__ = ["FlowStore", "default_root", "fsync_dir", "storage_error", "write_atomic"]
@@ -57,11 +62,6 @@ PICKLE_PROTOCOL = 5
 #: Artifacts whose pickle is smaller than this are hashed in memory; larger ones stream to disk.
 _STREAM_THRESHOLD = 1 << 20
 MAX_ATTEMPTS = 6
-#: Writes at least this large are hashed on a second thread while the bytes go to the file
-#: (hashlib and file I/O both release the GIL): a 200 MB artifact is hashed and written at the
-#: same time. (Reads are not: hashing 8 MB chunks beside the read measured slower, 0.54 ->
-#: 0.63 s for 200 MB, bench/README.md.)
-_PARALLEL_HASH = 8 << 20
 DEFAULT_ROOT_NAME = ".flowkernel"
 #: An artifact whose pickle is at most this many bytes is kept inline, in the record of every
 #: task that holds it (``inline``: hash -> base64 of the pickle), not in a blob file: storing
@@ -229,7 +229,7 @@ class _SpillWriter:
 
     def write(self, data: Any) -> int:
         n = memoryview(data).nbytes
-        if (self.file is None and self.size + n <= self.limit) or n < _PARALLEL_HASH:
+        if (self.file is None and self.size + n <= self.limit) or n < PARALLEL_HASH:
             self.sha.update(data)
         try:
             if self.file is None and self.size + n > self.limit:
@@ -240,8 +240,8 @@ class _SpillWriter:
                 self.chunks.clear()
             if self.file is None:
                 self.chunks.append(bytes(data))
-            elif n >= _PARALLEL_HASH:
-                _hash_while(self.sha, data, self.file.write)
+            elif n >= PARALLEL_HASH:
+                hash_while(self.sha, data, lambda big: write_sliced(self.file.write, big))
             else:
                 self.file.write(data)
         except OSError as exc:
@@ -277,16 +277,6 @@ class _SpillWriter:
             _unlink_quietly(self.tmp)
 
 
-def _hash_while(sha: Any, data: Any, move: Any) -> None:
-    """``sha.update(data)`` on a second thread while ``move(data)`` runs on this one."""
-    hashing = threading.Thread(target=sha.update, args=(data,))
-    hashing.start()
-    try:
-        move(data)
-    finally:
-        hashing.join()
-
-
 class _HashingReader:
     """A read-only file object that hashes every byte the unpickler reads through it."""
 
@@ -305,8 +295,14 @@ class _HashingReader:
         return data
 
     def readinto(self, buf: Any) -> int:
-        n = self.raw.readinto(buf)
-        self._seen(memoryview(buf).cast("B")[:n])
+        view = memoryview(buf).cast("B")
+        if view.nbytes < PARALLEL_HASH:
+            n = self.raw.readinto(view)
+            self._seen(view[:n])
+            return n
+        # a large value (the unpickler reads it straight into the object it builds)
+        n = readinto_hashing(self.raw.readinto, view, self.sha)
+        self.size += n
         return n
 
     def readline(self, size: int = -1) -> bytes:

@@ -3,15 +3,18 @@ processes, watches them, feeds their output to the log sinks, and stops them whe
 
 What to run, what a finished attempt means, retries and fail-fast are the kernel's
 :class:`~flowkernel.dispatch.Dispatcher` (the same for every runtime); this module keeps only
-processes, pipes and polling. Each attempt runs in its own process: forked from this warm
-controller (the flow module and kernel already imported) or, with ``--isolation spawn``, a
-fresh interpreter running ``flow step``. No threads are started, so forking is safe.
+processes, pipes and polling. Each attempt runs in its own process: forked by the fork server
+(:mod:`~flowkernel_runtime_local.forkserver`, a fork of this warm controller made before the
+first task, so that the controller itself takes no copy-on-write faults per task), forked from
+this controller where there is no fork server, or, with ``--isolation spawn``, a fresh
+interpreter running ``flow step``. No threads are started, so forking is safe.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import pickle
 import signal
 import sys
 import time
@@ -21,12 +24,14 @@ from typing import TYPE_CHECKING, Any
 from flowkernel.engine.dispatch import Attempt, Backend, Dispatcher, Interrupted
 from flowkernel.engine.executor import run_task
 from flowkernel.engine.logs import abnormal_end_line
+from flowkernel.engine.policy import describe_exit
 from flowkernel.engine.progress import Progress, progress_for
 from flowkernel.engine.runs import step_command
 from flowkernel.specs import LogLine, RunResult
 from flowkernel.storage import LocalBackend
 from flowkernel_runtime_local import pool, workers
 from flowkernel_runtime_local.commit import Committer
+from flowkernel_runtime_local.forkserver import MAX_REQUEST, ForkServer, ServerGone
 from flowkernel_runtime_local.pool import PoolProcess
 from flowkernel_runtime_local.workers import Worker
 
@@ -67,7 +72,9 @@ class _Controller(Backend):
         self.isolation = isolation
         self.dispatcher = Dispatcher(kernel, ctx, self, runtime="local")
         self.info = self.dispatcher.info
+        #: running attempts by key (a number per attempt, from 1)
         self.workers: dict[int, Worker] = {}
+        self._keys = itertools.count(1)
         self.by_fd: dict[int, Worker] = {}
         self.pid = os.getpid()
         #: SIGINT/SIGTERM received so far; the handler only counts, the loop acts on it
@@ -78,6 +85,12 @@ class _Controller(Backend):
         self.committer: Committer | None = None
         #: ``--isolation pool``: the long-lived task processes, idle or running one attempt
         self.pool: list[PoolProcess] = []
+        #: ``--isolation fork``: the process that forks the tasks (None: this one does)
+        self.server: ForkServer | None = None
+        #: exits the fork server reported, handled by :meth:`_served_exits`
+        self.exits: list[tuple[Worker, int]] = []
+        #: the fork server's socket closed; :meth:`_served_exits` handles it
+        self.server_lost = False
 
     @property
     def progress(self) -> Progress:
@@ -129,9 +142,13 @@ class _Controller(Backend):
             # forked before the guardian and any task, so that none holds its pipe open
             self.committer = Committer().start()
         self.guardian = workers.Guardian.start()
+        if self.isolation == "fork":  # after the committer and the guardian: see its docstring
+            self.server = ForkServer.start(self._run_request, self.pid)
         self.poller = self.kernel.make_poller()
         if self.committer is not None:
             self.committer.watch(self.poller)
+        if self.server is not None:
+            self.poller.register(self.server.fd, self.server)
         # before the sinks: on a terminal, the console sink then writes above the live display
         self.dispatcher.progress = progress_for(
             self.quiet, f"{self.info.flow_name}/{self.ctx.run_id}"
@@ -155,15 +172,22 @@ class _Controller(Backend):
         self._check_signals()
         if not self.workers and not self.dispatcher.committing:
             return
-        for key in self.poller.poll(self._poll_timeout()):
+        self._handle(self.poller.poll(self._poll_timeout()))
+        self._enforce_timeouts()
+
+    def _handle(self, keys: list[Any]) -> None:
+        """Act on what the poller reported ready, then on the attempts that ended."""
+        if self.server is not None and self.server in keys:
+            self._server_events()  # first: a task's output may need its pid
+        for key in keys:
             if key is self.committer:
                 key.read_acks()
             elif isinstance(key, PoolProcess):
                 self._pool_result(key)
-            else:
+            elif isinstance(key, Worker):
                 self._read(key)
+        self._served_exits()
         self._reap()
-        self._enforce_timeouts()
 
     def commit(self, records: Sequence[TaskRecord], then: Callable[[], None]) -> None:
         """Group commit: forked attempts write their records without fsync; the committer
@@ -177,10 +201,14 @@ class _Controller(Backend):
         self.committer.submit(paths, then)
 
     def close(self) -> None:
-        """The run is over: stop the pool, finish the group commit, close the log sinks and
-        the poller."""
+        """The run is over: stop the pool and the fork server, finish the group commit, close
+        the log sinks and the poller."""
         for proc in list(self.pool):
             self._retire(proc)
+        if self.server is not None:
+            self.poller.unregister(self.server.fd)
+            self.server.close()
+            self.server = None
         if self.committer is not None:
             self.committer.close()
         for sink in self.sinks:
@@ -196,8 +224,9 @@ class _Controller(Backend):
 
     def _poll_timeout(self) -> float:
         deadlines = [w.deadline for w in self.workers.values() if w.deadline is not None]
-        # a worker whose pipes are closed sends no more events: check its exit often
-        timeout = 0.01 if any(not w.fds for w in self.workers.values()) else 0.2
+        # a worker whose pipes are closed sends no more events: check its exit often (the
+        # fork server reports the exits of the workers it forked)
+        timeout = 0.01 if any(not w.fds and not w.served for w in self.workers.values()) else 0.2
         if deadlines:
             timeout = min(timeout, max(0.0, min(deadlines) - time.time()))
         return timeout
@@ -209,7 +238,11 @@ class _Controller(Backend):
         ctx, spec = self.ctx, attempt.spec
         popen = proc = None
         durable = self.committer is None
-        if self.isolation == "fork":
+        key = next(self._keys)
+        served = self._serving and self._serve(key, attempt)
+        if served:
+            pid, out_fd, err_fd = None, *served
+        elif self.isolation == "fork":
             inputs = attempt.ready.inputs
             pid, out_fd, err_fd = workers.fork_worker(
                 lambda: run_task(ctx.flow_cls, ctx.graph, ctx.store, spec, inputs, durable),
@@ -226,6 +259,7 @@ class _Controller(Backend):
             pid, out_fd, err_fd = popen.pid, popen.stdout.fileno(), popen.stderr.fileno()
         seconds = attempt.group.policy.timeout
         worker = Worker(
+            key=key,
             pid=pid,
             step=spec.step,
             task_id=spec.task_id,
@@ -236,13 +270,15 @@ class _Controller(Backend):
             deadline=time.time() + seconds + TIMEOUT_GRACE if seconds else None,
             popen=popen,
             pool=proc,
+            served=bool(served),
         )
         for fd in worker.fds:
             os.set_blocking(fd, False)
             self.poller.register(fd, worker)
             self.by_fd[fd] = worker
-        self.workers[pid] = worker
-        self.guardian.watch(pid)
+        self.workers[key] = worker
+        if not served:  # the fork server tells the guardian about its own children
+            self.guardian.watch(pid)
         self.say(
             "Task is starting" + (f" (retry {spec.attempt})." if spec.attempt else "."), worker
         )
@@ -256,7 +292,98 @@ class _Controller(Backend):
         stopping = [w for w in self.workers.values() if (w.task_id, w.attempt) in ids]
         for worker in stopping:
             worker.deadline = time.time() + TIMEOUT_GRACE  # SIGKILL if SIGTERM is not enough
-        workers.signal_trees([w.pid for w in stopping])
+        self._signal(stopping, signal.SIGTERM)
+
+    def _signal(self, running: Sequence[Worker], sig: int) -> list[Any]:
+        """Send ``sig`` to the process trees and groups of ``running``: those the fork server
+        forked through it (it knows which are still its children), the others from here.
+        Returns the processes signalled from here."""
+        served = [w.key for w in running if w.served]
+        if served and self.server is not None:
+            self.server.signal(served, sig)
+        return workers.signal_trees([w.pid for w in running if not w.served], sig)
+
+    # -- the fork server -----------------------------------------------------------------------
+
+    def _serve(self, key: int, attempt: Attempt) -> tuple[int, int] | None:
+        """Have the fork server start ``attempt`` as ``key``; the read ends of its stdout and
+        stderr, or None if the server is gone (the caller forks it here)."""
+        assert self.server is not None
+        request = pickle.dumps((attempt.spec, attempt.ready.inputs), pickle.HIGHEST_PROTOCOL)
+        if len(request) > MAX_REQUEST:  # large input records: the task reads them itself
+            request = pickle.dumps((attempt.spec, None), pickle.HIGHEST_PROTOCOL)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            self.server.launch(key, request, out_w, err_w)
+        except ServerGone:  # the next wait() reports the attempts lost with it
+            for fd in (out_r, err_r):
+                os.close(fd)
+            self.server_lost = True
+            return None
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        return out_r, err_r
+
+    @property
+    def _serving(self) -> bool:
+        return self.server is not None and not self.server_lost
+
+    def _run_request(self, request: bytes) -> int:  # pragma: no cover - runs in a task process
+        """What a task process forked by the server runs: the attempt ``request`` names."""
+        spec, inputs = pickle.loads(request)
+        ctx = self.ctx
+        return run_task(ctx.flow_cls, ctx.graph, ctx.store, spec, inputs, self.committer is None)
+
+    def _server_events(self, block: bool = False) -> None:
+        """Read the fork server's events: a start sets the worker's pid, an exit is queued for
+        :meth:`_served_exits` (not handled here: this may run in the middle of reading a pipe)."""
+        assert self.server is not None
+        try:
+            events = self.server.events(block)
+        except ServerGone:
+            self.server_lost = True
+            return
+        for kind, key, pid, code in events:
+            worker = self.workers.get(key)
+            if worker is None:
+                continue
+            if pid > 0:
+                worker.pid = pid
+            if kind == b"x":
+                worker.returncode = code
+                self.exits.append((worker, code))
+
+    def _served_exits(self) -> None:
+        """Report the attempts whose exit the fork server reported; if the server is gone,
+        report the attempts it had running as lost and fork from here from now on."""
+        while self.exits:
+            worker, code = self.exits.pop(0)
+            if worker.key in self.workers:
+                self._ended(worker, code)
+        if self.server_lost and self.server is not None:
+            self._server_gone()
+
+    def _server_gone(self) -> None:
+        server, self.server = self.server, None
+        assert server is not None
+        self.server_lost = False
+        self.poller.unregister(server.fd)
+        status = server.close(kill=True)
+        lost = [w for w in self.workers.values() if w.served]
+        how = describe_exit(None if status is None else os.waitstatus_to_exitcode(status))
+        message = f"The fork server (pid {server.pid}) is gone ({how})"
+        if lost:
+            message += f"; {len(lost)} running task(s) died with it and will run again"
+        message += "; tasks are forked by the controller from now on."
+        self.say(message, force=True, err=True)
+        for worker in lost:  # their groups: what they started (they had PR_SET_PDEATHSIG)
+            if worker.pid is not None:
+                workers.signal_groups([worker.pid], signal.SIGKILL)
+                self.guardian.release(worker.pid)
+        for worker in lost:
+            self._ended(worker, -signal.SIGKILL, lost=True)
 
     # -- output --------------------------------------------------------------------------------
 
@@ -297,6 +424,9 @@ class _Controller(Backend):
     def _emit(self, worker: Worker, stream: str, lines: list[bytes], newline: bool) -> None:
         """Hand ``lines`` to every sink (``newline``: each ended with a newline)."""
         stamp = time.time()
+        # it printed before the server's report of its start was read: read it (a line's pid)
+        while worker.pid is None and worker.returncode is None and self._serving:
+            self._server_events(block=True)
         for raw in lines:
             line = LogLine(
                 self.info,
@@ -364,7 +494,8 @@ class _Controller(Backend):
             return
         if code is None:
             return
-        worker = self.workers.pop(proc.pid)
+        worker = next(w for w in self.workers.values() if w.pool is proc)
+        del self.workers[worker.key]
         for fd in list(worker.fds):  # all it printed is in the pipes before its result
             self._drain(worker, fd, bounded=False)
             if fd in worker.fds:
@@ -393,28 +524,35 @@ class _Controller(Backend):
     # -- exits ---------------------------------------------------------------------------------
 
     def _reap(self) -> None:
-        for pid, worker in list(self.workers.items()):
-            if pid not in self.workers:  # reaped by a nested call (a failure stopping all)
-                continue
+        """Reap the attempts forked here (or spawned) that exited."""
+        for key, worker in list(self.workers.items()):
+            if key not in self.workers or worker.served:  # reaped by a nested call (a
+                continue  # failure stopping all), or the fork server's to reap
             # never block: a task may close its pipes and run on (and a grandchild may hold
             # them open after the task exited)
-            status = workers.reap_attempt(pid)
+            assert worker.pid is not None
+            status = workers.reap_attempt(worker.pid)
             if status is None:
                 continue
-            self.guardian.release(pid)
-            for fd in list(worker.fds):
-                self._drain(worker, fd, bounded=False)
-                if fd in worker.fds:
-                    self._close_fd(worker, fd)
-            worker.returncode = os.waitstatus_to_exitcode(status)
-            if worker.popen is not None:
-                worker.popen.returncode = worker.returncode
-            del self.workers[pid]
-            if worker.pool is not None:  # the next attempt gets a fresh pool process
-                self._retire(worker.pool)
-            self._finished(worker)
+            self.guardian.release(worker.pid)
+            self._ended(worker, os.waitstatus_to_exitcode(status))
 
-    def _finished(self, worker: Worker) -> None:
+    def _ended(self, worker: Worker, returncode: int, lost: bool = False) -> None:
+        """Attempt ``worker`` exited with ``returncode``: read the rest of its output, then
+        report it."""
+        for fd in list(worker.fds):
+            self._drain(worker, fd, bounded=False)
+            if fd in worker.fds:
+                self._close_fd(worker, fd)
+        worker.returncode = returncode
+        if worker.popen is not None:
+            worker.popen.returncode = returncode
+        del self.workers[worker.key]
+        if worker.pool is not None:  # it died: the next attempt gets a fresh pool process
+            self._retire(worker.pool)
+        self._finished(worker, lost)
+
+    def _finished(self, worker: Worker, lost: bool = False) -> None:
         ending = abnormal_end_line(worker.returncode, worker.killed)
         if ending is not None:  # the task's own stderr log says how it ended
             self._emit(worker, "stderr", [ending.encode()], True)
@@ -424,6 +562,7 @@ class _Controller(Backend):
             stopped=worker.killed,
             started_at=worker.started_at,
             pid=worker.pid,
+            lost=lost,
         )
 
     # -- stopping ------------------------------------------------------------------------------
@@ -436,19 +575,15 @@ class _Controller(Backend):
         for worker in running:
             worker.killed = True
             self.say("Stopping this task: the workflow is failing.", worker, force=True)
-        pids = [w.pid for w in running]
-        procs = workers.signal_trees(pids)
+        procs = self._signal(running, signal.SIGTERM)
         deadline = time.time() + grace
         signals = self.signals  # one more signal while we wait: no more grace
         while self.workers and time.time() < deadline and self.signals == signals:
-            for worker in self.poller.poll(0.05):
-                self._read(worker)
-            self._reap()
-        workers.kill_all(procs, pids)
+            self._handle(self.poller.poll(0.05))
+        workers.kill_all(procs, [w.pid for w in running if not w.served and w.pid is not None])
+        self._signal([w for w in running if w.served], signal.SIGKILL)
         while self.workers:
-            for worker in self.poller.poll(0.05):
-                self._read(worker)
-            self._reap()
+            self._handle(self.poller.poll(0.05))
 
     def _enforce_timeouts(self) -> None:
         now = time.time()
@@ -456,4 +591,4 @@ class _Controller(Backend):
             if worker.deadline is not None and now > worker.deadline:
                 worker.deadline = None
                 self.say("Task exceeded its @timeout: killing its process tree.", worker, True)
-                workers.signal_trees([worker.pid], signal.SIGKILL)
+                self._signal([worker], signal.SIGKILL)

@@ -103,9 +103,7 @@ def start(run: Callable[[Any], int], controller_pid: int) -> PoolProcess:
     if pid == 0:  # pragma: no cover - runs in the pool process
         code = 1
         try:
-            workers.child_setup(controller_pid, out_w, err_w)
-            for fd in (req_w, res_r, out_r, err_r, out_w, err_w):
-                os.close(fd)
+            workers.child_setup(controller_pid, out_w, err_w, close=(req_w, res_r, out_r, err_r))
             _serve(run, req_r, res_w)
             code = 0
         except BaseException:

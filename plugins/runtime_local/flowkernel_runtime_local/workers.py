@@ -2,47 +2,32 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
-import io
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import psutil
 
-_PR_SET_PDEATHSIG = 1
-_libc: Any = None
-
-
-def _die_with_parent() -> None:
-    """Linux: have the kernel SIGKILL this process when the controller dies."""
-    if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+from flowkernel.engine import forkchild
 
 
 def load_libc() -> None:
     """Load libc once in the controller (children reuse it after fork)."""
-    global _libc
-    if sys.platform.startswith("linux") and _libc is None:
-        name = ctypes.util.find_library("c") or "libc.so.6"
-        try:
-            _libc = ctypes.CDLL(name, use_errno=True)
-        except OSError:
-            _libc = None
+    forkchild.load_libc()
 
 
 @attrs.define(eq=False)
 class Worker:
     """One running task attempt and its two output pipes."""
 
-    pid: int
+    key: int  #: the controller's id for it (the fork server's too)
+    pid: int | None  #: None until the fork server reports it
     step: str
     task_id: str
     attempt: int
@@ -59,6 +44,8 @@ class Worker:
     killed: bool = False  #: stopped by the controller because the run is failing
     #: the pool process running this attempt (``--isolation pool``): it owns the pipes
     pool: Any = None
+    #: forked by the fork server, which reaps it and reports its exit (not the controller)
+    served: bool = False
 
 
 def reap_attempt(pid: int) -> int | None:
@@ -164,29 +151,23 @@ def _guard(fd: int) -> None:  # pragma: no cover - runs in the guardian
 private_fds: set[int] = set()
 
 
-def child_setup(controller_pid: int, out_w: int, err_w: int) -> None:  # pragma: no cover
+def child_setup(
+    controller_pid: int, out_w: int, err_w: int, close: Sequence[int] = ()
+) -> None:  # pragma: no cover - runs in the child
     """In a freshly forked task (or pool) process: its own process group, death with the
-    controller, default signals, stdin from /dev/null, stdout/stderr on ``out_w``/``err_w``."""
-    os.setpgid(0, 0)
-    _die_with_parent()
-    if os.getppid() != controller_pid:
-        os._exit(1)
+    controller, default signals, stdin from /dev/null, stdout/stderr on ``out_w``/``err_w``;
+    the guardian's pipe, :data:`private_fds` and ``close`` closed."""
+    forkchild.enter(out_w, err_w, parent=controller_pid, close=_child_closes(close))
+
+
+def _child_closes(close: Sequence[int]) -> list[int]:
+    fds = [*private_fds, *close]
     if _guardian_fd is not None:  # the guardian must see EOF when the controller dies
-        os.close(_guardian_fd)
-    for fd in private_fds:
-        os.close(fd)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(out_w, 1)
-    os.dup2(err_w, 2)
-    os.close(null)
-    sys.stdout = _line_stream(1)
-    sys.stderr = _line_stream(2)
+        fds.append(_guardian_fd)
+    return fds
 
 
-def fork_worker(body: Any, controller_pid: int) -> tuple[int, int, int]:
+def fork_worker(body: Callable[[], int], controller_pid: int) -> tuple[int, int, int]:
     """Fork a child that runs ``body()`` (returns an exit code) with stdout/stderr on pipes.
 
     Returns ``(pid, stdout read fd, stderr read fd)``.
@@ -203,36 +184,16 @@ def fork_worker(body: Any, controller_pid: int) -> tuple[int, int, int]:
     gc.freeze()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            child_setup(controller_pid, out_w, err_w)
-            for fd in (out_r, out_w, err_r, err_w):
-                os.close(fd)
-            code = body()
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+        close = _child_closes((out_r, err_r))
+        forkchild.run(body, out_w, err_w, parent=controller_pid, close=close)
     os.close(out_w)
     os.close(err_w)
     return pid, out_r, err_r
 
 
-def _line_stream(fd: int) -> io.TextIOWrapper:
-    """A fresh line-buffered text stream on ``fd`` (whatever the controller's sys.stdout was)."""
-    raw = io.FileIO(fd, "w", closefd=False)
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", line_buffering=True)
-
-
 def _spawn_preexec() -> None:  # pragma: no cover - runs in the child
     os.setpgid(0, 0)
-    _die_with_parent()
+    forkchild.die_with(os.getppid())
 
 
 def spawn_worker(argv: list[str], env: dict[str, str]) -> subprocess.Popen:

@@ -67,9 +67,9 @@ def test_failed_step_fails_the_run_with_exit_code_1(failed: dict) -> None:
 def test_no_process_of_the_failed_run_survives(failed: dict, world: rh.Env) -> None:
     pids = {p.pid for p in failed["tree"]}
     assert failed["sleeper_child"] in pids  # the sample saw the grandchild
-    # controller, its guardian, its record committer, boom, sleeper, its `sleep 60`, the
-    # orphaned `sleep 61`
-    assert len(pids) == 7
+    # controller, its guardian, its record committer, its fork server, boom, sleeper, its
+    # `sleep 60`, the orphaned `sleep 61`
+    assert len(pids) == 8
     rh.assert_all_gone(failed["tree"], world.tag, timeout=15.0)
 
 

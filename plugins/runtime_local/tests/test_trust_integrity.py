@@ -71,15 +71,22 @@ def test_a_truncated_or_deleted_blob_is_named(world):
         _ = client.Run(f"IntegrityFlow/{run_id}")["end"].task.data.value
 
 
-def test_a_task_reading_a_damaged_artifact_fails_naming_it_and_a_new_run_repairs_it(world):
+@pytest.mark.parametrize(
+    "blob_mb, offset",
+    [(0, -20), (20, 12_345_678)],
+    ids=["small", "20 MB hashed beside the read, damaged in its second chunk"],
+)
+def test_a_task_reading_a_damaged_artifact_fails_naming_it_and_a_new_run_repairs_it(
+    world, blob_mb, offset
+):
     from flowkernel.errors import CorruptArtifactError
 
-    proc = world.start("run", FLOW, "--hold", "true")
+    proc = world.start("run", FLOW, "--hold", "true", "--blob_mb", str(blob_mb))
     rh.wait_for(lambda: world.executions("body"), what="the foreach body to start")
     run1 = rh.run_id_of(rh.console(proc)[0])
     blob = _blob(world, run1, "start", "value")
     good = blob.read_bytes()
-    _flip_bit(blob)
+    _flip_bit(blob, offset)
     world.release()
     code, out, err = rh.communicate(proc)
     # `end` reads `value` (inherited from start) through the damaged blob
@@ -88,13 +95,13 @@ def test_a_task_reading_a_damaged_artifact_fails_naming_it_and_a_new_run_repairs
     assert f"artifact 'value' of task IntegrityFlow/{run1}/join/" in logs
     assert str(blob) in logs and "corrupt" in logs
     # a new run saves the same value: the damaged blob with its name is replaced, not trusted
-    second = world.flow("run", FLOW)
+    second = world.flow("run", FLOW, "--blob_mb", str(blob_mb))
     assert second.returncode == 0, second.stdout + second.stderr
     assert "payload hello seen [1, 2]" in second.stdout
     assert blob.read_bytes() == good
     client = world.client()
     assert client.Run(f"IntegrityFlow/{run1}")["start"].task.data.value["payload"] == "hello"
-    _flip_bit(blob)
+    _flip_bit(blob, offset)
     with pytest.raises(CorruptArtifactError):
         _ = client.Run(f"IntegrityFlow/{run1}")["start"].task.data.value
 
@@ -131,6 +138,52 @@ def test_a_value_hashed_on_a_second_thread_keeps_its_sha_and_is_verified(tmp_pat
     _flip_bit(Path(store.blob_path(sha)), 17 << 20)
     with pytest.raises(CorruptArtifactError, match="artifact 'big' is corrupt"):
         store.load(sha, "big")
+
+
+def test_a_large_blob_damaged_in_its_last_chunk_or_truncated_is_refused(tmp_path):
+    """The read fills the value in 8 MB chunks and hashes them on a second thread: the
+    partial last chunk is hashed too, and a short file is caught."""
+    from flowkernel.datastore import FlowStore
+    from flowkernel.errors import CorruptArtifactError
+
+    store = FlowStore(str(tmp_path), "F")
+    value = os.urandom((17 << 20) + 12_345)
+    sha, _ = store.save("big", value)
+    path = Path(store.blob_path(sha))
+    good = path.read_bytes()
+    assert store.load(sha, "big") == value
+    _flip_bit(path, -100)
+    with pytest.raises(CorruptArtifactError, match="artifact 'big' is corrupt"):
+        store.load(sha, "big")
+    path.write_bytes(good[: (9 << 20) + 7])
+    with pytest.raises(CorruptArtifactError, match="artifact 'big' is corrupt"):
+        store.load(sha, "big")
+
+
+def test_a_read_failing_midway_propagates_and_leaves_no_hashing_thread():
+    import hashlib
+    import threading
+
+    from flowkernel.storage.largeio import PARALLEL_HASH, readinto_hashing
+
+    calls = []
+
+    def readinto(view):
+        calls.append(len(view))
+        if len(calls) == 3:
+            raise OSError("disk gone")
+        view[:] = b"a" * len(view)
+        return len(view)
+
+    before = threading.active_count()
+    buf = bytearray(4 * PARALLEL_HASH)
+    with pytest.raises(OSError, match="disk gone"):
+        readinto_hashing(readinto, memoryview(buf), hashlib.sha1())
+    assert calls == [PARALLEL_HASH] * 3
+    assert threading.active_count() == before
+    sha = hashlib.sha1()
+    assert readinto_hashing(lambda v: 0, memoryview(buf), sha) == 0
+    assert sha.hexdigest() == hashlib.sha1().hexdigest()
 
 
 def test_foreach_over_a_dict_fails_the_step_clearly(world):

@@ -14,10 +14,13 @@ class IntegrityFlow(FlowSpec):
     #: list (fine), dict, huge_range, endless
     shape = Parameter("shape", default="list")
     hold = Parameter("hold", default=False, help="body waits for the test's `release` marker")
+    #: a large blob goes through the chunked write and the read hashed on a second thread
+    blob_mb = Parameter("blob_mb", default=0, type=int)
 
     @step
     def start(self):
-        self.value = {"payload": self.payload, "blob": b"x" * 1000}
+        blob = b"x" * (self.blob_mb * 1_000_000 + 1000)
+        self.value = {"payload": self.payload, "blob": blob}
         if self.shape == "dict":
             self.items = {"a": 1, "b": 2}
         elif self.shape == "huge_range":

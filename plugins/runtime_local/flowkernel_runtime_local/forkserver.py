@@ -1,0 +1,353 @@
+"""The fork server of ``--isolation fork`` (Linux): a process forked from the controller once,
+before the run's first task, that forks every task attempt, so that the controller never does.
+
+**Why.** A ``fork()`` makes every writable page of the parent copy-on-write, and the parent
+then takes a page fault for each page it writes while a child shares it. A controller that
+forks each task pays that on every page its own work touches between two forks (reading the
+record back, starting the next attempt, the log sinks): ~440 faults per task, measured. The
+server's work between two forks is a message in, a ``fork()``, a message out and a reap.
+
+**Protocol** (a ``SOCK_SEQPACKET`` socket pair; one message each way per event):
+
+* controller -> server: *launch* (a key the controller chose, the request bytes, and the write
+  ends of the task's stdout and stderr pipes, passed with ``SCM_RIGHTS``); *signal* (a signal
+  number and keys). The controller makes the pipes and keeps their read ends, so the task's
+  output reaches it directly, never through the server.
+* server -> controller: *started* (key, pid) after the fork, *exited* (key, pid, exit code)
+  after the reap. A key is started before it exits, in that order on the socket.
+
+**Guarantees** (those of a task forked by the controller, kept):
+
+* every attempt is its own process and leads its own process group (the server also calls
+  ``setpgid`` for it, before it replies, so a signal the controller asks for always finds the
+  group);
+* ``PR_SET_PDEATHSIG`` chain: the server dies with the controller and every task with the
+  server; the server tells the guardian (:class:`~flowkernel_runtime_local.workers.Guardian`)
+  ``+pgid`` at the fork and ``-pgid`` after the reap, so a ``kill -9`` of the controller also
+  kills what the tasks started in their groups;
+* when a task exits, the server SIGKILLs its process group, then reaps it (its zombie keeps the
+  group id from being reused until then), then reports it;
+* the controller signals tasks through the server (:meth:`ForkServer.signal`), which signals
+  only children it has not reaped: a pid is never signalled after it could have been reused.
+
+If the server dies, :meth:`ForkServer.events` raises :class:`ServerGone` (after the events that
+came before); its tasks died with it (``PR_SET_PDEATHSIG``). The controller then kills their
+groups, reports them lost (they run again) and forks its tasks itself for the rest of the run.
+``FLOWKERNEL_FORK_SERVER=0`` turns the server off (the controller forks every task).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flowkernel.engine import forkchild
+from flowkernel_runtime_local import workers
+
+#: Largest launch message: a request above this is sent without its input records (the task
+#: reads them from the datastore, as ``flow step`` does).
+MAX_REQUEST = 1 << 16
+_LAUNCH = struct.Struct("<cQ")  # b"L", key; the request bytes follow
+_SIGNAL = struct.Struct("<ci")  # b"K", signal; keys (Q each) follow
+_KEY = struct.Struct("<Q")
+_EVENT = struct.Struct("<cQii")  # b"s" (started) or b"x" (exited), key, pid, exit code
+
+
+_FDS_SPACE = socket.CMSG_SPACE(2 * 4)  # two descriptors (C ints) per launch
+
+
+def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    fds: list[int] = []
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += struct.unpack(f"{len(data) // 4}i", data[: len(data) - len(data) % 4])
+    return fds
+
+
+class ServerGone(Exception):
+    """The fork server exited (or its socket broke): its tasks died with it."""
+
+
+def available() -> bool:
+    """Whether this platform and the environment allow a fork server."""
+    if os.environ.get("FLOWKERNEL_FORK_SERVER", "1").lower() in ("0", "false", "no"):
+        return False
+    return (
+        sys.platform.startswith("linux")
+        and hasattr(os, "pidfd_open")
+        and hasattr(socket, "send_fds")
+    )
+
+
+class ForkServer:
+    """The controller's end of the fork server (see the module docstring)."""
+
+    def __init__(self, pid: int, sock: socket.socket):
+        self.pid = pid
+        self.sock = sock
+        self.fd = sock.fileno()  #: readable when events (or the server's exit) arrive
+
+    @classmethod
+    def start(cls, run: Callable[[bytes], int], controller_pid: int) -> ForkServer | None:
+        """Fork the server from this (the controller) process, or ``None`` where there is none.
+
+        ``run(request)`` is what each task child calls with its request's bytes; it returns
+        the exit code. Call it after the committer and the guardian started (the server
+        closes the committer's pipes and keeps the guardian's) and before any task.
+        """
+        if not available():
+            return None
+        try:
+            os.close(os.pidfd_open(os.getpid()))  # not every Linux kernel (or sandbox) has them
+        except OSError:
+            return None
+        forkchild.load_libc()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the server
+            code = 1
+            try:
+                ours.close()
+                _Server(theirs, run, controller_pid).serve()
+                code = 0
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        theirs.close()
+        workers.private_fds.add(ours.fileno())  # no task forked here may hold it open
+        return cls(pid, ours)
+
+    def launch(self, key: int, request: bytes, out_w: int, err_w: int) -> None:
+        """Have the server fork a task: ``request`` for its ``run``, ``out_w``/``err_w`` its
+        stdout and stderr (the caller closes its copies). Its start and exit come as events.
+
+        :raises ServerGone: the server is gone; nothing was started.
+        """
+        try:
+            socket.send_fds(self.sock, [_LAUNCH.pack(b"L", key), request], [out_w, err_w])
+        except OSError as exc:
+            raise ServerGone(str(exc)) from None
+
+    def signal(self, keys: Iterable[int], sig: int) -> None:
+        """Send ``sig`` to the process trees and groups of the tasks ``keys`` that have not
+        exited yet (others are skipped). A server that is gone is reported by :meth:`events`."""
+        message = _SIGNAL.pack(b"K", sig) + b"".join(_KEY.pack(k) for k in keys)
+        try:
+            self.sock.send(message)
+        except OSError:
+            pass
+
+    def events(self, block: bool = False) -> list[tuple[bytes, int, int, int]]:
+        """The events that arrived: ``(b"s", key, pid, 0)`` for a start, ``(b"x", key, pid,
+        exit code)`` for an exit (``block``: wait for at least one). An attempt whose process
+        could not be forked exits with pid 0 and code 1, without a start (its stderr says why).
+
+        :raises ServerGone: the server exited; the events before its exit were returned by
+            an earlier call (this one returned them, the next one raises).
+        """
+        found: list[tuple[bytes, int, int, int]] = []
+        flags = 0 if block else socket.MSG_DONTWAIT
+        while True:
+            try:
+                data = self.sock.recv(_EVENT.size, flags)
+            except BlockingIOError:
+                return found
+            except OSError:
+                data = b""
+            if not data:
+                if found:
+                    return found  # the exit is seen again on the next call
+                raise ServerGone("the fork server exited")
+            found.append(_EVENT.unpack(data))
+            flags = socket.MSG_DONTWAIT
+
+    def close(self, kill: bool = False) -> int | None:
+        """Stop the server (it sees its socket close, kills what is left, exits); reap it and
+        return its wait status (``None``: it was reaped already). ``kill``: SIGKILL it first
+        unless it has exited (its socket broke: it must not be waited for)."""
+        workers.private_fds.discard(self.fd)
+        self.sock.close()
+        try:
+            if kill:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+                if done:
+                    return status
+                os.kill(self.pid, signal.SIGKILL)
+            return os.waitpid(self.pid, 0)[1]
+        except ChildProcessError:
+            return None
+
+
+class _Server:  # pragma: no cover - runs in the server process
+    """The server's loop: launch and signal requests and task exits in, forks and events out."""
+
+    def __init__(self, sock: socket.socket, run: Callable[[bytes], int], controller: int):
+        forkchild.die_with(controller)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides when tasks stop
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for fd in workers.private_fds:  # the committer must see EOF when the controller closes
+            os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # once here: the children inherit it
+        os.close(null)
+        self.sock, self.run = sock, run
+        self.me = os.getpid()
+        self.streams = forkchild.line_streams()
+        self.fd = sock.fileno()
+        self.ep = select.epoll()
+        self.ep.register(self.fd, select.EPOLLIN)
+        self.guardian = workers._guardian_fd
+        #: descriptors a task child closes: this socket, the epoll, the guardian's pipe (which
+        #: must see EOF when the controller dies) and the pidfds of the other tasks
+        self.private = [self.fd, self.ep.fileno()]
+        if self.guardian is not None:
+            self.private.append(self.guardian)
+        self.tasks: dict[int, tuple[int, int]] = {}  #: pidfd -> (key, pid)
+        self.pids: dict[int, int] = {}  #: key -> pid, while not reaped
+        self.trees: dict[int, list[Any]] = {}  #: key -> processes signalled (killed at SIGKILL)
+        self.outbox: deque[bytes] = deque()
+        # Objects that exist now are never collected by a child's GC, whose collections would
+        # write to every object header and copy the pages (copy-on-write).
+        gc.freeze()
+
+    def serve(self) -> None:
+        """Serve until the controller closes its end; then kill what is left and return."""
+        while True:
+            for fd, mask in self.ep.poll():
+                if fd != self.fd:
+                    self._reap(fd)
+                    continue
+                if mask & select.EPOLLOUT:
+                    self._flush()
+                readable = mask & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR)
+                if readable and not self._receive():  # the controller closed its end
+                    workers.signal_groups(list(self.pids.values()), signal.SIGKILL)
+                    return
+
+    def _receive(self) -> bool:
+        """Handle every request waiting; False once the controller's end is closed."""
+        while True:
+            try:  # (socket.recv_fds ignores its flags before Python 3.12)
+                data, ancillary, _, _ = self.sock.recvmsg(
+                    MAX_REQUEST + _LAUNCH.size, _FDS_SPACE, socket.MSG_DONTWAIT
+                )
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            fds = _received_fds(ancillary)
+            if not data:
+                return False
+            if data[:1] == b"L" and len(fds) == 2:
+                self._fork(data, fds[0], fds[1])
+            elif data[:1] == b"K":
+                self._signal(data)
+            else:
+                for fd in fds:
+                    os.close(fd)
+
+    def _fork(self, data: bytes, out_w: int, err_w: int) -> None:
+        key = _LAUNCH.unpack_from(data)[1]
+        request = memoryview(data)[_LAUNCH.size :]
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes or memory: the attempt fails, saying why
+            try:
+                os.write(err_w, b"Could not start the task's process: %s\n" % str(exc).encode())
+            except OSError:
+                pass
+            os.close(out_w)
+            os.close(err_w)
+            self._send(_EVENT.pack(b"x", key, 0, 1))
+            return
+        if pid == 0:
+            forkchild.run(
+                lambda: self.run(request), out_w, err_w, parent=self.me, close=self.private,
+                streams=self.streams, stdin_null=False,
+            )  # fmt: skip
+        os.close(out_w)
+        os.close(err_w)
+        try:
+            os.setpgid(pid, pid)  # done before any signal request for it is read
+        except OSError:
+            pass  # it did so itself already, or has exited
+        pidfd = os.pidfd_open(pid)
+        self.ep.register(pidfd, select.EPOLLIN)
+        self.private.append(pidfd)
+        self.tasks[pidfd] = (key, pid)
+        self.pids[key] = pid
+        self._tell_guardian(b"+%d\n" % pid)
+        self._send(_EVENT.pack(b"s", key, pid, 0))
+
+    def _reap(self, pidfd: int) -> None:
+        """A task exited: kill its process group, then reap it, then report it."""
+        key, pid = self.tasks.pop(pidfd)
+        self.ep.unregister(pidfd)
+        self.private.remove(pidfd)
+        os.close(pidfd)
+        workers.signal_groups([pid], signal.SIGKILL)  # before the reap: its zombie holds the id
+        workers.kill_all(self.trees.pop(key, []))
+        _, status = os.waitpid(pid, 0)
+        del self.pids[key]
+        self._tell_guardian(b"-%d\n" % pid)
+        self._send(_EVENT.pack(b"x", key, pid, os.waitstatus_to_exitcode(status)))
+
+    def _signal(self, data: bytes) -> None:
+        sig = _SIGNAL.unpack_from(data)[1]
+        for (key,) in _KEY.iter_unpack(memoryview(data)[_SIGNAL.size :]):
+            pid = self.pids.get(key)
+            if pid is None:
+                continue  # exited (and reaped) already
+            procs = workers.signal_trees([pid], sig)
+            if sig == signal.SIGKILL:  # what the first signal found, even if it moved since
+                workers.kill_all(self.trees.pop(key, []))
+            else:
+                self.trees.setdefault(key, []).extend(procs)
+
+    def _tell_guardian(self, line: bytes) -> None:
+        if self.guardian is not None:
+            try:
+                os.write(self.guardian, line)
+            except OSError:
+                self.guardian = None
+
+    def _send(self, message: bytes) -> None:
+        """Send an event without ever blocking (a controller busy launching a large gang does
+        not read meanwhile): what does not fit waits in the outbox."""
+        if not self.outbox:
+            try:
+                self.sock.send(message, socket.MSG_DONTWAIT)
+                return
+            except BlockingIOError:
+                self.ep.modify(self.fd, select.EPOLLIN | select.EPOLLOUT)
+            except OSError:
+                return  # the controller is gone: the loop sees EOF
+        self.outbox.append(message)
+
+    def _flush(self) -> None:
+        while self.outbox:
+            try:
+                self.sock.send(self.outbox[0], socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.outbox.clear()
+                break
+            self.outbox.popleft()
+        self.ep.modify(self.fd, select.EPOLLIN)
