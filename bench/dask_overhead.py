@@ -9,7 +9,9 @@ interpreter running ``flow step``), ``dask (embedded)`` (the embedded LocalClust
 forked by the worker's warm fork server) and ``dask (no fork server)``
 (``FLOWKERNEL_DASK_FORK_SERVER=0``: a fresh interpreter per attempt, as before the fork server).
 Per-task overhead = (wall(foreach) - wall(start_end)) / N, so the cluster's start-up and
-shutdown cancel out. Figures are medians; every run uses a fresh temporary directory.
+shutdown cancel out (their spread at load is the noise of that figure); ``body span/N`` is the
+span from the first foreach body task's start to the last one's end (from their records) / N,
+which leaves them out. Figures are medians; every run uses a fresh temporary directory.
 
 Every engine's CPU per task (foreach less start_end, / N) is the whole process tree's, from
 ``getrusage(RUSAGE_CHILDREN)`` of this script. For the dask engines it also samples (psutil,
@@ -23,6 +25,8 @@ per task bounds the wall time per task from below at about CPU / 2.
 from __future__ import annotations
 
 import argparse
+import glob
+import json
 import os
 import resource
 import statistics
@@ -102,10 +106,22 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _body_span(tmp: str) -> float:
+    """Seconds from the first foreach body task's start to the last one's end (from their
+    records): the run's steady part, without the cluster's start-up and shutdown."""
+    times = []
+    for path in glob.glob(os.path.join(tmp, ".flowkernel", "*", "*", "body", "*", "*.record.json")):
+        with open(path) as fh:
+            record = json.load(fh)
+        times += [record["started_at"], record["finished_at"]]
+    return max(times) - min(times) if times else 0.0
+
+
 def wall(flow: str, args: list[str], env: dict[str, str], sample: bool = False):
     """Wall seconds of one run, and its CPU seconds by process kind (``sample``) plus
     ``"total"``: the whole process tree's, from the kernel (every process of a run is reaped
-    within the tree, so nothing escapes it, unlike the sampled kinds)."""
+    within the tree: the dask workers reap their fork servers when they exit) and ``"span"``
+    (:func:`_body_span`)."""
     before = _children_cpu()
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "flowkernel.cli", "run", str(FLOWS / flow), "--quiet", *args]
@@ -116,7 +132,9 @@ def wall(flow: str, args: list[str], env: dict[str, str], sample: bool = False):
         out, err = proc.communicate()
         took = time.perf_counter() - began
         cpu = sampler.stop() if sampler else {}
+        span = _body_span(tmp)
     cpu["total"] = _children_cpu() - before
+    cpu["span"] = span
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out}\n{err}")
     return took, cpu
@@ -131,7 +149,8 @@ def main() -> None:
     opts = parser.parse_args()
     common = ["--max-workers", str(opts.max_workers), "--max-num-splits", str(opts.n)]
     print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores, N={opts.n}")
-    print(f"{'engine':<23}{'start_end (s)':>15}{'foreach (s)':>14}{'per task (ms)':>15}")
+    print(f"{'engine':<23}{'start_end (s)':>15}{'foreach (s)':>14}{'per task (ms)':>15}"
+          f"{'body span/N':>13}")  # fmt: skip
     breakdowns = {}
     for name in opts.engines:
         args, env = ENGINES[name]
@@ -144,7 +163,10 @@ def main() -> None:
         fixed = statistics.median(took for took, _ in bases)
         foreach = statistics.median(took for took, _ in runs)
         per_task = (foreach - fixed) / opts.n * 1000
-        print(f"{name:<23}{fixed:>15.2f}{foreach:>14.2f}{per_task:>15.1f}", flush=True)
+        span = statistics.median(cpu["span"] for _, cpu in runs) / opts.n * 1000
+        for _, cpu in [*bases, *runs]:
+            del cpu["span"]
+        print(f"{name:<23}{fixed:>15.2f}{foreach:>14.2f}{per_task:>15.1f}{span:>13.1f}", flush=True)
         # the foreach run's CPU less the start_end run's: what the N tasks cost
         base, cpu = bases[-1][1], runs[-1][1]
         breakdowns[name] = {k: cpu.get(k, 0.0) - base.get(k, 0.0) for k in {*cpu, *base}}

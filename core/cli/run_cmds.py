@@ -6,7 +6,6 @@ the command, so the flow file is loaded before the rest of the line is parsed.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -420,37 +419,17 @@ def _with_origin_configs(flow_cls: type, flow_file: str, root: str, origin: str 
 def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> None:
     """Internal: run one attempt of one task (what every runtime and deployer executes)."""
     from flowkernel.cli.context import get_kernel
-    from flowkernel.datastore import FlowStore
-    from flowkernel.engine.executor import TaskSpec, run_task
-    from flowkernel.engine.runs import current_user
-    from flowkernel.flow.decorators import attach_decospecs
-    from flowkernel.flow.loader import load_flow
-    from flowkernel.storage.backend import declare_no_fork
+    from flowkernel.engine.executor import TaskSpec
+    from flowkernel.engine.runs import current_user, run_step
 
-    declare_no_fork()  # one task, no workers: storage clients may skip their fork guards
-    code_package = opts["package"]
-    if opts["package"]:
-        from flowkernel.engine.packages import fetch_package
-
-        packaged = fetch_package(_datastore_root(ctx), opts["package"])
-        if flow_file != "-":
-            packaged = os.path.join(os.path.dirname(packaged), flow_file)
-        flow_file = packaged
-    opts.pop("package")
-    flow_cls = load_flow(flow_file)
-    attach_decospecs(flow_cls, opts.pop("decospecs"))
-    graph = get_kernel().build_graph(flow_cls)
-    if step_name not in graph:
-        raise UsageError(f"flow {flow_cls.__name__} has no step '{step_name}'")
-    root = _datastore_root(ctx)
     spec = TaskSpec(
-        flow_name=flow_cls.__name__,
+        flow_name="",  # the flow class's, once imported
         run_id=opts["run_id"],
         step=step_name,
         task_id=opts["task_id"],
         attempt=opts["attempt"],
         input_paths=tuple(p for p in opts["input_paths"].split(",") if p),
-        datastore_root=root,
+        datastore_root=_datastore_root(ctx),
         split_index=opts["split_index"],
         max_user_code_retries=opts["max_user_code_retries"],
         origin_run_id=opts["origin_run_id"],
@@ -460,10 +439,8 @@ def step(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> Non
         max_num_splits=opts["max_num_splits"],
         ubf_context=None if opts["ubf_context"] == "none" else opts["ubf_context"],
         namespace=opts["namespace"],
-        code_package=code_package,
     )
-    store = FlowStore(root, flow_cls.__name__, _abspath(flow_file))
-    sys.exit(run_task(flow_cls, graph, store, spec))
+    sys.exit(run_step(get_kernel(), flow_file, spec, opts["decospecs"], opts["package"]))
 
 
 @click.command()

@@ -305,6 +305,48 @@ def resume_plan(ctx: RunContext) -> tuple[list[str], list[str]]:
     return [s for s in order if s in cloned], rerun
 
 
+def run_step(
+    kernel: Kernel,
+    flow_file: str,
+    spec: TaskSpec,
+    decospecs: tuple[str, ...] | list[str] = (),
+    package: str | None = None,
+) -> int:
+    """What ``flow step`` does once its command line is parsed: import the flow (from code
+    package ``package`` if given: ``flow_file`` is then the file's path inside it, or ``-``
+    for the package's own flow file), attach the ``--with`` decorators, build its graph and
+    run the attempt ``spec``; the task's exit code. Configs are registered beforehand
+    (:func:`flowkernel.flow.config.set_sources`), as the command line does.
+
+    For a runtime that runs attempts in a warm process without parsing a command line; the
+    result is the same as :func:`step_command`'s.
+
+    :raises UsageError: the flow has no step ``spec.step``; :raises FlowkernelError: the flow
+        cannot be imported.
+    """
+    from flowkernel.engine.executor import run_task
+    from flowkernel.flow.decorators import attach_decospecs
+    from flowkernel.flow.loader import load_flow
+    from flowkernel.storage.backend import declare_no_fork
+
+    declare_no_fork()  # one task, no workers: storage clients may skip their fork guards
+    if package:
+        from flowkernel.engine.packages import fetch_package
+
+        packaged = fetch_package(spec.datastore_root, package)
+        if flow_file != "-":
+            packaged = os.path.join(os.path.dirname(packaged), flow_file)
+        flow_file = packaged
+    flow_cls = load_flow(flow_file)
+    attach_decospecs(flow_cls, decospecs)
+    graph = kernel.build_graph(flow_cls)
+    if spec.step not in graph:
+        raise UsageError(f"flow {flow_cls.__name__} has no step '{spec.step}'")
+    spec = attrs.evolve(spec, flow_name=flow_cls.__name__, code_package=package)
+    store = FlowStore(spec.datastore_root, flow_cls.__name__, os.path.abspath(flow_file))
+    return run_task(flow_cls, graph, store, spec)
+
+
 def step_command(ctx: RunContext, spec: TaskSpec, package: str | None = None) -> list[str]:
     """The ``flow step`` command line that runs ``spec`` in a fresh interpreter.
 

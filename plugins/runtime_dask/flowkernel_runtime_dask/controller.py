@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 #: Extra seconds a task gets past its @timeout (the in-task alarm fires first) before its
 #: process group is killed on the worker.
 TIMEOUT_GRACE = 5.0
-#: Seconds to wait, once an attempt finished, for its last relayed lines to arrive.
+#: Seconds to wait, once Dask says an attempt's job returned, for the job's result on the
+#: run's topic (it follows the job's last line there); then it is fetched from the worker.
 LINES_WAIT = 5.0
 #: Environment variables of the controller every step gets too (the worker has its own).
 FORWARDED_ENV_PREFIX = "FLOWKERNEL_"
@@ -55,6 +56,9 @@ class _OnCluster:
     future: Any
     started_at: float
     stopped: bool = False  #: stopped by the controller because the run is failing
+    #: when Dask said the job returned: its result, sent after its lines, is overdue after
+    #: :data:`LINES_WAIT` (monotonic clock)
+    overdue_at: float | None = None
 
 
 class DaskRuntime:
@@ -114,8 +118,9 @@ class _Controller(Backend):
         #: the run's semaphore (None on the embedded cluster: its size is the bound)
         self.slots = None if embedded else (f"{self.prefix}-slots", self.max_workers)
         self.semaphore: Any = None
-        self.done: queue.Queue = queue.Queue()
-        self.lines: queue.Queue = queue.Queue()
+        #: what arrives from Dask's event-loop thread: ``("future", future)`` when a job's
+        #: future ends, ``("topic", message)`` for a job's lines and, after them, its result
+        self.inbox: queue.Queue = queue.Queue()
         self.received: Counter[tuple[str, int, str]] = Counter()
         #: when to give up on stopped steps whose supervisors do not answer (monotonic clock)
         self.give_up_at: float | None = None
@@ -150,7 +155,7 @@ class _Controller(Backend):
             name, leases = self.slots
             self.semaphore = Semaphore(leases, name, self.client.scheduler, self.client.loop)
             self.semaphore.register()
-        self.client.subscribe_topic(self.topic, lambda event: self.lines.put(event[1]))
+        self.client.subscribe_topic(self.topic, lambda event: self.inbox.put(("topic", event[1])))
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
         if self.package:
             self.say(f"Tasks run from code package {self.package}.", force=True)
@@ -170,16 +175,48 @@ class _Controller(Backend):
     def _wait(self, timeout: float) -> None:
         """Relay the lines that arrived; handle the attempts that finished."""
         try:
-            future = self.done.get(timeout=timeout)
+            item = self.inbox.get(timeout=timeout)
         except queue.Empty:
-            future = None
-        self._relay_lines()
-        while future is not None:
-            self._completed(future)
+            item = None
+        while item is not None:
+            kind, payload = item
+            if kind == "future":
+                self._future_ended(payload)
+            elif "done" in payload:
+                entry = self.running.pop(payload["done"], None)
+                if entry is not None:
+                    self._completed(entry, payload["result"])
+            else:
+                self._emit(payload)
             try:
-                future = self.done.get_nowait()
+                item = self.inbox.get_nowait()
             except queue.Empty:
-                future = None
+                item = None
+        now = time.monotonic()
+        for key, entry in list(self.running.items()):
+            if entry.overdue_at is not None and now > entry.overdue_at:
+                del self.running[key]  # the result message was lost: ask Dask for it
+                self._completed(entry, self._result(entry))
+
+    def _future_ended(self, future: Any) -> None:
+        """A job's future ended: its result follows its lines on the topic, unless Dask could
+        not run it (an error, a cancel)."""
+        entry = self.running.get(future.key)
+        if entry is None:
+            return
+        if future.status == "finished":
+            entry.overdue_at = time.monotonic() + LINES_WAIT
+            return
+        del self.running[future.key]
+        self._completed(entry, self._result(entry))
+
+    def _result(self, entry: _OnCluster) -> dict[str, Any]:
+        try:
+            return entry.future.result()
+        except BaseException as exc:  # KilledWorker, CancelledError, a worker-side error
+            message = f"Dask could not run this task: {type(exc).__name__}: {exc}"
+            self.say(message, entry.attempt, True)
+            return {}
 
     def close(self) -> None:
         """The run is over: leave the cluster's topic and event, relay the last lines, close
@@ -223,6 +260,7 @@ class _Controller(Backend):
             slots=None if group.gang else self.slots,
             configs=self.configs,
             decospecs=tuple(ctx.options.decospecs),
+            spec=spec,
         )
         key = f"{self.prefix}-{spec.step}-{spec.task_id}-{spec.attempt}"
         future = self.client.submit(
@@ -236,7 +274,7 @@ class _Controller(Backend):
             allow_other_workers=False,
         )
         self.running[key] = _OnCluster(attempt, future, time.time())
-        future.add_done_callback(self.done.put)
+        future.add_done_callback(lambda f: self.inbox.put(("future", f)))
         self.say("Task is starting" + (f" (retry {spec.attempt})." if spec.attempt else "."),
                  attempt)  # fmt: skip
 
@@ -269,12 +307,14 @@ class _Controller(Backend):
     # -- output --------------------------------------------------------------------------------
 
     def _relay_lines(self) -> None:
+        """Relay the lines that arrived (the run is over: nothing else is expected)."""
         while True:
             try:
-                msg = self.lines.get_nowait()
+                kind, msg = self.inbox.get_nowait()
             except queue.Empty:
                 return
-            self._emit(msg)
+            if kind == "topic" and "done" not in msg:
+                self._emit(msg)
 
     def _emit(self, msg: dict[str, Any]) -> None:
         step, task_id, attempt, stream = msg["step"], msg["task_id"], msg["attempt"], msg["stream"]
@@ -300,33 +340,18 @@ class _Controller(Backend):
                     name = type(sink).__name__
                     self.say(f"log sink {name} failed and was disabled: {exc}", force=True)
 
-    def _await_lines(self, attempt: Attempt, expected: dict[str, int]) -> None:
-        """Relay lines until every line the attempt wrote has arrived (they travel through the
-        scheduler on a different path than the result)."""
-        deadline = time.monotonic() + LINES_WAIT
+    def _check_lines(self, attempt: Attempt, expected: dict[str, int]) -> None:
+        """Say so if lines the attempt wrote never arrived (they precede its result on the
+        topic, so only when the result came another way)."""
         key = (attempt.task_id, attempt.attempt)
-        while any(self.received[(*key, s)] < n for s, n in expected.items()):
-            if time.monotonic() > deadline:
-                self.say("Some output lines of this task did not arrive in time.", attempt, True)
-                return
-            try:
-                self._emit(self.lines.get(timeout=0.05))
-            except queue.Empty:
-                pass
+        if any(self.received[(*key, s)] < n for s, n in expected.items()):
+            self.say("Some output lines of this task did not arrive in time.", attempt, True)
 
     # -- exits ---------------------------------------------------------------------------------
 
-    def _completed(self, future: Any) -> None:
-        entry = self.running.pop(future.key, None)
-        if entry is None:
-            return
+    def _completed(self, entry: _OnCluster, result: dict[str, Any]) -> None:
         attempt = entry.attempt
-        try:
-            result = future.result()
-        except BaseException as exc:  # KilledWorker, CancelledError, a worker-side error
-            self.say(f"Dask could not run this task: {type(exc).__name__}: {exc}", attempt, True)
-            result = {}
-        self._await_lines(attempt, result.get("lines") or {})
+        self._check_lines(attempt, result.get("lines") or {})
         returncode = result.get("returncode")
         if result.get("reused"):  # the attempt had finished on a worker that died afterwards
             record = self.ctx.store.read_task_record(

@@ -31,6 +31,7 @@ runs as a fresh interpreter, as it does where there is no fork server (not Linux
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import itertools
 import json
@@ -82,6 +83,18 @@ class Preload:
         fields["configs"] = tuple(tuple(pair) for pair in fields["configs"])
         fields["decospecs"] = tuple(fields["decospecs"])
         return cls(**fields)
+
+
+@attrs.frozen
+class StepCall:
+    """A ``flow step`` command line as data (:func:`flowkernel.engine.runs.run_step`'s
+    arguments and the configs the command line registers)."""
+
+    flow_file: str  #: ``-``: the package's own flow file
+    spec: Any  #: the attempt's :class:`~flowkernel.engine.executor.TaskSpec`
+    decospecs: tuple[str, ...] = ()
+    package: str | None = None
+    configs: tuple[tuple[str, str], ...] = ()
 
 
 class ForkedChild:
@@ -141,8 +154,12 @@ class ForkServer:
         with self.lock:
             return not self.pending and not self.children
 
-    def start(self, argv: list[str], env: dict[str, str], cwd: str | None) -> ForkedChild:
-        """Fork ``argv`` (a ``python -m flowkernel.cli ...`` command line) in the server.
+    def start(
+        self, argv: list[str], env: dict[str, str], cwd: str | None, step: StepCall | None = None
+    ) -> ForkedChild:
+        """Fork ``argv`` (a ``python -m flowkernel.cli ...`` command line) in the server; with
+        ``step`` (the same ``flow step`` as structured data), the child runs that directly
+        instead of parsing the command line.
 
         :raises Refused: the server cannot fork it (gone, or unsafe to fork).
         """
@@ -157,7 +174,9 @@ class ForkServer:
                 rid = next(self.ids)
                 slot: list = [threading.Event(), None]
                 self.pending[rid] = slot
-            request = pickle.dumps({"id": rid, "args": argv[3:], "env": env, "cwd": cwd})
+            request = pickle.dumps(
+                {"id": rid, "args": argv[3:], "env": env, "cwd": cwd, "step": step}
+            )
             try:
                 socket.send_fds(self.sock, [request], [out_w, err_w])
             except OSError as exc:
@@ -255,14 +274,28 @@ def server_for(env: dict[str, str], preload: Preload, spawn: Any) -> ForkServer:
         stale = [k for k, s in _SERVERS.items() if k != key and (s.idle or not s.alive)]
         closing = [_SERVERS.pop(k) for k in stale]
         if server is None:
+            if not _SERVERS and not closing:  # the first: closed when the worker exits
+                _close_at_exit()
             server = _SERVERS[key] = ForkServer(env, preload, spawn)
     for old in closing:
         old.close()
     return server
 
 
+def _close_at_exit() -> None:
+    global _AT_EXIT
+    if not _AT_EXIT:
+        atexit.register(close_all)
+        _AT_EXIT = True
+
+
+_AT_EXIT = False
+
+
 def close_all() -> None:
-    """Close every fork server of this worker (tests; a worker plugin's teardown)."""
+    """Close every fork server of this worker (at the worker process's exit): each one
+    stops its children and exits, and is reaped here (its CPU time, and its children's,
+    counts in the worker's)."""
     with _SERVERS_LOCK:
         servers = list(_SERVERS.values())
         _SERVERS.clear()
@@ -474,7 +507,8 @@ class _Server:
             sys.stdout = _line_stream(1)
             sys.stderr = _line_stream(2)
             sys.argv = ["flow", *request["args"]]
-            code = _run_flow_command(request["args"])
+            step = request.get("step")
+            code = _run_step(step) if step else _run_flow_command(request["args"])
         except BaseException:
             import traceback
 
@@ -485,6 +519,26 @@ class _Server:
                 sys.stderr.flush()
             finally:
                 os._exit(code)
+
+
+def _run_step(call: StepCall) -> int:
+    """The ``flow step`` of ``call`` in this process, without parsing its command line (the
+    parse alone faults in some 600 pages of the warm server per attempt); its exit code,
+    errors reported as ``flow step`` reports them."""
+    from flowkernel.cli.context import get_kernel
+    from flowkernel.engine.runs import run_step
+    from flowkernel.errors import FlowkernelError, UsageError
+    from flowkernel.flow.config import set_sources
+
+    try:
+        set_sources({}, dict(call.configs))
+        return run_step(get_kernel(), call.flow_file, call.spec, call.decospecs, call.package)
+    except UsageError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    except FlowkernelError as exc:
+        print(f"{exc.headline}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _run_flow_command(args: list[str]) -> int:

@@ -64,10 +64,15 @@ class Job:
     #: the flow with them once, for every attempt of the run
     configs: tuple[tuple[str, str], ...] = ()
     decospecs: tuple[str, ...] = ()
+    #: the attempt ``argv`` runs (a :class:`~flowkernel.engine.executor.TaskSpec`): a fork
+    #: server's child runs it without parsing ``argv``
+    spec: Any = None
 
 
 def run_job(job: Job) -> dict[str, Any]:
-    """Run ``job`` to the end; the Dask task's result.
+    """Run ``job`` to the end; the Dask task's result, also sent to the run's topic after the
+    job's last line (``{"done": key, "result": ...}``): the controller takes it from there,
+    in order with the lines, without fetching the task's result from the worker.
 
     Returns ``{"returncode", "pid", "stopped", "lines", "worker"}``: ``stopped`` is None,
     ``"timeout"`` or ``"stopped"``; ``lines`` counts the lines relayed per stream, so the
@@ -86,6 +91,12 @@ def run_job(job: Job) -> dict[str, Any]:
     from distributed import get_worker
 
     worker = get_worker()
+    result = _run_job(job, worker)
+    worker.log_event(job.topic, {"done": worker.get_current_task(), "result": result})
+    return result
+
+
+def _run_job(job: Job, worker: Any) -> dict[str, Any]:
     stop = _StopWatch(job, worker)
     lease = _lease(job, stop) if job.slots else None
     try:
@@ -139,8 +150,13 @@ def _start(job: Job, argv: list[str], env: dict[str, str], cwd: str | None) -> A
         preload = forkserver.Preload(
             job.flow_file, job.package, run, job.configs, job.decospecs, cwd
         )
+        step = None
+        if job.spec is not None:
+            step = forkserver.StepCall(
+                job.flow_file or "-", job.spec, job.decospecs, job.package, job.configs
+            )
         try:
-            return forkserver.server_for(env, preload, spawner.spawn).start(argv, env, cwd)
+            return forkserver.server_for(env, preload, spawner.spawn).start(argv, env, cwd, step)
         except forkserver.Refused:
             pass
     return spawner.spawn(argv, env, cwd, pipes=True)

@@ -212,3 +212,18 @@ def test_the_flow_is_imported_once_per_fork_server_with_the_runs_configs(tmp_pat
     assert join.labels == ["given"] * 4  # the config, read while the class body ran
     importers = {int(pid) for pid in imports.read_text().split()}
     assert not importers & set(join.pids), (importers, join.pids)
+
+
+def test_a_step_that_cannot_import_the_flow_fails_saying_why(tmp_path, dask_cluster):
+    """The fork server's import fails, so the forked step imports the file itself, and
+    reports the error in its own log as a `flow step` command line does."""
+    logs = []
+    for fork_server in ("1", "0"):  # 0: every step a fresh interpreter running `flow step`
+        env = {"FLOWKERNEL_DASK_FORK_SERVER": fork_server}
+        result = run_flow(tmp_path / fork_server, "controller_only.py", *on(dask_cluster), env=env)
+        assert result.returncode == 1, result.output
+        (task,) = result.run["start"]
+        logs.append(task.stderr)
+    assert "RuntimeError: this flow imports only where it is run" in logs[0]
+    assert "Could not import the flow file: " in logs[0]
+    assert logs[0] == logs[1]
