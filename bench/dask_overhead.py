@@ -1,13 +1,15 @@
 """Per-task overhead of the dask runtime next to the local one, in one invocation.
 
     .venv/bin/python bench/dask_overhead.py [--n 300] [--repeats 1] [--max-workers 2]
-        [--engines "local (fork)" "dask (embedded)" ...]
+        [--engines "local (fork)" "dask (embedded)" ...] [--dask-scheduler-file F]
 
 Runs bench/flows/foreach_1000.py with ``--n N`` and bench/flows/start_end.py on each engine:
 ``local (fork)`` (tasks forked from the warm controller), ``local (spawn)`` (each task a fresh
 interpreter running ``flow step``), ``dask (embedded)`` (the embedded LocalCluster; each attempt
 forked by the worker's warm fork server) and ``dask (no fork server)``
-(``FLOWKERNEL_DASK_FORK_SERVER=0``: a fresh interpreter per attempt, as before the fork server).
+(``FLOWKERNEL_DASK_FORK_SERVER=0``: a fresh interpreter per attempt, as before the fork server);
+with ``--dask-scheduler-file``, also ``dask (external)``: a cluster started by hand (there the
+run's Dask ``Semaphore`` bounds the running steps).
 Per-task overhead = (wall(foreach) - wall(start_end)) / N, so the cluster's start-up and
 shutdown cancel out (their spread at load is the noise of that figure); ``body span/N`` is the
 span from the first foreach body task's start to the last one's end (from their records) / N,
@@ -146,7 +148,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--max-workers", type=int, default=2)
     parser.add_argument("--engines", nargs="*", default=list(ENGINES), choices=list(ENGINES))
+    parser.add_argument(
+        "--dask-scheduler-file",
+        metavar="F",
+        help="also run the engine 'dask (external)' on the cluster of this scheduler file "
+        "(its workers' CPU is not in the figures: they are not this script's processes)",
+    )
     opts = parser.parse_args()
+    if opts.dask_scheduler_file:
+        external = ["--runtime", "dask", "--dask-scheduler-file", opts.dask_scheduler_file]
+        ENGINES["dask (external)"] = (external, {})
+        opts.engines.append("dask (external)")
     common = ["--max-workers", str(opts.max_workers), "--max-num-splits", str(opts.n)]
     print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores, N={opts.n}")
     print(f"{'engine':<23}{'start_end (s)':>15}{'foreach (s)':>14}{'per task (ms)':>15}"
@@ -154,7 +166,7 @@ def main() -> None:
     breakdowns = {}
     for name in opts.engines:
         args, env = ENGINES[name]
-        sample = "dask" in name
+        sample = "dask" in name and "external" not in name
         bases = [wall("start_end.py", args + common, env, sample) for _ in range(opts.repeats)]
         runs = [
             wall("foreach_1000.py", [*args, *common, "--n", str(opts.n)], env, sample)

@@ -12,9 +12,11 @@ Fixtures:
 * :func:`fake_entry_points` -- replace the installed ``flowkernel.plugins`` entry points;
 * :func:`clean_plugin_env` -- unset the ``FLOWKERNEL_*`` plugin variables for the test;
 * :func:`s3_server` -- one real S3 server (SeaweedFS, :mod:`flowkernel.testing_s3`) per session;
-* :func:`s3_root` -- a fresh ``s3://`` datastore root on it, ``AWS_*`` variables set.
+* :func:`s3_root` -- a fresh ``s3://`` datastore root on it, ``AWS_*`` variables set;
+* :func:`restore_client` -- put the client's datastore root and namespace back after the test.
 
 :func:`check_storage_backend` runs the storage backend contract against any backend.
+:mod:`flowkernel.testing_procs` runs flows in subprocesses and waits for processes to end.
 
 This module is imported by pytest at start-up in every project that has flowkernel installed,
 so it imports only pytest and the standard library at module level.
@@ -26,7 +28,7 @@ import inspect
 import itertools
 import os
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -215,6 +217,18 @@ def kernel_factory(clean_plugin_env: None) -> Callable[..., Kernel]:
             assert "mine" in kernel.runtimes()
     """
     return build_kernel
+
+
+@pytest.fixture
+def restore_client() -> Iterator[None]:
+    """Leave the client as the test found it: its datastore root and namespace are globals
+    that :func:`flowkernel.client.metadata` / ``namespace`` change. A suite makes it autouse
+    from its conftest: ``@pytest.fixture(autouse=True) def _client(restore_client): pass``."""
+    from flowkernel import client
+
+    saved = (client._root, client._namespace)
+    yield
+    client._root, client._namespace = saved
 
 
 @pytest.fixture

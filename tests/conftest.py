@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from flowkernel.testing_procs import subprocess_env
+
 ROOT = Path(__file__).resolve().parents[1]
 _IGNORE = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".venv", ".git")
 
@@ -45,13 +47,7 @@ def clean_env() -> Callable[..., dict[str, str]]:
     """Environment for a subprocess: no PYTHONPATH, no FLOWKERNEL_* variables, plus ``extra``."""
 
     def make(**extra: str) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k != "PYTHONPATH" and not k.startswith("FLOWKERNEL_")
-        }
-        env.update(extra)
-        return env
+        return subprocess_env(user=None, **extra)
 
     return make
 
@@ -89,10 +85,5 @@ def install_distributions(tmp_path_factory: pytest.TempPathFactory) -> Callable[
 
 
 @pytest.fixture(autouse=True)
-def _client_state_restored():
-    """Leave the client as a test found it (its datastore root and namespace are globals)."""
-    from flowkernel import client
-
-    saved = (client._root, client._namespace)
-    yield
-    client._root, client._namespace = saved
+def _client_state_restored(restore_client: None) -> None:
+    """Every test leaves the client as it found it (flowkernel.testing's fixture)."""

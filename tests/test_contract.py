@@ -141,3 +141,43 @@ def test_hookspec_docstrings_say_when_and_version():
             assert "Stops at first non-None result." in doc, name
         if opts["historic"]:
             assert "This hook is historic." in doc, name
+
+
+# -- start-up ------------------------------------------------------------------------------------
+
+#: What no `flow` start may import before a command needs it: every plugin's entry point is
+#: imported at start-up (design: heavy imports stay inside the functions that use them).
+HEAVY = ("asyncio", "flowkernel.runner", "flowkernel_notebook.runner", "IPython", "nbclient",
+         "nbformat", "dask", "distributed", "kubernetes", "obstore", "rich")  # fmt: skip
+_REPORT_MODULES = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('MODULES', *sorted(sys.modules), file=sys.stderr))\n"
+    "from flowkernel.cli.main import main\n"
+    "main()\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "heavy"),
+    [
+        (["--help"], (*HEAVY, "psutil", "pickle")),
+        (["plugins"], (*HEAVY, "psutil", "pickle")),
+        (["run", str(ROOT / "examples" / "hello.py")], HEAVY),  # psutil: the local runtime's
+    ],
+)
+def test_flow_starts_without_importing_what_the_command_does_not_use(command, heavy, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _REPORT_MODULES, *command],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("MODULES ")]
+    loaded = set(line.split()[1:])
+    assert [m for m in heavy if m in loaded] == []
+    assert "flowkernel_notebook" in loaded  # every plugin was imported: the check means it

@@ -54,6 +54,7 @@ LAYERS = {
     "deployer_commands": 7,
     "testing": 8,
     "testing_s3": 8,
+    "testing_procs": 8,
 }
 
 

@@ -9,8 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
+
+from flowkernel.testing_procs import processes_mentioning
 
 FLOWS = Path(__file__).parent / "flows" / "parallel"
 
@@ -32,19 +33,6 @@ def latest(tmp_path: Path):
     metadata(str(tmp_path / "ds"))
     namespace(None)
     return Flow("GangFlow").latest_run
-
-
-def alive(path: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and any(
-                path in part for part in proc.info["cmdline"] or ()
-            ):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 @pytest.mark.parametrize("isolation", ["fork", "spawn"])
@@ -71,7 +59,7 @@ def test_a_failing_node_fails_the_gang_and_nothing_survives(tmp_path):
     result = run_gang(tmp_path, fail="always")
     assert result.returncode == 1
     assert time.monotonic() - started < 40  # the sleeping nodes were stopped, not waited for
-    assert alive(str(tmp_path / "gang_flow.py")) == []
+    assert processes_mentioning(str(tmp_path / "gang_flow.py")) == []
     run = latest(tmp_path)
     assert not run.successful
     failed = [t for t in run["train"].tasks() if "lost its GPU" in t.stderr]

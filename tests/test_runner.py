@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from flowkernel import Runner
+from flowkernel import Runner, testing_procs
 from flowkernel.runner import FlowStartError
+from flowkernel.testing_procs import processes_mentioning
 
 FLOWS = Path(__file__).parent / "flows" / "runner"
 
@@ -33,27 +31,9 @@ def flow_copy(tmp_path):
     return copy
 
 
-def processes_running(path: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        try:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            if any(path in part for part in proc.info["cmdline"] or ()):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return [p for p in found if p.pid != os.getpid()]
-
-
-def wait_until_gone(path: str, timeout: float = 10.0) -> list[psutil.Process]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = processes_running(path)
-        if not alive:
-            return []
-        time.sleep(0.1)
-    return processes_running(path)
+def wait_until_gone(path: str, timeout: float = 10.0) -> list:
+    """The processes of a flow run from ``path`` still alive after ``timeout`` seconds."""
+    return testing_procs.wait_until_gone(timeout=timeout, also=lambda: processes_mentioning(path))
 
 
 def test_run_returns_successful_run_with_every_artifact(flow_copy, tmp_path):
@@ -168,7 +148,11 @@ def test_keyboard_interrupt_in_the_caller_stops_the_run(flow_copy, tmp_path):
         )
     )
     caller = subprocess.Popen(
-        [sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=testing_procs.default_sigint,  # Ctrl-C reaches it even if pytest ignores it
     )
     for line in caller.stdout:
         if "is sleeping" in line:

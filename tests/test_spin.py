@@ -73,3 +73,36 @@ def test_a_bad_pathspec_is_a_usage_error(past_run, tmp_path):
         )  # fmt: skip
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr and bad.split("/")[-1] in done.stderr
+
+
+def test_async_spin_returns_the_finished_task(past_run, tmp_path):
+    """``await Runner.async_spin(...)`` returns once the spun task has finished, as its
+    docstring says: status, return code and output are final, the attempt is readable."""
+    import asyncio
+
+    flow, root, _, second = past_run
+
+    async def spin_twice():
+        runner = Runner(str(flow), show_output=False, datastore_root=str(root), cwd=str(tmp_path))
+        first = await runner.async_spin(second.pathspec)
+        seen = (first.status, first.returncode)  # before anything else can happen
+        again = await runner.async_spin(second.pathspec, persist=False)
+        return first, seen, again
+
+    first, seen, again = asyncio.run(spin_twice())
+    assert seen == ("successful", 0), first.stderr
+    assert "scaled 2 by 10" in first.stdout
+    assert first.task.data.result == 20 and first.task.current_attempt == 0
+    assert (again.status, again.task) == ("successful", None)
+
+
+def test_async_spin_of_a_failing_task_is_a_failed_executing_task(past_run, tmp_path):
+    import asyncio
+
+    flow, root, _, second = past_run
+    flow.write_text(flow.read_text().replace("FACTOR = 10", "FACTOR = None"))
+    runner = Runner(str(flow), show_output=False, datastore_root=str(root), cwd=str(tmp_path))
+    spun = asyncio.run(runner.async_spin(second.pathspec))
+    assert (spun.status, spun.returncode) == ("failed", 1), spun.stderr
+    assert "TypeError" in spun.stderr
+    assert spun.task.successful is False

@@ -15,6 +15,7 @@ import pytest
 import flowkernel.client as client
 from flowkernel.datastore import FlowStore
 from flowkernel.errors import InvalidPathspecError
+from flowkernel.testing_procs import point_client_at
 
 FLOW_BIN = str(Path(sys.executable).parent / "flow")
 
@@ -46,11 +47,8 @@ def root(tmp_path: Path):
     (outside / "_run.json").write_text(json.dumps({"run_id": "x", "tags": []}))
     marker = tmp_path / "pwned"
     (outside / "evil").write_bytes(pickle.dumps(_Pwn(str(marker))))
-    old = (client._root, client._namespace)
-    client.metadata(str(root))
-    client.namespace(None)
+    point_client_at(root)  # the suite's autouse restore_client puts the client back
     yield root, store, sha, marker
-    client._root, client._namespace = old
 
 
 @pytest.mark.parametrize(

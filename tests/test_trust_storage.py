@@ -84,6 +84,7 @@ def mounts():
 def test_a_damaged_run_record_is_skipped_in_listings_and_named_elsewhere(tmp_path, flow_file):
     import flowkernel.client as client
     from flowkernel.errors import CorruptRecordError
+    from flowkernel.testing_procs import point_client_at
 
     root = tmp_path / "ds"
     ids = []
@@ -93,15 +94,10 @@ def test_a_damaged_run_record_is_skipped_in_listings_and_named_elsewhere(tmp_pat
         ids.append(_run_id(result.stdout))
     broken = root / "StoreFlow" / ids[0] / "_run.json"
     broken.write_bytes(b"")
-    old = (client._root, client._namespace)
-    client.metadata(str(root))
-    client.namespace(None)
-    try:
-        assert [r.id for r in client.Flow("StoreFlow")] == [ids[1]]
-        with pytest.raises(CorruptRecordError, match=f"corrupt record {broken}: the file is empty"):
-            client.Run(f"StoreFlow/{ids[0]}")
-    finally:
-        client._root, client._namespace = old
+    point_client_at(root)  # the suite's autouse restore_client puts the client back
+    assert [r.id for r in client.Flow("StoreFlow")] == [ids[1]]
+    with pytest.raises(CorruptRecordError, match=f"corrupt record {broken}: the file is empty"):
+        client.Run(f"StoreFlow/{ids[0]}")
     listing = _flow(root, "runs", "StoreFlow", "--json", cwd=tmp_path)
     assert listing.returncode == 0, listing.stderr
     statuses = {r["run_id"]: r["status"] for r in json.loads(listing.stdout)}

@@ -8,8 +8,6 @@ Artifacts named with a leading underscore are shown only with ``--private``.
 
 from __future__ import annotations
 
-import pickle
-import pprint
 from typing import Any
 
 import click
@@ -70,6 +68,8 @@ def dump(
             else:
                 values[name] = value
     if out_file is not None:
+        import pickle
+
         with open(out_file, "wb") as fh:
             pickle.dump(dumped, fh, protocol=4)
         click.echo(f"Artifacts of {len(dumped)} task(s) written to {out_file}", err=True)
@@ -112,4 +112,6 @@ def _artifacts(task: Any, private: bool, names: list[str] | None) -> dict[str, s
 
 
 def _show(value: Any) -> str:
+    import pprint
+
     return pprint.pformat(value, width=100, compact=True)

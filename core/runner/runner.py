@@ -415,8 +415,12 @@ class Runner:
         return self._blocking("spin", self._spin_args(pathspec, options), ExecutingTask)
 
     async def async_spin(self, pathspec: str, **options: Any) -> ExecutingTask:
-        """:meth:`spin`, returning once the spun task has finished (it runs in one process)."""
-        return await self._async("spin", self._spin_args(pathspec, options), ExecutingTask)
+        """:meth:`spin`, returning once the spun task has finished (it runs in one process):
+        its status, return code and output are final."""
+        spun = await self._async("spin", self._spin_args(pathspec, options), ExecutingTask)
+        # `flow spin` writes its attribute file as the task ends, just before it exits
+        await spun.wait()
+        return spun
 
     def cleanup(self) -> None:
         """Stop anything still running and remove temporary files."""

@@ -157,9 +157,11 @@ def create(
         ctx, flow_file, image, remote=True, store_code=not only_json, **options
     )
     template = objects[0]
-    if api is None:
+    compiled = {"workflow_template": template, "cron_workflow": (objects[1:] or [None])[0]}
+    if api is None:  # nothing sent, nothing stored: the objects are the result
         click.echo(json.dumps(objects[0] if len(objects) == 1 else objects, indent=2))
-        return None
+        namespace = options["namespace"] or group_option(ctx, "namespace") or ""
+        return {**_deployment(template, namespace), **compiled}
     api.apply("workflowtemplates", template)
     name = template["metadata"]["name"]
     if len(objects) > 1:
@@ -170,7 +172,7 @@ def create(
         f"Deployed {flow_cls.__name__} as WorkflowTemplate {name} (namespace {api.namespace}).",
         err=True,
     )
-    return _deployment(template, api.namespace)
+    return {**_deployment(template, api.namespace), **compiled}
 
 
 @argo_workflows.command(hidden=True)
@@ -391,7 +393,7 @@ def _describe(ctx: click.Context, given: str) -> dict[str, Any]:
     template = api.get("workflowtemplates", name)
     if template is None:
         raise UsageError(f"no WorkflowTemplate '{name}' in namespace {api.namespace}")
-    return _deployment(template, api.namespace)
+    return {**_deployment(template, api.namespace), "workflow_template": template}
 
 
 def _deployments(ctx: click.Context) -> list[dict[str, Any]]:

@@ -8,7 +8,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowkernel.deployer import DeployerImpl, TriggeredRun
+from flowkernel.deployer import DeployedFlow, DeployerImpl, TriggeredRun
+
+
+class ArgoDeployedFlow(DeployedFlow):
+    """A deployment on Argo Workflows; ``create(only_json=True)`` makes one too, without a
+    cluster: its objects are compiled (and printed) but neither sent nor stored.
+
+    ``workflow_template`` is the WorkflowTemplate as a dict, ``cron_workflow`` the CronWorkflow
+    of a flow with ``@schedule`` (None without one, or for a deployment found by name).
+    """
+
+    def __init__(self, deployer: DeployerImpl, attributes: dict[str, Any]):
+        super().__init__(deployer, attributes)
+        self._template: dict[str, Any] | None = attributes.get("workflow_template")
+        self.cron_workflow: dict[str, Any] | None = attributes.get("cron_workflow")
+
+    @property
+    def workflow_template(self) -> dict[str, Any]:
+        """The WorkflowTemplate: as ``create`` compiled it, else read from the cluster."""
+        if self._template is None:
+            self._template = self.deployer.call("describe", [])["workflow_template"]
+        return self._template
 
 
 class LocalRun(TriggeredRun):
@@ -26,6 +47,8 @@ class LocalRun(TriggeredRun):
 
 class ArgoDeployer(DeployerImpl):
     """``Deployer(flow_file).argo_workflows(name=..., namespace=...)``."""
+
+    deployed_flow_class = ArgoDeployedFlow
 
     def run_local(self, run_options: dict[str, Any] | None = None, **params: Any) -> LocalRun:
         """Compile the flow as ``create`` would and run the workflow here, each step a local

@@ -162,6 +162,41 @@ def test_trigger_of_a_missing_template_and_a_local_root_fail_clearly(kube, s3_ro
     assert [r for r in kube.requests if r["method"] != "GET"] == []
 
 
+def test_create_only_json_gives_the_objects_without_a_cluster(tmp_path, monkeypatch, compile_only):
+    """Nothing is sent or stored: no Kubernetes configuration exists, and the datastore root is
+    a bucket no server holds; the deployment comes back with the compiled objects."""
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")  # nothing listens there
+    flow = FLOWS / "scheduled_flow.py"
+    deployer = _deployer(flow, tmp_path, ROOT).argo_workflows(namespace="team-a")
+    deployed = deployer.create(image=IMAGE, only_json=True)
+    assert (deployed.name, deployed.flow_name, deployed.metadata) == (
+        "scheduledflow",
+        "ScheduledFlow",
+        ROOT,
+    )
+    assert deployed.additional_info["namespace"] == "team-a"
+    printed = compile_only(flow, group=["--namespace", "team-a"])
+    assert [deployed.workflow_template, deployed.cron_workflow] == printed
+    plain = _deployer(SHAPES / "linear.py", tmp_path, ROOT).argo_workflows()
+    linear = plain.create(image=IMAGE, only_json=True)
+    assert linear.workflow_template == compile_only(SHAPES / "linear.py")
+    assert linear.cron_workflow is None
+    with pytest.raises(DeployerError, match="no Kubernetes configuration"):
+        linear.trigger()  # it was not deployed: triggering needs the cluster
+
+
+def test_the_deployed_template_is_readable_from_a_deployment_found_by_name(kube, s3_root, tmp_path):
+    flow = SHAPES / "linear.py"
+    created = _deployer(flow, tmp_path, s3_root).argo_workflows().create(image=IMAGE)
+    posted = kube.objects[("workflowtemplates", "team-a", "linearflow")]
+    assert created.workflow_template["spec"] == posted["spec"]
+    found = DeployedFlow.from_deployment("linearflow", impl="argo-workflows")
+    assert found.workflow_template == posted
+    (listed,) = DeployedFlow.list_deployed_flows(impl="argo-workflows")
+    assert listed.workflow_template == posted  # read with describe
+
+
 def test_no_kubeconfig_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     monkeypatch.setenv("HOME", str(tmp_path))

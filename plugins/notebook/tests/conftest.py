@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import psutil
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
+
+from flowkernel.testing_procs import processes_mentioning, wait_until_gone  # noqa: E402
 
 KERNEL = "flowkernel-nbtest"
 REPO = Path(__file__).resolve().parents[3]
@@ -143,29 +144,6 @@ async def _execute(
     return Executed(nb, client.arrivals, finished)
 
 
-def processes_under(path: Path) -> list[psutil.Process]:
-    """Live processes whose command line mentions ``path`` (flows run from files in it)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        try:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
-                continue
-            if any(str(path) in part for part in proc.info["cmdline"] or ()):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
-def wait_until_gone(path: Path, timeout: float = 20.0) -> list[psutil.Process]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not processes_under(path):
-            return []
-        time.sleep(0.1)
-    return processes_under(path)
-
-
 @pytest.fixture
 def run_notebook(kernel_name, tmp_path) -> Callable[..., Executed]:
     """Execute cells in a fresh kernel whose working directory is ``tmp_path``.
@@ -179,7 +157,7 @@ def run_notebook(kernel_name, tmp_path) -> Callable[..., Executed]:
     ) -> Executed:
         nb = make_notebook(cells) if isinstance(cells, (list, tuple)) else cells
         done = asyncio.run(_execute(nb, tmp_path, kernel_name, allow_errors, interrupt))
-        survivors = wait_until_gone(tmp_path)
+        survivors = wait_until_gone(timeout=20, also=lambda: processes_mentioning(str(tmp_path)))
         assert not survivors, f"processes left behind: {[p.cmdline() for p in survivors]}"
         return done
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import nbformat
 
-from .conftest import REPO, Interrupt, processes_under
+from flowkernel.testing_procs import processes_mentioning
+
+from .conftest import REPO, Interrupt
 
 EXAMPLE = REPO / "examples" / "notebook.ipynb"
 
@@ -350,7 +352,7 @@ def test_interrupting_the_kernel_stops_the_run_and_leaves_it_resumable(run_noteb
     assert done.error(3) is None, done.error(3)
     assert "interrupted run: False False" in done.text(3)
     assert "resumed: True yes" in done.text(3)
-    assert processes_under(tmp_path) == []
+    assert processes_mentioning(str(tmp_path)) == []
 
 
 def test_a_flow_class_and_an_nbrunner_display_their_graph(run_notebook):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -10,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from flowkernel.testing_procs import assert_gone
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dask_helpers as dh
@@ -40,20 +41,15 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dh.Cluste
         address = dh.wait_for_workers(scheduler_file, 2, time.monotonic() + 90)
         yield dh.Cluster(scheduler_file, address, scheduler, workers)
     finally:
-        dh.stop(list(workers))
-        dh.stop([scheduler])
+        dh.stop_processes(workers)
+        dh.stop_processes([scheduler])
         for log in logs:
             log.close()
 
 
 @pytest.fixture(autouse=True)
-def _restore_client() -> Iterator[None]:
-    """Leave the client as a test found it (its datastore root and namespace are global)."""
-    from flowkernel import client
-
-    saved = (client._root, client._namespace)
-    yield
-    client._root, client._namespace = saved
+def _restore_client(restore_client: None) -> None:
+    """Every test leaves the client as it found it (flowkernel.testing's fixture)."""
 
 
 @pytest.fixture
@@ -61,11 +57,4 @@ def no_stray_steps() -> Iterator[list[int]]:
     """Fails the test if a ``flow step`` process is still alive at its end."""
     before = {p.pid for p in dh.step_processes()}
     yield []
-    deadline = time.monotonic() + 10
-    while (left := [p for p in dh.step_processes() if p.pid not in before]) and (
-        time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    for proc in left:
-        proc.send_signal(signal.SIGKILL)
-    assert not left, f"flow step processes left running: {[p.cmdline() for p in left]}"
+    assert_gone(also=lambda: [p for p in dh.step_processes() if p.pid not in before], timeout=10)

@@ -19,6 +19,13 @@ from typing import Any
 import attrs
 import psutil
 
+from flowkernel.testing_procs import (  # noqa: F401 (subprocess_env, stop_processes: for tests)
+    FlowResult,
+    run_flow_process,
+    stop_processes,
+    subprocess_env,
+)
+
 FLOWS = Path(__file__).resolve().parent / "flows"
 FORK_SERVER = "flowkernel_runtime_dask.forkserver"
 #: A run that takes longer than this is hung, not slow (the machine is shared and loaded).
@@ -64,65 +71,6 @@ def wait_for_workers(scheduler_file: Path, count: int, deadline: float) -> str:
     return json.loads(scheduler_file.read_text())["address"]
 
 
-def stop(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    deadline = time.monotonic() + 20
-    for proc in procs:
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            for child in _tree(proc.pid):
-                child.kill()
-            proc.kill()
-            proc.wait()
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def subprocess_env(**extra: str) -> dict[str, str]:
-    """The test environment without PYTHONPATH and FLOWKERNEL_* variables, plus ``extra``."""
-    env = {
-        k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("FLOWKERNEL_")
-    }
-    env["FLOWKERNEL_USER"] = "tester"
-    env.update(extra)
-    return env
-
-
-@attrs.define
-class FlowResult:
-    returncode: int
-    stdout: str
-    stderr: str
-    root: Path | str
-    flow_name: str
-    run_id: str | None
-
-    @property
-    def output(self) -> str:
-        return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
-
-    def assert_ok(self) -> FlowResult:
-        assert self.returncode == 0, self.output
-        return self
-
-    @property
-    def run(self) -> Any:
-        from flowkernel.client import Run, metadata, namespace
-
-        assert self.run_id is not None, "no run was recorded\n" + self.output
-        metadata(str(self.root))
-        namespace(None)
-        return Run(f"{self.flow_name}/{self.run_id}")
-
-
 def flow_command(root: Path | str, command: str, flow: str | Path, *args: str) -> list[str]:
     path = Path(flow) if os.path.isabs(flow) else FLOWS / flow
     return [sys.executable, "-m", "flowkernel.cli", "--datastore-root", str(root), command,
@@ -140,21 +88,11 @@ def run_flow(
 ) -> FlowResult:
     """``flow run FLOW ARGS`` (or ``resume``) in a subprocess, storing under ``root`` (a
     directory, or a URL: then ``cwd`` and ``flow_name`` are given)."""
-    cwd = cwd or Path(root).parent
-    id_file = cwd / f"run-id-{os.urandom(6).hex()}"
-    proc = subprocess.run(
-        flow_command(root, command, flow, *args, "--run-id-file", str(id_file)),
-        capture_output=True,
-        text=True,
-        env=subprocess_env(**(env or {})),
-        cwd=cwd,
-        timeout=RUN_TIMEOUT,
-    )
-    run_id = id_file.read_text().strip() if id_file.exists() else None
-    if flow_name is None:
-        runs = Path(root).iterdir() if Path(root).is_dir() else ()
-        flow_name = next((p.name for p in runs if run_id and (p / run_id).is_dir()), "")
-    return FlowResult(proc.returncode, proc.stdout, proc.stderr, root, flow_name, run_id)
+    path = Path(flow) if os.path.isabs(flow) else FLOWS / flow
+    return run_flow_process(
+        root, path, *args, command=command, env=env, cwd=cwd, timeout=RUN_TIMEOUT,
+        flow_name=flow_name,
+    )  # fmt: skip
 
 
 def on(cluster: Cluster) -> tuple[str, ...]:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import psutil
 
+from flowkernel.testing_procs import default_sigint, is_alive
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dask_helpers import (
     RUN_TIMEOUT,
@@ -33,6 +35,7 @@ def _start(root: Path, *args: str, env: dict[str, str]) -> tuple[subprocess.Pope
         text=True,
         env=subprocess_env(**env),
         start_new_session=True,  # its own process group, as in a terminal
+        preexec_fn=default_sigint,  # Ctrl-C reaches it even if pytest was started ignoring it
     )
     return proc, id_file
 
@@ -47,6 +50,13 @@ def _markers(path: Path, count: int, proc: subprocess.Popen) -> list[tuple[int, 
     return [tuple(int(x) for x in f.name.split(".")) for f in found]
 
 
+def _running(pid: int) -> bool:
+    try:
+        return is_alive(psutil.Process(pid))
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _finish(proc: subprocess.Popen, root: Path, id_file: Path) -> FlowResult:
     stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT)
     run_id = id_file.read_text().strip()
@@ -58,18 +68,21 @@ def test_a_worker_killed_mid_foreach_loses_nothing(tmp_path, dask_cluster, no_st
     the first attempt's log and record stay as the dead worker left them."""
     from flowkernel.client import Task
 
-    markers = tmp_path / "markers"
+    markers, release = tmp_path / "markers", tmp_path / "release"
     markers.mkdir()
-    env = {"FLOWKERNEL_TEST_MARKERS": str(markers), "FLOWKERNEL_TEST_SLEEP": "3"}
+    env = {"FLOWKERNEL_TEST_MARKERS": str(markers), "FLOWKERNEL_TEST_RELEASE": str(release)}
     proc, id_file = _start(tmp_path / "root", "--items", "6", *on(dask_cluster), env=env)
     try:
         item, step_pid, _ = _markers(markers, 1, proc)[0]
+        # the step waits for the release: its worker dies mid-task however slow this test is
         os.kill(dask_cluster.worker_of(step_pid), signal.SIGKILL)
+        release.touch()
         result = _finish(proc, tmp_path / "root", id_file)
     finally:
         proc.kill()
     result.assert_ok()
-    assert not psutil.pid_exists(step_pid)  # PR_SET_PDEATHSIG: it died with its worker
+    # PR_SET_PDEATHSIG: it died with its worker (left a zombie where PID 1 reaps no orphans)
+    assert not _running(step_pid)
     run = result.run
     assert run["join"].task.data.squares == [i * i for i in range(6)]
     assert sorted(t.index for t in run["work"] if t.successful) == list(range(6))

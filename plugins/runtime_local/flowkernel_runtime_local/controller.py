@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 #: Extra seconds a task gets past its @timeout (the in-task alarm fires first) before the
 #: controller kills its process tree.
 TIMEOUT_GRACE = 5.0
+#: Seconds a failing or interrupted run gives its running tasks between SIGTERM and SIGKILL
+#: (a second Ctrl-C / SIGTERM cuts it short).
+STOP_GRACE = 5.0
 _READ_SIZE = 1 << 16
 #: Reads of one pipe per poll round (1 MiB): a chatty task cannot starve the loop.
 _READS_PER_ROUND = 16
@@ -79,6 +82,8 @@ class _Controller(Backend):
         self.pid = os.getpid()
         #: SIGINT/SIGTERM received so far; the handler only counts, the loop acts on it
         self.signals = 0
+        #: of those, the ones that started the run's interruption: any later one is "hurry up"
+        self.signals_acted_on = 0
         #: the console (stdout) is gone (`| head`, a Runner caller that exited): stop writing
         self.console_lost = False
         #: the group commit of forked attempts' records (None: attempts fsync their own)
@@ -220,6 +225,7 @@ class _Controller(Backend):
 
     def _check_signals(self) -> None:
         if self.signals and self.dispatcher.failure != "interrupted":
+            self.signals_acted_on = self.signals
             raise Interrupted()
 
     def _poll_timeout(self) -> float:
@@ -567,8 +573,9 @@ class _Controller(Backend):
 
     # -- stopping ------------------------------------------------------------------------------
 
-    def _stop_all(self, grace: float = 5.0) -> None:
-        """Terminate every running task's process tree (SIGTERM, SIGKILL after ``grace``)."""
+    def _stop_all(self) -> None:
+        """Terminate every running task's process tree (SIGTERM, SIGKILL after
+        :data:`STOP_GRACE`, or at once on one more signal)."""
         running = list(self.workers.values())
         if not running:
             return
@@ -576,9 +583,10 @@ class _Controller(Backend):
             worker.killed = True
             self.say("Stopping this task: the workflow is failing.", worker, force=True)
         procs = self._signal(running, signal.SIGTERM)
-        deadline = time.time() + grace
-        signals = self.signals  # one more signal while we wait: no more grace
-        while self.workers and time.time() < deadline and self.signals == signals:
+        deadline = time.time() + STOP_GRACE
+        # a signal beyond the one that interrupted the run, even one that came before this
+        # point, ends the grace: no more waiting
+        while self.workers and time.time() < deadline and self.signals <= self.signals_acted_on:
             self._handle(self.poller.poll(0.05))
         workers.kill_all(procs, [w.pid for w in running if not w.served and w.pid is not None])
         self._signal([w for w in running if w.served], signal.SIGKILL)

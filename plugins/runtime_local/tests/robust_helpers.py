@@ -12,13 +12,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from flowkernel.testing_procs import (  # noqa: F401 (wait_for, descendants: for the tests)
+    assert_gone,
+    default_sigint,
+    descendants,
+    is_alive,
+    wait_for,
+)
 
 HERE = Path(__file__).resolve().parent
 FLOWS = HERE / "robust_flows"
@@ -72,9 +79,13 @@ class Env:
         )
 
     def start(
-        self, *args: str, env: dict[str, str] | None = None, **extra: str
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: tuple[str, ...] = (FLOW_BIN,),
+        **extra: str,
     ) -> subprocess.Popen:
-        """Start ``flow ARGS`` in the background, in its own session.
+        """Start ``flow ARGS`` (``COMMAND ARGS``) in the background, in its own session.
 
         Output goes to files (a pipe nobody reads would fill up and block the controller);
         :func:`communicate` collects it.
@@ -83,13 +94,13 @@ class Env:
         out = open(self.base / f"console-{n}.out", "wb")  # noqa: SIM115 - closed by communicate
         err = open(self.base / f"console-{n}.err", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [FLOW_BIN, *args],
+            [*command, *args],
             env=env or self.environ(**extra),
             cwd=self.base,
             stdout=out,
             stderr=err,
             start_new_session=True,
-            preexec_fn=_default_sigint,
+            preexec_fn=default_sigint,  # a test can Ctrl-C it, whatever started pytest
         )
         proc.console = (out, err)  # type: ignore[attr-defined]
         return proc
@@ -137,39 +148,12 @@ class Env:
         return client
 
 
-def _default_sigint() -> None:
-    """A shell starts background jobs with SIGINT ignored, and Python keeps it ignored: undo
-    that so a test can Ctrl-C the controller whatever runs pytest."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def run_id_of(output: str) -> str:
     """The run id from a controller's "Workflow starting (run-id N):" line."""
     for line in output.splitlines():
         if "Workflow starting (run-id " in line:
             return line.split("(run-id ", 1)[1].split(")", 1)[0]
     raise AssertionError(f"no run id in output:\n{output}")
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, what: str = ""
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def tagged_processes(tag: str) -> list[psutil.Process]:
@@ -180,47 +164,16 @@ def tagged_processes(tag: str) -> list[psutil.Process]:
         if proc.pid == me:
             continue
         try:
-            if proc.environ().get("ROBUST_TAG") == tag and _alive(proc):
+            if proc.environ().get("ROBUST_TAG") == tag and is_alive(proc):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
 
 
-def descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
 def assert_all_gone(procs: Iterable[psutil.Process], tag: str, timeout: float = 15.0) -> None:
     """Every process in ``procs`` and every process tagged ``tag`` is gone within ``timeout``."""
-    procs = list(procs)
-
-    def survivors() -> list[psutil.Process]:
-        return [p for p in procs if _alive(p)] + tagged_processes(tag)
-
-    deadline = time.monotonic() + timeout
-    left = survivors()
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = survivors()
-    if left:
-        desc = [(p.pid, _cmdline(p)) for p in left]
-        for p in left:  # do not leak them into the next test
-            try:
-                p.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
-        raise AssertionError(f"processes of the run survived: {desc}")
-
-
-def _cmdline(proc: psutil.Process) -> str:
-    try:
-        return " ".join(proc.cmdline())
-    except psutil.Error:
-        return "?"
+    assert_gone(procs, timeout, also=lambda: tagged_processes(tag))
 
 
 def kill_tagged(tag: str) -> None:

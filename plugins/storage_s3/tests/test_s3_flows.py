@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from flowkernel.storage.backend import forget_backends
+from flowkernel.testing_procs import point_client_at
 
 SHAPES = Path(__file__).resolve().parents[3] / "tests" / "flows" / "shapes"
 FLOWS = Path(__file__).resolve().parent / "flows"
@@ -26,19 +27,15 @@ def flow(root: str, cwd: Path, *args: str, env: dict | None = None, timeout: flo
 
 
 @pytest.fixture
-def client_on(request):
-    """Point the client at a root for the test; leave it as it was."""
+def client_on(restore_client):
+    """Point the client at a root for the test (``restore_client`` puts it back after)."""
     from flowkernel import client
 
-    old_root, old_ns = client._root, client._namespace
-
     def point(root: str):
-        client.metadata(root)
-        client.namespace(None)
+        point_client_at(root)
         return client
 
     yield point
-    client._root, client._namespace = old_root, old_ns
     forget_backends()
 
 

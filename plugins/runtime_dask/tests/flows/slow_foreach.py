@@ -1,6 +1,7 @@
 """A foreach whose tasks each leave a marker ``<index>.<pid>.<worker pid>`` in
-``FLOWKERNEL_TEST_MARKERS`` and then sleep ``FLOWKERNEL_TEST_SLEEP`` seconds; the item
-``FLOWKERNEL_TEST_FAIL`` (if set) raises."""
+``FLOWKERNEL_TEST_MARKERS`` and then sleep ``FLOWKERNEL_TEST_SLEEP`` seconds, or wait until
+the file ``FLOWKERNEL_TEST_RELEASE`` exists; the item ``FLOWKERNEL_TEST_FAIL`` (if set)
+raises."""
 
 import os
 import time
@@ -25,6 +26,9 @@ class DaskSlowForeachFlow(FlowSpec):
             with open(os.path.join(markers, name), "w"):
                 pass
         time.sleep(float(os.environ.get("FLOWKERNEL_TEST_SLEEP", "0")))
+        release = os.environ.get("FLOWKERNEL_TEST_RELEASE")
+        while release and not os.path.exists(release):
+            time.sleep(0.05)
         if os.environ.get("FLOWKERNEL_TEST_FAIL") == str(self.input):
             raise RuntimeError(f"item {self.input} fails on purpose")
         self.square = self.input * self.input
