@@ -223,8 +223,11 @@ def _lease(job: Job, stop: _StopWatch) -> Any:
     with _SEMAPHORES_LOCK:
         semaphore = _SEMAPHORES.get(name)
         if semaphore is None:
-            for old in [n for n, s in _SEMAPHORES.items() if not s._leases]:
-                _SEMAPHORES.pop(old).refresh_callback.stop()  # an earlier run's, idle
+            for old in [n for n, s in _SEMAPHORES.items() if not getattr(s, "_leases", True)]:
+                idle = _SEMAPHORES.pop(old)  # an earlier run's
+                refresh = getattr(idle, "refresh_callback", None)  # none: lease-timeout "inf"
+                if refresh is not None:
+                    refresh.stop()
             semaphore = _SEMAPHORES[name] = Semaphore(max_leases=leases, name=name)
     while not semaphore.acquire(timeout=POLL_INTERVAL):
         if stop.requested():

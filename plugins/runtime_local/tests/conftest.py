@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flowkernel.testing_procs import FlowResult, run_flow_process, subprocess_env
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import robust_helpers as rh
 
 FLOWS = Path(__file__).resolve().parent / "flows"
 #: A run that takes longer than this is hung, not slow.
@@ -40,6 +43,15 @@ def run_flow_in(
     return run_flow_process(
         root, path, *args, how=how, env=env, cwd=cwd or root.parent, timeout=RUN_TIMEOUT
     )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[rh.Env]:
+    """The robustness tests' world (:class:`robust_helpers.Env`): a datastore root, a marker
+    directory and a process tag; whatever still carries the tag afterwards is killed."""
+    env = rh.Env(tmp_path)
+    yield env
+    rh.kill_tagged(env.tag)
 
 
 @pytest.fixture(scope="session")

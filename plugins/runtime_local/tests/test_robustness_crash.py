@@ -14,13 +14,6 @@ import robust_helpers as rh
 CRASH = rh.flow_file("robust_crash.py")
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> rh.Env:
-    env = rh.Env(tmp_path)
-    yield env
-    rh.kill_tagged(env.tag)
-
-
 SEGV = "killed by SIGSEGV (segmentation fault)"
 
 

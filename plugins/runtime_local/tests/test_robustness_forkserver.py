@@ -20,13 +20,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> rh.Env:
-    env = rh.Env(tmp_path)
-    yield env
-    rh.kill_tagged(env.tag)
-
-
 def _pid(world: rh.Env, name: str) -> int:
     rh.wait_for(lambda: world.marker(name).exists(), what=name)
     return int(world.marker(name).read_text())

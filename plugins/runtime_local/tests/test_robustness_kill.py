@@ -30,13 +30,6 @@ def _status(world: rh.Env, run_id: str) -> str:
     return next(run["status"] for run in json.loads(result.stdout) if run["run_id"] == run_id)
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> rh.Env:
-    env = rh.Env(tmp_path)
-    yield env
-    rh.kill_tagged(env.tag)
-
-
 def test_kill_9_mid_foreach_leaves_clean_state_and_resume_completes(world: rh.Env) -> None:
     id_file = world.base / "id"
     proc = world.start("run", FLOW, *OPTS, "--run-id-file", str(id_file))

@@ -16,13 +16,6 @@ LINEAR = rh.flow_file("linear.py")
 OVERLAP = rh.flow_file("overlap.py")
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> rh.Env:
-    env = rh.Env(tmp_path)
-    yield env
-    rh.kill_tagged(env.tag)
-
-
 def test_two_runs_started_together_in_one_directory(world: rh.Env) -> None:
     env = world.environ()
     del env["FLOWKERNEL_DATASTORE_ROOT"]  # both use ./.flowkernel of the shared directory

@@ -18,13 +18,6 @@ import robust_helpers as rh
 FLOW = rh.flow_file("integrity.py")
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> rh.Env:
-    env = rh.Env(tmp_path)
-    yield env
-    rh.kill_tagged(env.tag)
-
-
 def _blob(world: rh.Env, run_id: str, step: str, name: str) -> Path:
     (record,) = world.records("IntegrityFlow", run_id, step)
     sha = record["artifacts"][name]

@@ -23,13 +23,6 @@ FLOW = rh.flow_file("survivors.py")
 NAME = "SurvivorFlow"
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> rh.Env:
-    env = rh.Env(tmp_path)
-    yield env
-    rh.kill_tagged(env.tag)
-
-
 def _pid(world: rh.Env, name: str) -> psutil.Process:
     rh.wait_for(lambda: world.marker(name).exists(), what=name)
     return psutil.Process(int(world.marker(name).read_text()))
