@@ -10,7 +10,6 @@ process's own output, which is what Argo shows for the pod.
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from flowkernel.engine import forkchild
 
 CAN_FORK = hasattr(os, "fork")
 
@@ -33,36 +34,16 @@ class Child:
 
 
 def fork(body: Callable[[], int]) -> Child:
-    """Run ``body()`` (returns an exit code) in a forked child with its output on pipes."""
+    """Run ``body()`` (returns an exit code) in a forked child with its output on pipes (the
+    child's set-up and exit: :mod:`flowkernel.engine.forkchild`; it stays in this process's
+    group, which is the pod's)."""
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(out_w, 1)
-            os.dup2(err_w, 2)
-            for fd in (null, out_r, out_w, err_r, err_w):
-                os.close(fd)
-            sys.stdout = _line_stream(1)
-            sys.stderr = _line_stream(2)
-            code = body()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+        forkchild.run(body, out_w, err_w, group=None, close=(out_r, err_r))
     os.close(out_w)
     os.close(err_w)
 
@@ -79,11 +60,6 @@ def spawn(argv: list[str]) -> Child:
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     return Child(proc.pid, proc.stdout, proc.stderr, proc.wait)
-
-
-def _line_stream(fd: int) -> io.TextIOWrapper:
-    raw = io.FileIO(fd, "w", closefd=False)
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", line_buffering=True)
 
 
 def run_step(

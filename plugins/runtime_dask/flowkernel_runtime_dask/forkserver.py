@@ -48,7 +48,6 @@ import attrs
 
 #: Largest request or reply (an attempt's command line and environment).
 _MAX_MESSAGE = 1 << 20
-_PR_SET_PDEATHSIG = 1
 
 
 def enabled(env: dict[str, str]) -> bool:
@@ -319,10 +318,13 @@ _WARM_MODULES = (
 
 class _Server:
     def __init__(self, sock: socket.socket, preload: Preload):
-        import ctypes
+        from flowkernel.engine import forkchild
 
         self.sock, self.preload = sock, preload
-        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.pid = os.getpid()
+        forkchild.load_libc()
+        #: the children's sys.stdout/sys.stderr, made once here (nothing writes to them here)
+        self.streams = forkchild.line_streams()
         self.children: set[int] = set()
         self.loaded = False
         self.unsafe: str | None = None
@@ -476,27 +478,18 @@ class _Server:
             _killpg(pid, signal.SIGKILL)
 
     def _child(self, request: dict[str, Any], fds: list[int]) -> None:  # pragma: no cover
-        code = 1
-        try:
-            server = os.getppid()
-            os.setsid()  # its own session and process group, killed as one
-            self.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != server:  # the server died before the line above
-                os._exit(1)
-            signal.set_wakeup_fd(-1)
+        """A forked attempt (never returns): a session of its own, death with the server, its
+        stdout/stderr on the request's pipes (:mod:`flowkernel.engine.forkchild`), then its
+        step (or ``flow ARGS``) in the request's working directory and environment."""
+        from flowkernel.engine import forkchild
+
+        def body() -> int:
+            signal.set_wakeup_fd(-1)  # the server's: closed next
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             self.selector.close()
             self.sock.close()
             os.close(self.wake_r)
             os.close(self.wake_w)
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(fds[0], 1)
-            os.dup2(fds[1], 2)
-            for fd in (null, *fds):
-                os.close(fd)
             cwd = request["cwd"]
             if cwd:
                 os.chdir(cwd)
@@ -504,21 +497,11 @@ class _Server:
                 sys.path[0] = os.getcwd()  # (the server did it already if it entered the cwd)
             os.environ.clear()
             os.environ.update(request["env"])
-            sys.stdout = _line_stream(1)
-            sys.stderr = _line_stream(2)
             sys.argv = ["flow", *request["args"]]
             step = request.get("step")
-            code = _run_step(step) if step else _run_flow_command(request["args"])
-        except BaseException:
-            import traceback
+            return _run_step(step) if step else _run_flow_command(request["args"])
 
-            traceback.print_exc()
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+        forkchild.run(body, fds[0], fds[1], parent=self.pid, group="session", streams=self.streams)
 
 
 def _run_step(call: StepCall) -> int:
@@ -542,26 +525,11 @@ def _run_step(call: StepCall) -> int:
 
 
 def _run_flow_command(args: list[str]) -> int:
-    """``flow ARGS`` in this process; its exit code."""
+    """``flow ARGS`` in this process (its ``SystemExit`` is the child's exit code)."""
     from flowkernel.cli.main import main
 
-    try:
-        main(args)
-    except SystemExit as exc:
-        if exc.code is None:
-            return 0
-        if isinstance(exc.code, int):
-            return exc.code
-        print(exc.code, file=sys.stderr)
-        return 1
+    main(args)
     return 0
-
-
-def _line_stream(fd: int) -> Any:
-    import io
-
-    raw = io.FileIO(fd, "w", closefd=False)
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", line_buffering=True)
 
 
 def _killpg(pgid: int, sig: int) -> None:

@@ -116,6 +116,10 @@ class ForkServer:
                 stream.flush()
             except (OSError, ValueError):
                 pass
+        # Here too (the controller froze before each fork it made): the controller's own
+        # collections then skip the objects of its start-up (measured: ~30 ms of CPU in a
+        # short run), and the server's and the tasks' never touch their pages.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the server
             code = 1

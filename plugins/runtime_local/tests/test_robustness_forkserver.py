@@ -4,9 +4,11 @@ forked by the controller, and nothing it started survives."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -67,3 +69,51 @@ def test_a_task_whose_input_record_exceeds_a_launch_message_reads_it_itself(run_
     result = run_flow("big_record_flow.py").assert_ok()
     assert "fork server" not in result.stdout + result.stderr
     assert result.task("end").stdout == "3000 artifacts, the last: same\n"
+
+
+def _echo_or_sleep(request: bytes) -> int:  # pragma: no cover - runs in a forked task
+    text = bytes(request).decode()
+    if text == "sleep":
+        time.sleep(60)
+    print(text)
+    return 3
+
+
+def _until_exit(server, key: int, events: list[tuple]) -> list[tuple]:
+    """The events of ``key`` once its exit came (``events``: all read so far, kept)."""
+    while not any(e[0] == b"x" and e[1] == key for e in events):
+        events += server.events(block=True)
+    return [e for e in events if e[1] == key]
+
+
+def test_the_server_forks_each_request_reports_its_start_and_exit_and_signals_it_by_key():
+    from flowkernel_runtime_local import forkserver
+
+    gc.unfreeze()
+    server = forkserver.ForkServer.start(_echo_or_sleep, os.getpid())
+    assert server is not None
+    try:
+        # the controller's objects of its start-up are frozen: its own collections skip them
+        assert gc.get_freeze_count() > 0
+        pipes = {}
+        for key, request in ((7, b"hello"), (8, b"sleep")):
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            server.launch(key, request, out_w, err_w)
+            os.close(out_w)
+            os.close(err_w)
+            pipes[key] = (out_r, err_r)
+        events: list[tuple] = []
+        (started, exited) = _until_exit(server, 7, events)
+        assert started[:2] == (b"s", 7) and started[2] > 0
+        assert exited == (b"x", 7, started[2], 3)
+        assert os.read(pipes[7][0], 100) == b"hello\n"
+        server.signal([7, 8], signal.SIGTERM)  # 7 is reaped already: skipped
+        (started, exited) = _until_exit(server, 8, events)
+        assert exited == (b"x", 8, started[2], -signal.SIGTERM)
+    finally:
+        assert server.close() == 0
+        gc.unfreeze()
+        for fds in pipes.values():
+            for fd in fds:
+                os.close(fd)

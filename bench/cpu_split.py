@@ -1,0 +1,93 @@
+"""CPU time and page faults per task, split between the controller, the fork server and the
+task processes: one in-process ``flow run`` of the foreach flow.
+
+    FLOWKERNEL_FORK_SERVER=0|1 .venv/bin/python bench/cpu_split.py [--n 300] [--max-workers 2]
+
+The run happens in this process (``flowkernel.cli.main.main``), so ``getrusage(RUSAGE_SELF)``
+is the controller's own; the fork server's own figures are read from ``/proc/PID/stat`` just
+before it is stopped (its reaped children, the tasks, are its ``cutime``/``cstime``/
+``cminflt``); without a fork server the tasks are this process's ``RUSAGE_CHILDREN``. The
+committer and the guardian are double-forked and counted nowhere. Figures are per foreach
+task but include the run's fixed costs (loading the flow, its three other tasks): use
+``--n 300`` or more. Prints one line; run it alternately with the variable at 0 and 1 (the
+machine's load changes between runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+FLOW = Path(__file__).resolve().parent / "flows" / "foreach_1000.py"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--max-workers", type=int, default=2)
+    opts = ap.parse_args()
+    os.chdir(tempfile.mkdtemp(prefix="fkcpusplit."))
+    from flowkernel.cli.main import main as flow
+    from flowkernel_runtime_local import forkserver
+
+    server: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    close = forkserver.ForkServer.close
+
+    def read_then_close(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        names = ("minflt", "cminflt", "_", "_", "utime", "stime", "cutime", "cstime")
+        for name, value in zip(names, fields[7:15], strict=True):
+            server[name] = int(value) / (tick if "time" in name else 1)
+        return close(self, *args, **kwargs)
+
+    forkserver.ForkServer.close = read_then_close  # type: ignore[method-assign]
+    n = opts.n
+    me0, kids0 = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    start = time.perf_counter()
+    try:
+        flow(["run", str(FLOW), "--max-workers", str(opts.max_workers), "--max-num-splits",
+              str(n + 1), "--quiet", "--n", str(n)])  # fmt: skip
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+    wall = time.perf_counter() - start
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+
+    def ms(seconds: float) -> str:
+        return f"{seconds / n * 1000:5.2f}"
+
+    parts = [
+        f"wall {ms(wall)} ms/task, load {os.getloadavg()[0]:4.1f} |",
+        f"controller user {ms(me.ru_utime - me0.ru_utime)} sys {ms(me.ru_stime - me0.ru_stime)}"
+        f" faults {(me.ru_minflt - me0.ru_minflt) / n:4.0f} |",
+    ]
+    if server:
+        parts.append(
+            f"fork server user {ms(server['utime'])} sys {ms(server['stime'])}"
+            f" faults {server['minflt'] / n:4.0f} |"
+        )
+        user, sys_, faults = server["cutime"], server["cstime"], server["cminflt"]
+    else:
+        user = kids.ru_utime - kids0.ru_utime
+        sys_ = kids.ru_stime - kids0.ru_stime
+        faults = kids.ru_minflt - kids0.ru_minflt
+    total = (me.ru_utime - me0.ru_utime + me.ru_stime - me0.ru_stime) + (
+        kids.ru_utime - kids0.ru_utime + kids.ru_stime - kids0.ru_stime
+    )
+    parts.append(f"tasks user {ms(user)} sys {ms(sys_)} faults {faults / n:4.0f} |")
+    parts.append(f"all CPU {ms(total)} ms/task")
+    print(" ".join(parts))
+
+
+if __name__ == "__main__":
+    main()
