@@ -3,7 +3,8 @@
 Keys under the root (``./.flowkernel`` by default, or any URL a storage backend serves)::
 
     <Flow>/latest_run                          run id of the newest `flow run` (overwritten)
-    <Flow>/data/<sha[:2]>/<sha>                one pickled artifact (content-addressed)
+    <Flow>/data/<sha[:2]>/<sha>                one pickled artifact (content-addressed; one of at
+                                               most INLINE_MAX bytes is in its records instead)
     <Flow>/code/<sha256>.tar.gz                one code package (``flow package``)
     <Flow>/<run>/_id                           reserves the run id (written once)
     <Flow>/<run>/_run.json                     the run record (user, tags, created, origin)
@@ -24,6 +25,7 @@ every artifact is verified against its hash as it is read, whatever the backend.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -61,6 +63,38 @@ PICKLE_PROTOCOL = 5
 _STREAM_THRESHOLD = 1 << 20
 MAX_ATTEMPTS = 6
 DEFAULT_ROOT_NAME = ".flowkernel"
+#: An artifact whose pickle is at most this many bytes is kept inline, in the record of every
+#: task that holds it (``inline``: hash -> base64 of the pickle), not in a blob file: storing
+#: ``self.y = 1`` creates no file (a new inode costs a task more than all its system calls on
+#: a busy ext4), and reading it opens none. Verified against its hash on every load, like a blob.
+INLINE_MAX = 128
+#: The inline artifacts this process has seen (in records it read or saves it made): content
+#: hash -> pickle (bytes) or its base64 (str, decoded on first load). Content-addressed, so
+#: the same for every root and flow.
+_INLINE: dict[str, bytes | str] = {}
+
+
+def remember_inline(inline: Any) -> None:
+    """Know the inline artifacts ``inline`` (hash -> base64, a record's ``inline``)."""
+    for sha, text in inline.items():
+        _INLINE.setdefault(sha, text)
+
+
+def _inline_bytes(sha: str) -> bytes | None:
+    data = _INLINE.get(sha)
+    if isinstance(data, str):
+        data = _INLINE[sha] = base64.b64decode(data)
+    return data
+
+
+def inline_of(shas: Any) -> dict[str, str]:
+    """The ``inline`` entry of a record holding ``shas``: base64 of each inline one."""
+    out = {}
+    for sha in shas:
+        data = _INLINE.get(sha)
+        if data is not None:
+            out[sha] = data if isinstance(data, str) else base64.b64encode(data).decode()
+    return out
 
 
 def default_root() -> str:
@@ -232,8 +266,13 @@ class _SpillWriter:
             self.backend.put_file(key, self.tmp)
         elif self.file is None:
             self.backend.put(key, b"".join(self.chunks), durable=False)  # repair a damaged blob
+        elif isinstance(self.backend, LocalBackend):  # repair a damaged large blob (rare) ...
+            try:  # ... with the new file itself: the pickle is never held in memory
+                os.replace(self.tmp, self.backend.path(key))
+            except OSError as exc:
+                raise storage_error(exc, self.backend.path(key)) from None
         else:
-            with open(self.tmp, "rb") as fh:  # repair a damaged large blob (rare)
+            with open(self.tmp, "rb") as fh:
                 self.backend.put(key, fh.read(), durable=False)
             self.discard()
 
@@ -336,8 +375,10 @@ class FlowStore:
         file that the backend moves or uploads under its hash, so memory stays at about the
         value's own size.
 
-        :param verified: the hash of a blob this process has read and verified (the value was
-            loaded from it): if ``value`` pickles to that hash, the blob is not checked again.
+        :param verified: the hash of a blob known to be stored: one this process has read and
+            verified, or one an input task recorded under the same name (the executor passes
+            the inherited hash). If ``value`` pickles to that hash, the blob is neither checked
+            nor written again (its readers verify it as always).
 
         :raises UnpicklableArtifactError: naming the artifact ``name``.
         :raises StorageError: the blob could not be written (disk full, ...), naming the path.
@@ -353,6 +394,8 @@ class FlowStore:
             sha = writer.sha.hexdigest()
             if sha == verified:
                 writer.discard()
+            elif writer.file is None and writer.size <= INLINE_MAX:
+                _INLINE.setdefault(sha, b"".join(writer.chunks))  # in the records, no file
             else:
                 writer.finish(self.blob_key(sha))
         except BaseException:
@@ -376,6 +419,9 @@ class FlowStore:
         what = f"artifact '{name}'" if name else f"artifact {sha}"
         if task:
             what += f" of task {task}"
+        inline = _inline_bytes(sha)
+        if inline is not None:
+            return self._load_inline(sha, inline, what, name)
         try:
             fh = self.backend.open(key)
         except FileNotFoundError:
@@ -405,6 +451,23 @@ class FlowStore:
             raise error
         return value
 
+    def _load_inline(self, sha: str, data: bytes, what: str, name: str | None) -> Any:
+        found = hashlib.sha1(data).hexdigest()
+        if found != sha:
+            where = "its task record"
+            raise CorruptArtifactError(
+                f"{what} is corrupt: the copy inline in {where} has the sha1 {found}, not {sha}",
+                name,
+                where,
+            )
+        unpickler = _FlowUnpickler(io.BytesIO(data))
+        unpickler.flow_file = self.flow_file
+        return unpickler.load()
+
+    def inline_blob(self, sha: str) -> bytes | None:
+        """The pickle of an inline artifact this process knows (see :data:`INLINE_MAX`)."""
+        return _inline_bytes(sha)
+
     def damaged_blob(self, shas: Any, checked: dict[str, bool]) -> str | None:
         """Where the first of ``shas`` whose blob is missing or damaged is, or None.
 
@@ -414,7 +477,10 @@ class FlowStore:
         for sha in shas:
             key = self.blob_key(sha)
             if sha not in checked:
-                if isinstance(self.backend, LocalBackend):
+                inline = _inline_bytes(sha)
+                if inline is not None:
+                    checked[sha] = hashlib.sha1(inline).hexdigest() == sha
+                elif isinstance(self.backend, LocalBackend):
                     try:
                         checked[sha] = file_sha1(self.backend.path(key)) == sha
                     except OSError:
@@ -426,6 +492,9 @@ class FlowStore:
         return None
 
     def blob_size(self, sha: str) -> int:
+        inline = _inline_bytes(sha)
+        if inline is not None:
+            return len(inline)
         key = self.blob_key(sha)
         size = self.backend.size(key)
         if size is None:
@@ -590,6 +659,12 @@ class FlowStore:
         it that must survive a crash of the machine (the local runtime's group commit).
         """
         key = self._task(record["run_id"], record["step"], record["task_id"])
+        remember_inline(record.get("inline") or {})  # a clone carries its origin's
+        chunks = record.get("foreach_chunks")
+        shas = [*(record.get("artifacts") or {}).values(), *(chunks[3] if chunks else ())]
+        inline = inline_of(shas)
+        if inline:
+            record = {**record, "inline": inline}
         data = _dump_json(record)
         return self.backend.put_once(f"{key}{record['attempt']}.record.json", data, durable)
 
@@ -600,7 +675,11 @@ class FlowStore:
     def read_task_record(
         self, run_id: str, step: str, task_id: str, attempt: int
     ) -> dict[str, Any] | None:
-        return self._read_record(f"{self._task(run_id, step, task_id)}{attempt}.record.json")
+        """An attempt's record (None if it has none); its inline artifacts become loadable."""
+        raw = self._read_record(f"{self._task(run_id, step, task_id)}{attempt}.record.json")
+        if raw is not None and raw.get("inline"):
+            remember_inline(raw["inline"])
+        return raw
 
     def latest_attempt(self, run_id: str, step: str, task_id: str) -> int | None:
         """The highest attempt that was started (or recorded), or None."""

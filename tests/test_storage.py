@@ -64,6 +64,42 @@ def test_a_started_attempt_is_seen_before_its_record(tmp_path):
     assert store.latest_attempt("1", "s", "4") is None
 
 
+def test_a_small_artifact_lives_in_the_records_that_hold_it(tmp_path):
+    """A pickle of at most INLINE_MAX bytes makes no blob file: it is written inline in each
+    record that holds it, loadable by any process that read such a record, and verified."""
+    import base64
+    import pickle
+
+    from flowkernel import datastore
+    from flowkernel.errors import CorruptArtifactError
+
+    store = FlowStore(str(tmp_path), "F")
+    sha, size = store.save("y", 7)
+    assert size <= datastore.INLINE_MAX and not os.path.exists(store.blob_path(sha))
+    bad_sha, _ = store.save("z", 8)
+    record = {"run_id": "1", "step": "s", "task_id": "2", "attempt": 0, "artifacts": {"y": sha}}
+    assert store.write_task_record(record)
+    bad = {**record, "task_id": "3", "artifacts": {"z": bad_sha}}
+    bad["inline"] = {bad_sha: base64.b64encode(pickle.dumps(9, protocol=5)).decode()}
+    saved = dict(datastore._INLINE)
+    datastore._INLINE.clear()  # another process: it knows what the records it read tell it
+    try:
+        with pytest.raises(CorruptArtifactError, match="is missing"):
+            store.load(sha, "y")
+        assert store.read_task_record("1", "s", "2", 0)["inline"] == {
+            sha: base64.b64encode(pickle.dumps(7, protocol=5)).decode()
+        }
+        assert store.load(sha, "y") == 7 and store.blob_size(sha) == size
+        assert store.damaged_blob([sha], {}) is None
+        store.write_task_record(bad)  # a record whose inline copy was damaged
+        datastore._INLINE.clear()
+        store.read_task_record("1", "s", "3", 0)
+        with pytest.raises(CorruptArtifactError, match="inline in its task record"):
+            store.load(bad_sha, "z")
+    finally:
+        datastore._INLINE.update(saved)
+
+
 def test_large_artifact_streams_through_staging(tmp_path):
     store = FlowStore(str(tmp_path), "F")
     value = os.urandom(3 << 20)

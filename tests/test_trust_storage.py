@@ -27,7 +27,7 @@ FLOW = textwrap.dedent(
 
         @step
         def start(self):
-            self.value = "kept"
+            self.value = "kept" + " " * 200  # a blob file (smaller values live in records)
             self.big = b"x" * int(self.size)
             self.next(self.end)
 
@@ -147,7 +147,7 @@ def test_resume_refuses_when_the_parameters_blob_is_gone(tmp_path, flow_file):
     result = _flow(root, "run", flow_file, cwd=tmp_path)
     run_id = _run_id(result.stdout)
     (path,) = (root / "StoreFlow" / run_id / "_parameters").glob("*/0.record.json")
-    sha = json.loads(path.read_text())["artifacts"]["size"]
+    sha = json.loads(path.read_text())["artifacts"]["_graph_info"]  # a blob file, not inline
     blob = root / "StoreFlow" / "data" / sha[:2] / sha
     blob.unlink()
     resumed = _flow(root, "resume", flow_file, cwd=tmp_path)

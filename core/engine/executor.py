@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from flowkernel.datastore import remember_inline
+from flowkernel.engine.foreach_chunks import chunks_for
 from flowkernel.engine.records import RunRecord, TaskFailure, TaskRecord, TaskRef, Transition
 from flowkernel.errors import (
     ExceptionWrapper,
@@ -121,6 +123,8 @@ def run_task(
         r if isinstance(r, TaskRecord) else _read_input(store, spec, path)
         for r, path in zip(given, spec.input_paths, strict=True)
     ]
+    for record in records:  # records handed over in memory (fork, pool): their inline values
+        remember_inline(record.inline)
     flow = object.__new__(flow_cls)
     state = flow.__dict__
     state.update(_fk_store=store, _fk_loaded={}, _fk_node=node, _fk_shas={})
@@ -224,6 +228,7 @@ def _bind_inputs(
                     None,
                 )
             )
+            state["_fk_chunks"] = first.foreach_chunks  # self.input reads one chunk
         if node.is_recursive_switch:
             if first.step == node.name:
                 iter_stack[-1] += 1
@@ -439,8 +444,8 @@ def _persist(
             continue
         if name in loaded and loaded[name] is value and type(value) in _IMMUTABLE:
             continue  # read but not reassigned: the inherited sha stands
-        try:
-            sha, size = store.save(name, value, artifacts.get(name) if name in loaded else None)
+        try:  # a value equal to the inherited one (`_exception = None`...) costs no file I/O
+            sha, size = store.save(name, value, artifacts.get(name))
         except (UnpicklableArtifactError, StorageError) as err:
             if persist_error is None:
                 persist_error, persist_type = str(err), type(err).__name__
@@ -448,6 +453,7 @@ def _persist(
         artifacts[name] = sha
         info[name] = {"size": size, "type": type(value).__qualname__}
     transition = state.get("_transition")
+    chunks = chunks_for(flow, store, artifacts) if ok and not caught and not persist_error else None
     failure = _failure(exception) if exception is not None else None
     if persist_error:
         failure = TaskFailure(persist_type, persist_error)
@@ -468,6 +474,7 @@ def _persist(
         transition=Transition(tuple(transition[0]), transition[1]) if transition else None,
         foreach_var=state.get("_foreach_var"),
         foreach_num_splits=state.get("_foreach_num_splits"),
+        foreach_chunks=chunks,
         exception=failure,
         caught=caught,
         origin_run_id=spec.origin_run_id,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, final
 
 import attrs
 
-from flowkernel.flow.flowspec import ForeachFrame
+from flowkernel.flow.flowspec import ForeachChunks, ForeachFrame
 
 if TYPE_CHECKING:
     from flowkernel.datastore import FlowStore
@@ -90,6 +90,13 @@ def _tuple_of_str(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _chunks(raw: Any) -> ForeachChunks | None:
+    if raw is None or isinstance(raw, ForeachChunks):
+        return raw
+    var, source, size, shas = raw
+    return ForeachChunks(var, source, int(size), tuple(shas))
+
+
 @final
 @attrs.frozen(kw_only=True)
 class TaskRecord:
@@ -125,6 +132,9 @@ class TaskRecord:
     #: a foreach step: the artifact it splits over and into how many tasks
     foreach_var: str | None = None
     foreach_num_splits: int | None = None
+    #: a foreach step whose items were also stored in chunks, for its children's
+    #: ``self.input`` (:mod:`flowkernel.engine.foreach_chunks`); None: not chunked
+    foreach_chunks: ForeachChunks | None = attrs.field(default=None, converter=_chunks)
     #: why the attempt failed (also set when ``@catch`` handled the failure)
     exception: TaskFailure | None = None
     #: ``@catch`` handled a failure of this attempt
@@ -147,6 +157,9 @@ class TaskRecord:
     ubf_context: str | None = None
     #: the code package the attempt ran from (``FLOW/SHA256``: ``Task.code``); None: none
     code_package: str | None = None
+    #: artifacts (and foreach chunks) small enough to live in the record: content hash ->
+    #: base64 of the pickle (:data:`flowkernel.datastore.INLINE_MAX`); filled when written
+    inline: Mapping[str, str] = attrs.field(factory=dict)
     #: keys this version does not know, kept so that writing the record back loses nothing
     extra: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -175,6 +188,11 @@ class TaskRecord:
     def foreach_index(self) -> int | None:
         """The index of this task in its innermost foreach, if it is in one."""
         return self.foreach_stack[-1].index if self.foreach_stack else None
+
+    def blob_shas(self) -> list[str]:
+        """Every blob this record refers to: its artifacts and its foreach chunks."""
+        chunks = self.foreach_chunks.shas if self.foreach_chunks is not None else ()
+        return [*self.artifacts.values(), *chunks]
 
     def ref(self) -> TaskRef:
         """This attempt without its artifacts (see :class:`TaskRef`)."""
@@ -301,6 +319,8 @@ class TaskRecord:
             persist_error=raw.get("persist_error"),
             ubf_context=raw.get("ubf_context"),
             code_package=raw.get("code_package"),
+            foreach_chunks=raw.get("foreach_chunks"),
+            inline=raw.get("inline") or {},
             extra={k: v for k, v in raw.items() if k not in known},
         )
 
@@ -334,6 +354,11 @@ class TaskRecord:
             value = getattr(self, name)
             if value is not None and value is not False:
                 out[name] = value
+        if self.foreach_chunks is not None:
+            var, source, size, shas = self.foreach_chunks
+            out["foreach_chunks"] = [var, source, size, list(shas)]
+        if self.inline:
+            out["inline"] = dict(self.inline)
         out.update(self.extra)
         return out
 

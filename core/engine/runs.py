@@ -253,7 +253,7 @@ def start_resume(
             if (
                 record is not None
                 and record.task_ok
-                and store.damaged_blob(record.artifacts.values(), checked) is None
+                and store.damaged_blob(record.blob_shas(), checked) is None
             ):
                 clones[record.key] = record
             else:

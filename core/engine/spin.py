@@ -103,7 +103,7 @@ def spin_task(
     params = TaskRecord.read_latest(store, run_id, PARAMS_STEP, PARAMS_TASK)
     for record in (params, *inputs):
         if record is not None:
-            _copy_blobs(store, spin, record.artifacts.values())
+            _copy_blobs(store, spin, record.blob_shas())
             spin.mark_started(run_id, record.step, record.task_id, record.attempt)
             record.write(spin)  # once: a later spin of a task with the same inputs keeps it
     overrides = {name: spin.save(name, value)[0] for name, value in (artifacts or {}).items()}

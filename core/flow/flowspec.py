@@ -50,6 +50,17 @@ class ForeachFrame(NamedTuple):
     value: str | None  #: display value (None: not recorded; ``_foreach_values`` has them all)
 
 
+class ForeachChunks(NamedTuple):
+    """A foreach step's items stored again in chunks of ``size`` consecutive items (see
+    :mod:`flowkernel.engine.foreach_chunks`): ``self.input`` in a child task loads the one
+    chunk holding its item, verified like any artifact, instead of the whole variable."""
+
+    var: str  #: the foreach variable
+    source: str  #: content hash of the variable's value the chunks were cut from
+    size: int  #: items per chunk (the last one may hold fewer)
+    shas: tuple[str, ...]  #: content hash of each chunk (a pickled list of items)
+
+
 def _caller_location() -> tuple[str | None, int | None]:
     """File and line of the innermost frame outside this module (the step's ``self.next``)."""
     frame = sys._getframe(1)
@@ -224,10 +235,31 @@ class FlowSpec:
         return self._fk_frame_value(stack[-1]) if stack else None
 
     def _fk_frame_value(self, frame: ForeachFrame) -> Any:
+        state = self.__dict__
+        chunks = state.get("_fk_chunks")
+        if (
+            chunks is not None
+            and frame.var == chunks.var
+            and frame.step == state.get("_current_step")
+            and frame.var not in state  # neither loaded nor reassigned by this task
+            and state["_fk_shas"].get(frame.var) == chunks.source
+        ):
+            return self._fk_chunk_item(chunks, frame.index)
         try:
             return _element(getattr(self, frame.var), frame.index)
         except (AttributeError, IndexError, StopIteration, KeyError):
             return None
+
+    def _fk_chunk_item(self, chunks: ForeachChunks, index: int) -> Any:
+        """Item ``index`` of the foreach variable, from its chunk (loaded once per task, so
+        ``self.input is self.input`` holds as it does for the whole variable)."""
+        state = self.__dict__
+        if "_fk_input" not in state:
+            chunk = state["_fk_store"].load(
+                chunks.shas[index // chunks.size], chunks.var, state.get("_fk_where")
+            )
+            state["_fk_input"] = chunk[index % chunks.size]
+        return state["_fk_input"]
 
     def foreach_stack(self) -> list[tuple[int, int, Any]]:
         """``(index, num_splits, value)`` for every enclosing foreach, outermost first."""

@@ -69,8 +69,8 @@ def test_class_defined_in_the_flow_file_reads_back_in_another_process(
     from flowkernel.datastore import FlowStore
 
     sha = result.task("start")["point"].sha
-    with open(FlowStore(str(shared_root), "ArtifactsFlow").blob_path(sha), "rb") as fh:
-        assert (b"__main__" if how == "script" else b"artifacts_flow") in fh.read()
+    pickled = FlowStore(str(shared_root), "ArtifactsFlow").inline_blob(sha)  # small: inline
+    assert (b"__main__" if how == "script" else b"artifacts_flow") in pickled
     out = read_in_subprocess(shared_root, code)
     assert out.splitlines() == ["Point 1 2 Point(1, 2)", "2"]
     # and in this process too

@@ -234,3 +234,24 @@ def test_recursive_switch_inside_a_foreach(run_flow):
     assert per_item == {"a": [1, 2, 3], "b": [1, 2, 3, 4, 5], "c": [1, 2]}
     after = sorted(t.data.after_loop for t in result.tasks("exit_item_loop"))
     assert after == [(0, "a"), (1, "b"), (2, "c")]
+
+
+def test_foreach_input_reads_one_chunk_of_the_items(run_flow_fresh):
+    """Each child task's self.input loads the chunk holding its item, not the whole list, and
+    its record does not store the list again; the values are those of the list."""
+    from flowkernel.engine.records import TaskRecord
+
+    result = _ok(run_flow_fresh, "foreach_chunks_flow.py", "--max-workers", "4")
+    items = [i if i % 3 else (f"s{i}", i * 0.5, None) for i in range(70)]
+    expected = [(i, v, v, True) if i != 3 else (3, "own", "own", True) for i, v in enumerate(items)]
+    assert result.data("join").seen == expected
+    start = result.task("start")._record
+    chunks = start.foreach_chunks
+    assert chunks.var == "items" and chunks.source == start.artifacts["items"]
+    assert chunks.size == 64 and len(chunks.shas) == 2
+    bodies = result.tasks("body")
+    untouched = [t._record for t in bodies if t.index != 3]
+    assert all("items" not in r.info for r in untouched)  # not loaded, not pickled again
+    assert all(r.artifacts["items"] == chunks.source for r in untouched)
+    assert "items" in bodies[3]._record.info  # the task that reassigned it stored its own
+    assert isinstance(TaskRecord.from_json(start.to_json()).foreach_chunks, type(chunks))

@@ -100,15 +100,24 @@ def test_a_task_reading_a_damaged_artifact_fails_naming_it_and_a_new_run_repairs
 
 
 def test_save_replaces_a_damaged_large_blob(tmp_path):
-    """The streamed (spilled to disk) save path verifies an existing blob too."""
+    """The streamed (spilled to disk) save path verifies an existing blob too, and repairs it
+    without holding a second copy of the value in memory."""
+    import tracemalloc
+
     from flowkernel.datastore import FlowStore
 
     store = FlowStore(str(tmp_path), "F")
-    value = os.urandom(3 << 20)
+    value = os.urandom(6 << 20)
     sha, size = store.save("big", value)
     path = Path(store.blob_path(sha))
     _flip_bit(path, 1000)
-    assert store.save("big", value) == (sha, size)
+    tracemalloc.start()
+    try:
+        assert store.save("big", value) == (sha, size)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(value) // 2
     assert store.load(sha, "big") == value
     assert not [p for p in path.parent.parent.rglob("*.tmp")]
 
@@ -238,3 +247,25 @@ def test_records_are_fsynced_file_and_directory_before_and_after_the_rename(tmp_
     synced.clear()
     store.write_run_record("1", {"run_id": "1"})
     assert synced[-1] == store.run_dir("1")
+
+
+def test_resume_runs_a_foreach_step_again_whose_item_chunk_is_damaged(world):
+    """The chunks a foreach step's children read self.input from are verified like artifacts:
+    resume does not clone a foreach task whose chunk is damaged; it runs it again, which
+    repairs the chunk, and the children get their items."""
+    flow = str(Path(__file__).resolve().parent / "flows" / "foreach_chunks_flow.py")
+    first = world.flow("run", flow, "--max-workers", "4")
+    assert first.returncode == 0, first.stdout + first.stderr
+    (start,) = world.records("ForeachChunksFlow", rh.run_id_of(first.stdout), "start")
+    sha = start["foreach_chunks"][3][0]  # 64 items: a blob file (the last chunk is inline)
+    blob = world.root / "ForeachChunksFlow" / "data" / sha[:2] / sha
+    _flip_bit(blob)
+    resumed = world.flow("resume", flow, "body", "--max-workers", "4")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Cloned from the origin run: nothing" in resumed.stdout
+    run = world.client().Run(f"ForeachChunksFlow/{rh.run_id_of(resumed.stdout)}")
+    seen = run["join"].task.data.seen
+    expected = [i if i % 3 else (f"s{i}", i * 0.5, None) for i in range(64)]
+    expected[3] = "own"  # the task that reassigns the variable (foreach_chunks_flow.py)
+    assert [s[1] for s in seen[:64]] == expected
+    assert not run["start"].task.origin_pathspec  # ran again, not cloned
