@@ -13,7 +13,6 @@ relayed with ``log_event`` to the run's topic, which the controller subscribes t
 
 from __future__ import annotations
 
-import ctypes
 import os
 import queue
 import signal
@@ -25,6 +24,8 @@ from typing import Any
 
 import attrs
 
+from flowkernel.engine import forkchild
+
 #: How often the supervisor checks the stop events and the deadline (seconds).
 POLL_INTERVAL = 0.2
 #: Seconds between SIGTERM and SIGKILL when the supervisor stops a step.
@@ -32,7 +33,6 @@ KILL_GRACE = 5.0
 #: Seconds the step's pipes may stay open after it exited (a process it left behind holds them).
 PIPE_GRACE = 5.0
 _READ_SIZE = 1 << 16
-_PR_SET_PDEATHSIG = 1
 
 
 @attrs.frozen
@@ -350,7 +350,9 @@ class _Spawner:
 
     def __init__(self) -> None:
         self.requests: queue.Queue = queue.Queue()
-        self.libc = _libc()
+        forkchild.load_libc()
+        self.linux = sys.platform.startswith("linux")
+        self.pid = os.getpid()
         threading.Thread(target=self._serve, name="flowkernel-spawner", daemon=True).start()
 
     def spawn(
@@ -384,23 +386,14 @@ class _Spawner:
                         stderr=subprocess.PIPE if pipes else None,
                         pass_fds=pass_fds,
                         start_new_session=True,  # its own process group, killed as one
-                        preexec_fn=self._die_with_parent if self.libc else None,
+                        preexec_fn=self._die_with_parent if self.linux else None,
                     )
                 )
             except BaseException as exc:
                 reply.put(exc)
 
-    def _die_with_parent(self) -> None:
-        self.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _libc() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
+    def _die_with_parent(self) -> None:  # pragma: no cover - runs in the child
+        forkchild.die_with(self.pid)
 
 
 _SPAWNER: _Spawner | None = None
