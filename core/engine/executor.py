@@ -36,7 +36,7 @@ from flowkernel.errors import (
 )
 from flowkernel.flow.current import ParallelInfo, current
 from flowkernel.flow.decorators import step_decorators, timeout_seconds
-from flowkernel.flow.flowspec import EPHEMERAL, FlowSpec, ForeachFrame, Inputs
+from flowkernel.flow.flowspec import EPHEMERAL, FlowSpec, ForeachFrame, Inputs, load_chunk
 from flowkernel.flow.parameters import flow_parameters
 from flowkernel.unbounded_foreach import UBF_CONTROL, foreach_width
 
@@ -175,6 +175,26 @@ def run_task(
         _report_failure(spec, exception, stacktrace)
     current._clear()
     return 0 if ok else 1
+
+
+def preload(
+    store: FlowStore, spec: TaskSpec, inputs: Sequence[TaskRecord | TaskRef] | None
+) -> None:
+    """What a process about to fork ``spec``'s task can do for it, once for many tasks (the
+    local fork server, before each fork): load (and verify) the foreach chunk that the task's
+    ``self.input`` reads, so that the task, which inherits it, neither opens, hashes nor
+    unpickles it. Never raises: whatever fails here, the task meets again and reports."""
+    if not inputs or spec.split_index is None or spec.ubf_context == UBF_CONTROL:
+        return
+    first = inputs[0]
+    chunks = getattr(first, "foreach_chunks", None)
+    if chunks is None or spec.split_index >= len(chunks.shas) * chunks.size:
+        return
+    try:
+        remember_inline(first.inline)  # type: ignore[union-attr]
+        load_chunk(store, chunks, spec.split_index)
+    except Exception:
+        pass
 
 
 def user_traceback(exc: BaseException) -> str:

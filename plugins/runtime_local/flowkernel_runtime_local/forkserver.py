@@ -96,12 +96,22 @@ class ForkServer:
         self.fd = sock.fileno()  #: readable when events (or the server's exit) arrive
 
     @classmethod
-    def start(cls, run: Callable[[bytes], int], controller_pid: int) -> ForkServer | None:
+    def start(
+        cls,
+        run: Callable[[Any], int],
+        controller_pid: int,
+        prepare: Callable[[memoryview], Any] | None = None,
+    ) -> ForkServer | None:
         """Fork the server from this (the controller) process, or ``None`` where there is none.
 
         ``run(request)`` is what each task child calls with its request's bytes; it returns
-        the exit code. Call it after the committer and the guardian started (the server
-        closes the committer's pipes and keeps the guardian's) and before any task.
+        the exit code. ``prepare(request)``, if given, runs in the server just before the
+        fork, and what it returns is what the child's ``run`` gets instead of the bytes: work
+        that is the same for many tasks (decoding the input records they share) is then done
+        once, in the server, and every child inherits the result instead of redoing it after
+        its fork (where every page it writes is a copy-on-write fault). It must not raise.
+        Call it after the committer and the guardian started (the server closes the
+        committer's pipes and keeps the guardian's) and before any task.
         """
         if not available():
             return None
@@ -125,7 +135,7 @@ class ForkServer:
             code = 1
             try:
                 ours.close()
-                _Server(theirs, run, controller_pid).serve()
+                _Server(theirs, run, controller_pid, prepare).serve()
                 code = 0
             except BaseException:
                 import traceback
@@ -201,7 +211,13 @@ class ForkServer:
 class _Server:  # pragma: no cover - runs in the server process
     """The server's loop: launch and signal requests and task exits in, forks and events out."""
 
-    def __init__(self, sock: socket.socket, run: Callable[[bytes], int], controller: int):
+    def __init__(
+        self,
+        sock: socket.socket,
+        run: Callable[[Any], int],
+        controller: int,
+        prepare: Callable[[memoryview], Any] | None = None,
+    ):
         forkchild.die_with(controller)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides when tasks stop
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -210,7 +226,7 @@ class _Server:  # pragma: no cover - runs in the server process
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)  # once here: the children inherit it
         os.close(null)
-        self.sock, self.run = sock, run
+        self.sock, self.run, self.prepare = sock, run, prepare
         self.me = os.getpid()
         self.streams = forkchild.line_streams()
         self.fd = sock.fileno()
@@ -268,7 +284,9 @@ class _Server:  # pragma: no cover - runs in the server process
 
     def _fork(self, data: bytes, out_w: int, err_w: int) -> None:
         key = _LAUNCH.unpack_from(data)[1]
-        request = memoryview(data)[_LAUNCH.size :]
+        request: Any = memoryview(data)[_LAUNCH.size :]
+        if self.prepare is not None:
+            request = self.prepare(request)
         try:
             pid = os.fork()
         except OSError as exc:  # out of processes or memory: the attempt fails, saying why
