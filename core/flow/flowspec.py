@@ -195,6 +195,16 @@ class FlowSpec:
         return found
 
     @classmethod
+    def _fk_parameter_names(cls) -> tuple[str, ...]:
+        """The attribute names of the flow's parameters, in definition order (cached)."""
+        cached = cls.__dict__.get("_fk_parameter_names_cache")
+        if cached is None:
+            from flowkernel.flow.parameters import flow_parameters
+
+            cached = cls._fk_parameter_names_cache = tuple(flow_parameters(cls))
+        return cached
+
+    @classmethod
     def _fk_readonly(cls) -> frozenset[str]:
         cached = cls.__dict__.get("_fk_readonly_cache")
         if cached is None:

@@ -369,7 +369,7 @@ class _Controller(Backend):
                     if len(memo) >= 8:
                         del memo[next(iter(memo))]
                     memo[blob] = inputs
-            preload(self.ctx.store, spec, inputs)
+            preload(self.ctx.flow_cls, self.ctx.store, spec, inputs)
             return spec, inputs
         except Exception:
             return bytes(request)

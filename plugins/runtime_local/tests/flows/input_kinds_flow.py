@@ -8,13 +8,22 @@ resume).
 
 import os
 
-from flowkernel import FlowSpec, current, step
+from flowkernel import FlowSpec, Parameter, current, step
+
+FIELDS = (
+    "flow_name", "run_id", "step_name", "task_id", "retry_count", "origin_run_id", "namespace",
+    "username", "tags", "parameter_names", "datastore_root", "parallel", "is_parallel",
+    "project_name", "branch_name", "is_user_branch", "is_production", "project_flow_name",
+    "pathspec", "is_running_flow",
+)  # fmt: skip
 
 PLAIN = [None, True, 0, -1, 2**70, 1.5, "s", "", b"b", (1, "x", None), complex(1, 2)] * 7
 BIG = [{"k": i, "v": list(range(i))} for i in range(70)]
 
 
 class InputKindsFlow(FlowSpec):
+    label = Parameter("label", default="kinds")
+
     @step
     def start(self):
         self.items = PLAIN
@@ -26,6 +35,10 @@ class InputKindsFlow(FlowSpec):
             raise RuntimeError("asked to fail")
         self.got = self.input
         self.where = (current.step_name, current.task_id, current.retry_count, self.index)
+        if self.index in (0, 70):  # the others never read the rest of `current`
+            self.cur = {name: getattr(current, name) for name in FIELDS}
+            self.cur["graph_steps"] = sorted(current.graph["steps"])
+            self.cur["get"] = (current.get("step_name"), "task_id" in current, "nope" in current)
         self.next(self.join1)
 
     @step
