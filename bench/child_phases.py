@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cpu_split import watch_fork_server
+
 FLOW = Path(__file__).resolve().parent / "flows" / "foreach_1000.py"
 #: (module, attribute) of the functions whose calls are marked, in the order a task calls them
 WRAPPED = (
@@ -60,7 +62,7 @@ def main() -> None:
 
     from flowkernel.cli.main import main as flow
     from flowkernel.engine import forkchild
-    from flowkernel_runtime_local import controller, forkserver
+    from flowkernel_runtime_local import controller
 
     out_path = os.path.abspath("marks.txt")
     out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -117,18 +119,7 @@ def main() -> None:
 
     controller.run_task = marked_run_task  # type: ignore[assignment]
 
-    server: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    close = forkserver.ForkServer.close
-
-    def read_then_close(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        names = ("minflt", "cminflt", "_", "_", "utime", "stime", "cutime", "cstime")
-        for name, value in zip(names, fields[7:15], strict=True):
-            server[name] = int(value) / (tick if "time" in name else 1)
-        return close(self, *args, **kwargs)
-
-    forkserver.ForkServer.close = read_then_close  # type: ignore[method-assign]
+    server = watch_fork_server()
     n = opts.n
     start = time.perf_counter()
     try:

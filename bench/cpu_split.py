@@ -25,13 +25,10 @@ from pathlib import Path
 FLOW = Path(__file__).resolve().parent / "flows" / "foreach_1000.py"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=300)
-    ap.add_argument("--max-workers", type=int, default=2)
-    opts = ap.parse_args()
-    os.chdir(tempfile.mkdtemp(prefix="fkcpusplit."))
-    from flowkernel.cli.main import main as flow
+def watch_fork_server() -> dict[str, float]:
+    """A dict that gets the fork server's own and its reaped children's (the tasks') figures
+    from ``/proc/PID/stat`` just before the server is stopped: ``minflt``, ``cminflt`` (faults)
+    and ``utime``, ``stime``, ``cutime``, ``cstime`` (seconds). Call before the run."""
     from flowkernel_runtime_local import forkserver
 
     server: dict[str, float] = {}
@@ -46,6 +43,18 @@ def main() -> None:
         return close(self, *args, **kwargs)
 
     forkserver.ForkServer.close = read_then_close  # type: ignore[method-assign]
+    return server
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--max-workers", type=int, default=2)
+    opts = ap.parse_args()
+    os.chdir(tempfile.mkdtemp(prefix="fkcpusplit."))
+    from flowkernel.cli.main import main as flow
+
+    server = watch_fork_server()
     n = opts.n
     me0, kids0 = (
         resource.getrusage(resource.RUSAGE_SELF),

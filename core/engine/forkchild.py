@@ -21,13 +21,17 @@ runs the parent's ``atexit`` handlers or flushes the parent's buffers (``os._exi
 
 from __future__ import annotations
 
-import _signal
 import io
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
+
+try:  # the C module under `signal` (see enter); any other Python: the module itself
+    import _signal
+except ImportError:  # pragma: no cover
+    _signal = signal  # type: ignore[assignment]
 
 _PR_SET_PDEATHSIG = 1
 _SIGINT, _SIGTERM, _SIG_DFL = int(signal.SIGINT), int(signal.SIGTERM), int(signal.SIG_DFL)
