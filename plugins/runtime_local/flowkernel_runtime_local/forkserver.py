@@ -316,11 +316,10 @@ class _Server:  # pragma: no cover - runs in the server process
             kind = data[:1]
             if kind in (b"L", b"N") and len(fds) == 2:
                 key = _LAUNCH.unpack_from(data)[1]
-                if kind == b"N":  # a gang's node: never behind the queue
+                if kind == b"N" or (not self.queued and self._free()):  # a gang's node: now
                     self._fork(key, data, fds[0], fds[1])
                 else:
                     self.queued[key] = (data, fds[0], fds[1])
-                    self._start_queued()
                 continue
             for fd in fds:
                 os.close(fd)
@@ -333,10 +332,14 @@ class _Server:  # pragma: no cover - runs in the server process
                 self.held = max(0, self.held - 1)
                 self._start_queued()
 
+    def _free(self) -> bool:
+        """A queued launch may start: a slot is free and no failed task's exit waits for the
+        controller (it may be a final failure: then nothing new starts)."""
+        return not self.held and (not self.limit or len(self.tasks) < self.limit)
+
     def _start_queued(self) -> None:
-        """Fork queued launches, oldest first, while a slot is free and no failed task's exit
-        waits for the controller (it may be a final failure: then nothing new starts)."""
-        while self.queued and not self.held and (not self.limit or len(self.tasks) < self.limit):
+        """Fork queued launches, oldest first, while :meth:`_free`."""
+        while self.queued and self._free():
             key = next(iter(self.queued))
             data, out_w, err_w = self.queued.pop(key)
             self._fork(key, data, out_w, err_w)
@@ -392,7 +395,8 @@ class _Server:  # pragma: no cover - runs in the server process
         code = os.waitstatus_to_exitcode(status)
         if code != 0:
             self.held += 1
-        self._start_queued()
+        if self.queued:
+            self._start_queued()
         self._send(_EVENT.pack(b"x", key, pid, code))
 
     def _signal(self, data: bytes) -> None:
