@@ -26,6 +26,7 @@ every artifact is verified against its hash as it is read, whatever the backend.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import io
 import json
@@ -74,6 +75,15 @@ INLINE_MAX = 128
 _INLINE: dict[str, bytes | str] = {}
 
 
+#: Types whose values :meth:`FlowStore.save` pickles in one call (the common ``self.x = 1``):
+#: those of at most INLINE_MAX bytes go inline without the streaming writer.
+_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
+try:  # the interpreter's own sha1: for a few bytes, cheaper to start than OpenSSL's
+    from _sha1 import sha1 as _small_sha1
+except ImportError:  # pragma: no cover - a build without it
+    _small_sha1 = hashlib.sha1
+
+
 def remember_inline(inline: Any) -> None:
     """Know the inline artifacts ``inline`` (hash -> base64, a record's ``inline``)."""
     for sha, text in inline.items():
@@ -93,7 +103,9 @@ def inline_of(shas: Any) -> dict[str, str]:
     for sha in shas:
         data = _INLINE.get(sha)
         if data is not None:
-            out[sha] = data if isinstance(data, str) else base64.b64encode(data).decode()
+            out[sha] = (
+                data if isinstance(data, str) else binascii.b2a_base64(data, newline=False).decode()
+            )
     return out
 
 
@@ -383,6 +395,15 @@ class FlowStore:
         :raises UnpicklableArtifactError: naming the artifact ``name``.
         :raises StorageError: the blob could not be written (disk full, ...), naming the path.
         """
+        kind = type(value)
+        if kind in _SCALARS and (kind not in (str, bytes) or len(value) <= INLINE_MAX):
+            # small: pickled in one call, no streaming writer, no file
+            data = pickle.dumps(value, PICKLE_PROTOCOL)  # (the same bytes as pickle.dump)
+            if len(data) <= INLINE_MAX:
+                sha = _small_sha1(data).hexdigest()
+                if sha != verified:
+                    _INLINE.setdefault(sha, data)
+                return sha, len(data)
         writer = _SpillWriter(self.backend, _STREAM_THRESHOLD)
         try:
             try:
@@ -782,8 +803,27 @@ def _remember(root: str, key: str, record: Any) -> None:
         _RECORDS.popitem(last=False)
 
 
+def _json_encoder() -> Any:
+    """``json.dumps(obj, separators=(",", ":"))`` as one C call: the encoder is made once,
+    here (at import, before any fork), not on every call by ``JSONEncoder`` code that a forked
+    task would run for the first time (its one record write). Same output for every value a
+    record holds (they have no reference cycles, which it does not look for)."""
+    from json import encoder
+
+    make = encoder.c_make_encoder
+    if make is None:  # no C accelerator
+        return None
+    default = json.JSONEncoder().default
+    return make(None, default, encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+
+
+_ENCODE = _json_encoder()
+
+
 def _dump_json(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    if _ENCODE is None:
+        return json.dumps(obj, separators=(",", ":")).encode()
+    return "".join(_ENCODE(obj, 0)).encode()
 
 
 def _run_sort_key(run_id: str) -> tuple[int, Any]:

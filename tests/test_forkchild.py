@@ -127,3 +127,29 @@ def test_a_child_dies_with_the_parent_it_names():
             child.wait(10)  # psutil.TimeoutExpired if it outlives its parent
         except psutil.NoSuchProcess:
             pass
+
+
+def test_sigint_raises_keyboard_interrupt_and_sigterm_terminates_whatever_the_parent_had():
+    old = (
+        signal.signal(signal.SIGINT, signal.SIG_IGN),
+        signal.signal(signal.SIGTERM, signal.SIG_IGN),
+    )
+
+    def body():
+        print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+        print(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, flush=True)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        return 0
+
+    try:
+        _, out, _, code = _fork(body)
+    finally:
+        signal.signal(signal.SIGINT, old[0])
+        signal.signal(signal.SIGTERM, old[1])
+    assert out == b"True\nTrue\ninterrupted\n" and code == -signal.SIGTERM

@@ -153,3 +153,64 @@ def test_root_from_env_or_option(tmp_path, how):
     assert proc.returncode == 0, proc.stderr
     assert (root / "LinearFlow" / "latest_run").exists()
     assert not (tmp_path / ".flowkernel").exists()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -7,
+        2**70,
+        10**200,
+        1.5,
+        float("inf"),
+        2j,
+        "",
+        "s",
+        "é" * 40,
+        "x" * 129,
+        "y" * 5000,
+        b"",
+        b"b" * 200,
+    ],
+    ids=repr,
+)
+def test_a_scalar_is_stored_under_the_hash_of_its_pickle_whatever_its_size(tmp_path, value):
+    """Scalars take a shorter way into the store (one pickle call, no streaming writer); their
+    hash is still the sha1 of the same pickle, inline or in a blob by its size as for any
+    value, and they read back equal."""
+    import hashlib
+    import pickle
+
+    from flowkernel import datastore
+
+    store = FlowStore(str(tmp_path), "F")
+    data = pickle.dumps(value, protocol=datastore.PICKLE_PROTOCOL)
+    sha, size = store.save("v", value)
+    assert (sha, size) == (hashlib.sha1(data).hexdigest(), len(data))
+    assert os.path.exists(store.blob_path(sha)) == (size > datastore.INLINE_MAX)
+    loaded = store.load(sha, "v")
+    assert loaded == value or (value != value and loaded != loaded)
+    assert type(loaded) is type(value)
+    assert store.save("v", value, verified=sha) == (sha, size)
+
+
+def test_records_are_encoded_as_json_dumps_encodes_them():
+    """The record encoder made once at import writes what ``json.dumps`` with the compact
+    separators writes (unicode escaped, floats as repr, key order kept)."""
+    import json
+
+    from flowkernel.datastore import _dump_json
+
+    record = {
+        "flow": "F", "run_id": "1", "step": "s", "task_id": "2", "attempt": 0, "success": True,
+        "artifacts": {"é": "ab" * 20}, "info": {"x": {"size": 5, "type": "int"}},
+        "input_paths": ["a/1/0"], "split_index": None, "foreach_stack": [["s", "v", 3, 1, None]],
+        "started_at": 1733212345.123456, "finished_at": 1e300, "nan": float("nan"),
+        "text": "line\nbreak \"quoted\" \u2603 \U0001f600", "nested": [[], {}, [1, [2.5, None]]],
+    }  # fmt: skip
+    assert _dump_json(record) == json.dumps(record, separators=(",", ":")).encode()
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        _dump_json({"x": object()})

@@ -36,8 +36,7 @@ from flowkernel.errors import (
 )
 from flowkernel.flow.current import ParallelInfo, current
 from flowkernel.flow.decorators import step_decorators, timeout_seconds
-from flowkernel.flow.flowspec import EPHEMERAL, FlowSpec, ForeachFrame, Inputs
-from flowkernel.flow.parameters import flow_parameters
+from flowkernel.flow.flowspec import EPHEMERAL, FlowSpec, ForeachFrame, Inputs, load_chunk
 from flowkernel.unbounded_foreach import UBF_CONTROL, foreach_width
 
 if TYPE_CHECKING:
@@ -177,6 +176,33 @@ def run_task(
     return 0 if ok else 1
 
 
+def preload(
+    flow_cls: Any, store: FlowStore, spec: TaskSpec, inputs: Sequence[TaskRecord | TaskRef] | None
+) -> None:
+    """What a process about to fork ``spec``'s task can do for it, once for many tasks (the
+    local fork server, before each fork): fill the flow class's caches every task reads (its
+    read-only names, its parameter names) and load (and verify) the foreach chunk that the
+    task's ``self.input`` reads, so that the task, which inherits them, neither computes them
+    nor opens, hashes or unpickles the chunk. Never raises: whatever fails here, the task
+    meets again and reports."""
+    try:
+        flow_cls._fk_readonly()
+        flow_cls._fk_parameter_names()
+    except Exception:
+        pass
+    if not inputs or spec.split_index is None or spec.ubf_context == UBF_CONTROL:
+        return
+    first = inputs[0]
+    chunks = getattr(first, "foreach_chunks", None)
+    if chunks is None or spec.split_index >= len(chunks.shas) * chunks.size:
+        return
+    try:
+        remember_inline(first.inline)  # type: ignore[union-attr]
+        load_chunk(store, chunks, spec.split_index)
+    except Exception:
+        pass
+
+
 def user_traceback(exc: BaseException) -> str:
     """The traceback of ``exc`` without the executor's own frames at its top."""
     tb = exc.__traceback__
@@ -276,15 +302,24 @@ def _input_view(flow_cls: type, store: FlowStore, record: TaskRecord) -> FlowSpe
 
 
 def _set_current(flow_cls: type, graph: FlowGraph, spec: TaskSpec, store: FlowStore) -> None:
-    project = None
+    """Set ``current`` for this task: built on first use (most steps never read it), from
+    values fixed now (the ``@project`` fields are read now: a failure fails the task here)."""
+    project_fields = None
     if getattr(flow_cls, "_fk_project", None) is not None:
         run = RunRecord.read(store, spec.run_id)
         project = run.project if run else None
+        project_fields = _project_fields(project) if project else None
+    current._set_lazy(lambda: _current_values(flow_cls, graph, spec, project_fields))
+
+
+def _current_values(
+    flow_cls: Any, graph: FlowGraph, spec: TaskSpec, project_fields: dict[str, Any] | None
+) -> dict[str, Any]:
     parallel = None
     if spec.num_parallel:
         control = spec.task_id.split("_node_")[0]
         parallel = ParallelInfo("127.0.0.1", spec.num_parallel, spec.split_index or 0, control)
-    current._set(
+    return dict(
         flow_name=spec.flow_name,
         run_id=spec.run_id,
         step_name=spec.step,
@@ -295,11 +330,11 @@ def _set_current(flow_cls: type, graph: FlowGraph, spec: TaskSpec, store: FlowSt
         username=spec.user,
         tags=list(spec.tags),
         graph=graph,
-        parameter_names=list(flow_parameters(flow_cls)),
+        parameter_names=list(flow_cls._fk_parameter_names()),
         datastore_root=spec.datastore_root,
         parallel=parallel,
         is_parallel=parallel is not None,
-        **(_project_fields(project) if project else {}),
+        **(project_fields or {}),
     )
 
 
@@ -453,7 +488,9 @@ def _persist(
         artifacts[name] = sha
         info[name] = {"size": size, "type": type(value).__qualname__}
     transition = state.get("_transition")
-    chunks = chunks_for(flow, store, artifacts) if ok and not caught and not persist_error else None
+    chunks = None
+    if ok and not caught and not persist_error and state.get("_foreach_var"):
+        chunks = chunks_for(flow, store, artifacts)
     failure = _failure(exception) if exception is not None else None
     if persist_error:
         failure = TaskFailure(persist_type, persist_error)

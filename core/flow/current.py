@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 
@@ -42,14 +43,34 @@ class Current:
     )
 
     def __init__(self) -> None:
-        self._values: dict[str, Any] = {}
+        self._data: dict[str, Any] | None = {}
+        self._source: Callable[[], dict[str, Any]] | None = None
 
     def _set(self, **values: Any) -> None:
-        """Replace the whole context (the executor calls this once per task)."""
-        self._values = dict(values)
+        """Replace the whole context."""
+        self._source = None
+        self._data = dict(values)
+
+    def _set_lazy(self, source: Callable[[], dict[str, Any]]) -> None:
+        """Replace the whole context with what ``source()`` returns, called on first use (the
+        executor, once per task: a task that never reads ``current`` never builds it, and the
+        pages of what it would have touched stay shared with the process it was forked from).
+        ``source`` must not fail and must give the same values whenever it is called."""
+        self._data = None
+        self._source = source
 
     def _clear(self) -> None:
-        self._values = {}
+        self._source = None
+        self._data = {}
+
+    @property
+    def _values(self) -> dict[str, Any]:
+        data = self._data
+        if data is None:
+            assert self._source is not None
+            data = self._data = self._source()
+            self._source = None
+        return data
 
     @property
     def is_running_flow(self) -> bool:
@@ -95,7 +116,9 @@ class Current:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        values = self.__dict__.get("_values", {})
+        if name.startswith("_"):  # (no field is: and _data, _source are set in __init__)
+            raise AttributeError(f"current has no attribute '{name}'")
+        values = self._values
         if name in values:
             return values[name]
         if name in Current._FIELDS:

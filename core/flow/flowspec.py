@@ -61,6 +61,27 @@ class ForeachChunks(NamedTuple):
     shas: tuple[str, ...]  #: content hash of each chunk (a pickled list of items)
 
 
+#: Foreach chunks this process loaded (and verified against their hashes), by content hash.
+#: Their items are immutable plain values and the lists themselves are never handed out, so
+#: one load serves every task that reads the chunk: the later tasks of a pool process, and
+#: every task a fork server forks after loading it for them
+#: (:func:`flowkernel.engine.executor.preload`).
+_CHUNKS: dict[str, list[Any]] = {}
+_CHUNKS_MAX = 4
+
+
+def load_chunk(store: Any, chunks: ForeachChunks, index: int, where: str | None = None) -> Any:
+    """The chunk of ``chunks`` that holds item ``index`` (loaded once per process)."""
+    sha = chunks.shas[index // chunks.size]
+    chunk = _CHUNKS.get(sha)
+    if chunk is None:
+        chunk = store.load(sha, chunks.var, where)
+        if len(_CHUNKS) >= _CHUNKS_MAX:
+            del _CHUNKS[next(iter(_CHUNKS))]
+        _CHUNKS[sha] = chunk
+    return chunk
+
+
 def _caller_location() -> tuple[str | None, int | None]:
     """File and line of the innermost frame outside this module (the step's ``self.next``)."""
     frame = sys._getframe(1)
@@ -174,6 +195,16 @@ class FlowSpec:
         return found
 
     @classmethod
+    def _fk_parameter_names(cls) -> tuple[str, ...]:
+        """The attribute names of the flow's parameters, in definition order (cached)."""
+        cached = cls.__dict__.get("_fk_parameter_names_cache")
+        if cached is None:
+            from flowkernel.flow.parameters import flow_parameters
+
+            cached = cls._fk_parameter_names_cache = tuple(flow_parameters(cls))
+        return cached
+
+    @classmethod
     def _fk_readonly(cls) -> frozenset[str]:
         cached = cls.__dict__.get("_fk_readonly_cache")
         if cached is None:
@@ -255,9 +286,7 @@ class FlowSpec:
         ``self.input is self.input`` holds as it does for the whole variable)."""
         state = self.__dict__
         if "_fk_input" not in state:
-            chunk = state["_fk_store"].load(
-                chunks.shas[index // chunks.size], chunks.var, state.get("_fk_where")
-            )
+            chunk = load_chunk(state["_fk_store"], chunks, index, state.get("_fk_where"))
             state["_fk_input"] = chunk[index % chunks.size]
         return state["_fk_input"]
 

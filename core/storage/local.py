@@ -67,7 +67,7 @@ class LocalBackend:
 
     def _write_tmp(self, path: str, data: bytes, durable: bool) -> str:
         # os.open/os.write: no file object, no fstat/ioctl/lseek (every task writes a record)
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        tmp = f"{path}.{os.urandom(16).hex()}.tmp"  # (as unique as a uuid4, and cheaper)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:
             try:

@@ -13,6 +13,7 @@ interpreter running ``flow step``. No threads are started, so forking is safe.
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 import pickle
 import signal
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowkernel.engine.dispatch import Attempt, Backend, Dispatcher, Interrupted
-from flowkernel.engine.executor import run_task
+from flowkernel.engine.executor import preload, run_task
 from flowkernel.engine.logs import abnormal_end_line
 from flowkernel.engine.policy import describe_exit
 from flowkernel.engine.progress import Progress, progress_for
@@ -132,6 +133,10 @@ class _Controller(Backend):
         self.ahead = 0
         #: launched attempts waiting here for a slot (lookahead once the fork server is gone)
         self.backlog: deque[Worker] = deque()
+        #: the input records of the last request sent to the fork server, and their pickle
+        self._last_inputs: tuple[tuple[Any, ...], bytes | None] | None = None
+        #: (in the fork server) input records decoded, by their pickle
+        self._decoded: dict[bytes, Any] = {}
 
     @property
     def progress(self) -> Progress:
@@ -184,7 +189,7 @@ class _Controller(Backend):
             self.committer = Committer().start()
         self.guardian = workers.Guardian.start()
         if self.isolation == "fork":  # after the committer and the guardian: see its docstring
-            self.server = ForkServer.start(self._run_request, self.pid)
+            self.server = ForkServer.start(self._run_request, self.pid, self._prepare_request)
             if self.server is not None and lookahead_wanted():
                 self.ahead = self.max_workers
                 self.server.limit(self.max_workers)
@@ -397,7 +402,18 @@ class _Controller(Backend):
         """Have the fork server start ``attempt`` as ``key``; the read ends of its stdout and
         stderr, or None if the server is gone (the caller forks it here)."""
         assert self.server is not None
-        request = pickle.dumps((attempt.spec, attempt.ready.inputs), pickle.HIGHEST_PROTOCOL)
+        inputs = attempt.ready.inputs
+        last = self._last_inputs
+        if (
+            last is not None
+            and len(last[0]) == len(inputs)
+            and all(map(operator.is_, last[0], inputs))
+        ):
+            blob = last[1]  # the same records as the last task's (a foreach's body tasks)
+        else:  # pickled apart: the fork server decodes them once for all who share them
+            blob = pickle.dumps(inputs, pickle.HIGHEST_PROTOCOL)
+            self._last_inputs = (inputs, blob)
+        request = pickle.dumps((attempt.spec, blob), pickle.HIGHEST_PROTOCOL)
         if len(request) > MAX_REQUEST:  # large input records: the task reads them itself
             request = pickle.dumps((attempt.spec, None), pickle.HIGHEST_PROTOCOL)
         out_r, out_w = os.pipe()
@@ -418,9 +434,36 @@ class _Controller(Backend):
     def _serving(self) -> bool:
         return self.server is not None and not self.server_lost
 
-    def _run_request(self, request: bytes) -> int:  # pragma: no cover - runs in a task process
-        """What a task process forked by the server runs: the attempt ``request`` names."""
-        spec, inputs = pickle.loads(request)
+    def _prepare_request(self, request: memoryview) -> Any:  # pragma: no cover - in the server
+        """In the fork server, before it forks the task ``request`` names: decode the request
+        (the input records once for all the tasks that share them: a foreach's body tasks)
+        and load what the task would read first (:func:`~flowkernel.engine.executor.preload`),
+        so that the task inherits it all. Returns the request unchanged if that fails (the
+        task then decodes it itself and reports what is wrong)."""
+        try:
+            spec, blob = pickle.loads(request)
+            inputs = None
+            if blob is not None:
+                memo = self._decoded
+                inputs = memo.get(blob)
+                if inputs is None:
+                    inputs = pickle.loads(blob)
+                    if len(memo) >= 8:
+                        del memo[next(iter(memo))]
+                    memo[blob] = inputs
+            preload(self.ctx.flow_cls, self.ctx.store, spec, inputs)
+            return spec, inputs
+        except Exception:
+            return bytes(request)
+
+    def _run_request(self, request: Any) -> int:  # pragma: no cover - runs in a task process
+        """What a task process forked by the server runs: the attempt ``request`` names,
+        decoded by :meth:`_prepare_request`."""
+        if isinstance(request, tuple):
+            spec, inputs = request
+        else:
+            spec, blob = pickle.loads(request)
+            inputs = None if blob is None else pickle.loads(blob)
         ctx = self.ctx
         return run_task(ctx.flow_cls, ctx.graph, ctx.store, spec, inputs, self.committer is None)
 

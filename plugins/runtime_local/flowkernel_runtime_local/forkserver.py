@@ -25,16 +25,18 @@ server's work between two forks is a message in, a ``fork()``, a message out and
 dispatcher's :meth:`~flowkernel.engine.dispatch.Backend.lookahead`); the server keeps the
 ones beyond it in a FIFO queue and forks the next one the moment it reaps a task, *before* it
 reports that exit, so a slot never waits for the controller (reading the event and the
-record, queueing successors, sending the next request). What it promises:
+record, queueing successors, sending the next request). A queued launch is prepared
+(``prepare``, see :meth:`ForkServer.start`) when it arrives, while the slots are busy, so
+the fork that follows a reap has nothing left to do first. What it promises:
 
 * at most *limit* tasks are forked and not reaped at once; a *now* launch (a gang's node)
   is forked at once whatever the count (a gang runs whole, as without lookahead; its nodes
   count towards the limit while they run);
-* a task that exits with a code other than 0 (it failed, was stopped, timed out) is *held*
-  until the controller sends *release*, after it handled the exit, and while any is held no
-  queued attempt starts: a final failure then stops (drops) the queued attempts before any
-  of them starts, as without lookahead (fail-fast: no new task starts once the runtime has
-  seen a final failure). A task that exits 0 frees its slot at once;
+* with a limit, a task that exits with a code other than 0 (it failed, was stopped, timed
+  out) is *held* until the controller sends *release*, after it handled the exit, and while
+  any is held no queued attempt starts: a final failure then stops (drops) the queued
+  attempts before any of them starts, as without lookahead (fail-fast: no new task starts
+  once the runtime has seen a final failure). A task that exits 0 frees its slot at once;
 * a signal for a queued key drops it from the queue: its pipes are closed and it is reported
   exited with pid 0 and code ``-signal``, without ever having run.
 
@@ -127,12 +129,22 @@ class ForkServer:
         self.fd = sock.fileno()  #: readable when events (or the server's exit) arrive
 
     @classmethod
-    def start(cls, run: Callable[[bytes], int], controller_pid: int) -> ForkServer | None:
+    def start(
+        cls,
+        run: Callable[[Any], int],
+        controller_pid: int,
+        prepare: Callable[[memoryview], Any] | None = None,
+    ) -> ForkServer | None:
         """Fork the server from this (the controller) process, or ``None`` where there is none.
 
         ``run(request)`` is what each task child calls with its request's bytes; it returns
-        the exit code. Call it after the committer and the guardian started (the server
-        closes the committer's pipes and keeps the guardian's) and before any task.
+        the exit code. ``prepare(request)``, if given, runs in the server just before the
+        fork, and what it returns is what the child's ``run`` gets instead of the bytes: work
+        that is the same for many tasks (decoding the input records they share) is then done
+        once, in the server, and every child inherits the result instead of redoing it after
+        its fork (where every page it writes is a copy-on-write fault). It must not raise.
+        Call it after the committer and the guardian started (the server closes the
+        committer's pipes and keeps the guardian's) and before any task.
         """
         if not available():
             return None
@@ -156,7 +168,7 @@ class ForkServer:
             code = 1
             try:
                 ours.close()
-                _Server(theirs, run, controller_pid).serve()
+                _Server(theirs, run, controller_pid, prepare).serve()
                 code = 0
             except BaseException:
                 import traceback
@@ -250,7 +262,13 @@ class ForkServer:
 class _Server:  # pragma: no cover - runs in the server process
     """The server's loop: launch and signal requests and task exits in, forks and events out."""
 
-    def __init__(self, sock: socket.socket, run: Callable[[bytes], int], controller: int):
+    def __init__(
+        self,
+        sock: socket.socket,
+        run: Callable[[Any], int],
+        controller: int,
+        prepare: Callable[[memoryview], Any] | None = None,
+    ):
         forkchild.die_with(controller)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides when tasks stop
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -259,7 +277,7 @@ class _Server:  # pragma: no cover - runs in the server process
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)  # once here: the children inherit it
         os.close(null)
-        self.sock, self.run = sock, run
+        self.sock, self.run, self.prepare = sock, run, prepare
         self.me = os.getpid()
         self.streams = forkchild.line_streams()
         self.fd = sock.fileno()
@@ -277,9 +295,11 @@ class _Server:  # pragma: no cover - runs in the server process
         self.outbox: deque[bytes] = deque()
         #: the most tasks forked and not reaped at once (0: no limit)
         self.limit = 0
-        #: launches waiting for a slot, oldest first: key -> (message, stdout, stderr)
-        self.queued: dict[int, tuple[bytes, int, int]] = {}
-        #: exits of failed tasks the controller has not released yet (no queued start meanwhile)
+        #: launches waiting for a slot, oldest first: key -> (request, stdout, stderr), the
+        #: request prepared already
+        self.queued: dict[int, tuple[Any, int, int]] = {}
+        #: exits of failed tasks the controller has not released yet (no queued start
+        #: meanwhile); only with a limit
         self.held = 0
         # Objects that exist now are never collected by a child's GC, whose collections would
         # write to every object header and copy the pages (copy-on-write).
@@ -315,11 +335,11 @@ class _Server:  # pragma: no cover - runs in the server process
                 return False
             kind = data[:1]
             if kind in (b"L", b"N") and len(fds) == 2:
-                key = _LAUNCH.unpack_from(data)[1]
+                key, request = _LAUNCH.unpack_from(data)[1], self._request(data)
                 if kind == b"N" or (not self.queued and self._free()):  # a gang's node: now
-                    self._fork(key, data, fds[0], fds[1])
+                    self._fork(key, request, fds[0], fds[1])
                 else:
-                    self.queued[key] = (data, fds[0], fds[1])
+                    self.queued[key] = (request, fds[0], fds[1])
                 continue
             for fd in fds:
                 os.close(fd)
@@ -341,11 +361,18 @@ class _Server:  # pragma: no cover - runs in the server process
         """Fork queued launches, oldest first, while :meth:`_free`."""
         while self.queued and self._free():
             key = next(iter(self.queued))
-            data, out_w, err_w = self.queued.pop(key)
-            self._fork(key, data, out_w, err_w)
+            request, out_w, err_w = self.queued.pop(key)
+            self._fork(key, request, out_w, err_w)
 
-    def _fork(self, key: int, data: bytes, out_w: int, err_w: int) -> None:
-        request = memoryview(data)[_LAUNCH.size :]
+    def _request(self, data: bytes) -> Any:
+        """What the task child's ``run`` gets for a launch message: the request, prepared
+        (on receipt: for a queued launch, while the slots are busy, not when one frees)."""
+        request: Any = memoryview(data)[_LAUNCH.size :]
+        if self.prepare is not None:
+            request = self.prepare(request)
+        return request
+
+    def _fork(self, key: int, request: Any, out_w: int, err_w: int) -> None:
         try:
             pid = os.fork()
         except OSError as exc:  # out of processes or memory: the attempt fails, saying why
@@ -393,7 +420,7 @@ class _Server:  # pragma: no cover - runs in the server process
         del self.pids[key]
         self._tell_guardian(b"-%d\n" % pid)
         code = os.waitstatus_to_exitcode(status)
-        if code != 0:
+        if code != 0 and self.limit:  # (no limit: no queue to hold back)
             self.held += 1
         if self.queued:
             self._start_queued()

@@ -159,3 +159,29 @@ def test_the_server_queues_launches_past_its_limit_and_holds_a_failed_slot_until
         for fds in pipes.values():
             for fd in fds:
                 os.close(fd)
+
+
+def test_without_a_limit_a_failed_task_holds_nothing_back():
+    """No limit (no lookahead): a launch that arrives after a failed task was reaped is forked
+    at once, released or not (the hold exists only for the queue)."""
+    from flowkernel_runtime_local import forkserver
+
+    server = forkserver.ForkServer.start(_echo_or_sleep, os.getpid())
+    assert server is not None
+    fds = []
+    try:
+        events: list[tuple] = []
+        for key in (1, 2):  # each exits with status 3; the second is sent after the first's exit
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            fds += [out_r, err_r]
+            server.launch(key, b"x", out_w, err_w)
+            os.close(out_w)
+            os.close(err_w)
+            (started, exited) = _until_exit(server, key, events)
+            assert started[:2] == (b"s", key) and exited[3] == 3
+    finally:
+        assert server.close() == 0
+        gc.unfreeze()
+        for fd in fds:
+            os.close(fd)

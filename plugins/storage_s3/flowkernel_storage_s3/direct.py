@@ -57,7 +57,9 @@ def make_store(bucket: str) -> S3Store:
         bucket,
         client_options=options,
         retry_config={
-            "max_retries": 4,
+            # the time bound is the one that applies: obstore also stops after max_retries,
+            # so that cap is set past anything the back-off can fit into the bound
+            "max_retries": _retries_within(retry),
             "retry_timeout": retry,
             "backoff": {
                 "init_backoff": timedelta(milliseconds=100),
@@ -67,6 +69,11 @@ def make_store(bucket: str) -> S3Store:
         },
         **kwargs,
     )
+
+
+def _retries_within(bound: timedelta) -> int:
+    """More retries than the back-off below fits into ``bound`` (>= 1 per 100 ms of it)."""
+    return max(4, int(bound.total_seconds() * 10) + 1)
 
 
 class S3Direct:

@@ -128,6 +128,82 @@ def test_endpoint_down_is_one_clear_line(s3_root, monkeypatch):
         S3Direct(s3_root).get("x")
 
 
+class _LateForwarder:
+    """A loopback TCP port that starts listening only after ``delay`` seconds, then forwards
+    every connection to ``target`` (an S3 endpoint that is away for a moment, then back)."""
+
+    def __init__(self, target_port: int, delay: float):
+        import socket
+
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()  # nothing listens here until the delay has passed
+        self.target_port, self.delay = target_port, delay
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import socket
+
+        if self.stopped.wait(self.delay):
+            return
+        listener = socket.create_server(("127.0.0.1", self.port))
+        listener.settimeout(0.2)
+        while not self.stopped.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+        listener.close()
+
+    @staticmethod
+    def _pipe(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(2)
+                except OSError:
+                    pass
+
+
+def test_requests_are_retried_for_the_configured_seconds(s3_server, s3_root, monkeypatch):
+    """FLOWKERNEL_S3_RETRY_SECONDS is how long a request is retried (docs/storage.md): an
+    endpoint away for 3 s, then back, loses nothing when the bound is 30 s. (Regression: the
+    retries were capped at 4, ~1 s of back-off, whatever the variable said.)"""
+    forwarder = _LateForwarder(s3_server.s3_port, delay=3.0)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{forwarder.port}")
+        monkeypatch.setenv("FLOWKERNEL_S3_RETRY_SECONDS", "30")
+        store = S3Direct(s3_root)
+        assert store.put_once("came-back", b"value")
+        assert store.get("came-back") == b"value"
+    finally:
+        forwarder.stopped.set()
+
+
+def test_retries_stop_after_the_configured_seconds(s3_root, monkeypatch):
+    """An endpoint that never answers fails the request once the bound has passed, not
+    before (the time is a lower bound: a loaded machine can only make it longer)."""
+    import time
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("FLOWKERNEL_S3_RETRY_SECONDS", "3")
+    began = time.monotonic()
+    with pytest.raises(StorageError, match=r"cannot reach the S3 endpoint"):
+        S3Direct(s3_root).get("x")
+    assert time.monotonic() - began >= 2.5
+
+
 def test_a_step_snapshot_gives_latest_attempts_and_records(s3_root):
     """FlowStore lists a remote step in one recursive listing and reads its records
     concurrently; what it answers matches the store."""
