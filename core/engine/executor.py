@@ -176,31 +176,40 @@ def run_task(
     return 0 if ok else 1
 
 
-def preload(
-    flow_cls: Any, store: FlowStore, spec: TaskSpec, inputs: Sequence[TaskRecord | TaskRef] | None
-) -> None:
-    """What a process about to fork ``spec``'s task can do for it, once for many tasks (the
-    local fork server, before each fork): fill the flow class's caches every task reads (its
-    read-only names, its parameter names) and load (and verify) the foreach chunk that the
-    task's ``self.input`` reads, so that the task, which inherits them, neither computes them
-    nor opens, hashes or unpickles the chunk. Never raises: whatever fails here, the task
-    meets again and reports."""
+def preload_flow(flow_cls: Any) -> None:
+    """Fill the caches of ``flow_cls`` that every task reads (its read-only names, its
+    parameter names): a process that forks tasks calls it before the fork (the local fork
+    server, once per run), so that no task computes them after its fork. Never raises."""
     try:
         flow_cls._fk_readonly()
         flow_cls._fk_parameter_names()
     except Exception:
         pass
-    if not inputs or spec.split_index is None or spec.ubf_context == UBF_CONTROL:
-        return
-    first = inputs[0]
+
+
+def preload_input(
+    store: FlowStore, inputs: Sequence[TaskRecord | TaskRef] | None, split_index: int | None
+) -> range:
+    """What a process about to fork a task can do for it, once for many tasks (the local fork
+    server, before each fork): load (and verify) the foreach chunk that the task's
+    ``self.input`` reads, so that the task, which inherits it, neither opens, hashes nor
+    unpickles it. ``split_index``: the task's foreach index (None outside a foreach and for an
+    unbounded foreach's control task). Returns the foreach indexes of the tasks with the same
+    inputs for which there is nothing more to load (the caller need not call it for them).
+    Never raises: whatever fails here, the task meets again and reports."""
+    first = inputs[0] if inputs else None
     chunks = getattr(first, "foreach_chunks", None)
-    if chunks is None or spec.split_index >= len(chunks.shas) * chunks.size:
-        return
+    if chunks is None or split_index is None:
+        return range(sys.maxsize)
+    if split_index >= len(chunks.shas) * chunks.size:
+        return range(split_index, split_index + 1)
+    start = split_index - split_index % chunks.size
     try:
-        remember_inline(first.inline)  # type: ignore[union-attr]
-        load_chunk(store, chunks, spec.split_index)
+        remember_inline(first.inline)  # type: ignore[union-attr]  # (a small chunk is inline)
+        load_chunk(store, chunks, split_index)
     except Exception:
-        pass
+        return range(split_index, split_index + 1)
+    return range(start, start + chunks.size)
 
 
 def user_traceback(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ import operator
 import os
 import pickle
 import signal
+import struct
 import sys
 import time
 from collections import deque
@@ -24,13 +25,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowkernel.engine.dispatch import Attempt, Backend, Dispatcher, Interrupted
-from flowkernel.engine.executor import preload, run_task
+from flowkernel.engine.executor import preload_flow, preload_input, run_task
 from flowkernel.engine.logs import abnormal_end_line
 from flowkernel.engine.policy import describe_exit
 from flowkernel.engine.progress import Progress, progress_for
 from flowkernel.engine.runs import step_command
 from flowkernel.specs import LogLine, RunResult
 from flowkernel.storage import LocalBackend
+from flowkernel.unbounded_foreach import UBF_CONTROL
 from flowkernel_runtime_local import pool, workers
 from flowkernel_runtime_local.commit import Committer
 from flowkernel_runtime_local.forkserver import (
@@ -47,6 +49,11 @@ if TYPE_CHECKING:
     from flowkernel.engine.runs import RunContext
     from flowkernel.kernel import Kernel
 
+#: A launch request to the fork server: the id of the task's input records there (0: none,
+#: the task reads them from the datastore), the length of their pickle in this request (0:
+#: sent with an earlier request), the task's foreach index (-1: none); then that pickle, then
+#: the pickle of the task's TaskSpec.
+_REQUEST = struct.Struct("<QIq")
 #: Extra seconds a task gets past its @timeout (the in-task alarm fires first) before the
 #: controller kills its process tree.
 TIMEOUT_GRACE = 5.0
@@ -133,10 +140,14 @@ class _Controller(Backend):
         self.ahead = 0
         #: launched attempts waiting here for a slot (lookahead once the fork server is gone)
         self.backlog: deque[Worker] = deque()
-        #: the input records of the last request sent to the fork server, and their pickle
-        self._last_inputs: tuple[tuple[Any, ...], bytes | None] | None = None
-        #: (in the fork server) input records decoded, by their pickle
-        self._decoded: dict[bytes, Any] = {}
+        #: the input records of the last request sent to the fork server, and their id there
+        #: (0: not sent, too large: the task reads them from the datastore)
+        self._last_inputs: tuple[tuple[Any, ...], int] | None = None
+        self._input_ids = itertools.count(1)
+        #: (in the fork server) input records decoded, by their id
+        self._decoded: dict[int, Any] = {}
+        #: (in the fork server) the input records' id and the foreach indexes it preloaded
+        self._preloaded: tuple[int, range] = (0, range(0))
 
     @property
     def progress(self) -> Progress:
@@ -402,20 +413,7 @@ class _Controller(Backend):
         """Have the fork server start ``attempt`` as ``key``; the read ends of its stdout and
         stderr, or None if the server is gone (the caller forks it here)."""
         assert self.server is not None
-        inputs = attempt.ready.inputs
-        last = self._last_inputs
-        if (
-            last is not None
-            and len(last[0]) == len(inputs)
-            and all(map(operator.is_, last[0], inputs))
-        ):
-            blob = last[1]  # the same records as the last task's (a foreach's body tasks)
-        else:  # pickled apart: the fork server decodes them once for all who share them
-            blob = pickle.dumps(inputs, pickle.HIGHEST_PROTOCOL)
-            self._last_inputs = (inputs, blob)
-        request = pickle.dumps((attempt.spec, blob), pickle.HIGHEST_PROTOCOL)
-        if len(request) > MAX_REQUEST:  # large input records: the task reads them itself
-            request = pickle.dumps((attempt.spec, None), pickle.HIGHEST_PROTOCOL)
+        request = self._encode_request(attempt.spec, attempt.ready.inputs)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -430,40 +428,75 @@ class _Controller(Backend):
             os.close(err_w)
         return out_r, err_r
 
+    def _encode_request(self, spec: Any, inputs: tuple[Any, ...]) -> bytes:
+        """The launch request of a task (see :data:`_REQUEST`): its input records go to the
+        fork server once for all the tasks that share them (a foreach's body tasks)."""
+        last = self._last_inputs
+        if (
+            last is not None
+            and len(last[0]) == len(inputs)
+            and all(map(operator.is_, last[0], inputs))
+        ):  # the same records as the last task's: the server has them
+            ident, blob = last[1], b""
+        else:
+            blob = pickle.dumps(inputs, pickle.HIGHEST_PROTOCOL)
+            ident = next(self._input_ids) if len(blob) <= MAX_REQUEST // 2 else 0
+            blob = blob if ident else b""  # 0: large input records, the task reads them
+            self._last_inputs = (inputs, ident)
+        split = spec.split_index
+        if split is None or spec.ubf_context == UBF_CONTROL:
+            split = -1
+        spec_bytes = pickle.dumps(spec, pickle.HIGHEST_PROTOCOL)
+        if _REQUEST.size + len(blob) + len(spec_bytes) > MAX_REQUEST:  # (a join of many)
+            ident, blob = 0, b""
+        return b"".join((_REQUEST.pack(ident, len(blob), split), blob, spec_bytes))
+
     @property
     def _serving(self) -> bool:
         return self.server is not None and not self.server_lost
 
     def _prepare_request(self, request: memoryview) -> Any:  # pragma: no cover - in the server
-        """In the fork server, before it forks the task ``request`` names: decode the request
-        (the input records once for all the tasks that share them: a foreach's body tasks)
-        and load what the task would read first (:func:`~flowkernel.engine.executor.preload`),
-        so that the task inherits it all. Returns the request unchanged if that fails (the
-        task then decodes it itself and reports what is wrong)."""
+        """In the fork server, when the launch of the task ``request`` names arrives (before
+        its fork; for a queued launch, while the slots are still busy): decode the
+        task's input records once for all the tasks that share them (a foreach's body tasks;
+        a request after the first names them by their id) and load the foreach chunk the task
+        reads (:func:`~flowkernel.engine.executor.preload_input`), so that the task inherits
+        them. The task's spec stays pickled: decoding it here would cost the server more
+        copy-on-write faults than it saves the task. Returns the request unchanged if that
+        fails (the task then decodes it itself and reports what is wrong)."""
         try:
-            spec, blob = pickle.loads(request)
+            ident, size, split = _REQUEST.unpack_from(request)
             inputs = None
-            if blob is not None:
+            if ident:
                 memo = self._decoded
-                inputs = memo.get(blob)
-                if inputs is None:
-                    inputs = pickle.loads(blob)
+                inputs = memo.get(ident)
+                if inputs is None and size:
+                    inputs = pickle.loads(request[_REQUEST.size : _REQUEST.size + size])
+                    if not memo:  # the first task: fill the flow's caches, once
+                        preload_flow(self.ctx.flow_cls)
                     if len(memo) >= 8:
                         del memo[next(iter(memo))]
-                    memo[blob] = inputs
-            preload(self.ctx.flow_cls, self.ctx.store, spec, inputs)
-            return spec, inputs
+                    memo[ident] = inputs
+                # once per chunk: the server's every write is a copy-on-write fault too
+                done = self._preloaded
+                if split >= 0 and (done[0] != ident or split not in done[1]):
+                    self._preloaded = (ident, preload_input(self.ctx.store, inputs, split))
+            return request[_REQUEST.size + size :], inputs
         except Exception:
             return bytes(request)
 
     def _run_request(self, request: Any) -> int:  # pragma: no cover - runs in a task process
         """What a task process forked by the server runs: the attempt ``request`` names,
-        decoded by :meth:`_prepare_request`."""
+        prepared by :meth:`_prepare_request` (or the request itself if that failed). Input
+        records the server does not have (large ones) are read from the datastore."""
         if isinstance(request, tuple):
-            spec, inputs = request
+            spec_bytes, inputs = request
         else:
-            spec, blob = pickle.loads(request)
-            inputs = None if blob is None else pickle.loads(blob)
+            _, size, _ = _REQUEST.unpack_from(request)
+            blob = request[_REQUEST.size : _REQUEST.size + size]
+            inputs = pickle.loads(blob) if size else None
+            spec_bytes = request[_REQUEST.size + size :]
+        spec = pickle.loads(spec_bytes)
         ctx = self.ctx
         return run_task(ctx.flow_cls, ctx.graph, ctx.store, spec, inputs, self.committer is None)
 

@@ -138,8 +138,10 @@ class ForkServer:
         """Fork the server from this (the controller) process, or ``None`` where there is none.
 
         ``run(request)`` is what each task child calls with its request's bytes; it returns
-        the exit code. ``prepare(request)``, if given, runs in the server just before the
-        fork, and what it returns is what the child's ``run`` gets instead of the bytes: work
+        the exit code. ``prepare(request)``, if given, runs in the server when the launch
+        arrives, in the order launches arrive (before the fork; a queued launch is prepared
+        while it waits), and what it returns is what the child's ``run`` gets instead of the
+        bytes: work
         that is the same for many tasks (decoding the input records they share) is then done
         once, in the server, and every child inherits the result instead of redoing it after
         its fork (where every page it writes is a copy-on-write fault). It must not raise.

@@ -107,3 +107,10 @@ def test_resume_gives_the_rerun_and_the_cloned_tasks_their_items(run_flow_fresh,
     resumed.assert_ok()
     assert resumed.run_id != failed.run_id
     _check(resumed, resumed=True)
+
+
+def test_a_foreach_whose_parent_record_is_too_large_for_a_request(run_flow_fresh):
+    result = run_flow_fresh("large_parent_flow.py", "--max-workers", "3").assert_ok()
+    assert result.data("join").seen == [(f"item{i}", 899 + i) for i in range(70)]
+    record = result.task("start")._record
+    assert len(record.artifacts) > 900 and record.foreach_chunks is not None
