@@ -133,7 +133,11 @@ class Backend(Protocol):
         dispatcher (a remote engine's queue). A backend returning more than 0 promises that at
         most ``--max-workers`` of its attempts *run* at once. Never applied while a
         ``@parallel`` gang is in flight or next (a gang starts only below ``--max-workers``, as
-        without lookahead). The default, 0: every launched attempt may run at once."""
+        without lookahead). Read once, when the run's launch loop starts. A queued attempt
+        counts as running from its launch for the dispatcher (``.started`` marker, progress
+        counts); its real start is the backend's to report (its ``started_at``), and one
+        stopped before it started is reported with ``finished(..., started=False)``. The
+        default, 0: every launched attempt may run at once."""
         return 0
 
     def refusal(self, group: TaskGroup) -> str | None:
@@ -361,6 +365,7 @@ class Dispatcher:
         started_at: float = 0.0,
         pid: int | None = None,
         lost: bool = False,
+        started: bool = True,
     ) -> TaskRecord:
         """Attempt ``attempt`` ended with ``returncode``: record, report and act on it.
 
@@ -372,6 +377,9 @@ class Dispatcher:
         :param stopped: the runtime stopped this attempt because the run is failing.
         :param lost: the attempt was lost with the machine running it; it is retried whatever
             ``@retry`` says (see :meth:`RetryPolicy.retries`).
+        :param started: False: its process never started (it was stopped or lost while it
+            waited in the backend's queue, see :meth:`Backend.lookahead`, or could not be
+            created): the attempt's status is "never started" (console, crashed record).
         """
         self.in_flight -= 1
         group = attempt.group
@@ -381,7 +389,7 @@ class Dispatcher:
             ctx.store, ctx.run_id, attempt.step, attempt.task_id, attempt.attempt
         )
         ok = returncode == 0 and record is not None and record.task_ok
-        status = "ok" if ok else describe_exit(returncode)
+        status = "ok" if ok else describe_exit(returncode) if started else "never started"
         if record is None:
             record = TaskRecord.crashed(
                 flow=ctx.store.flow_name,

@@ -20,6 +20,7 @@ import signal
 import struct
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,12 @@ from flowkernel.storage import LocalBackend
 from flowkernel.unbounded_foreach import UBF_CONTROL
 from flowkernel_runtime_local import pool, workers
 from flowkernel_runtime_local.commit import Committer
-from flowkernel_runtime_local.forkserver import MAX_REQUEST, ForkServer, ServerGone
+from flowkernel_runtime_local.forkserver import (
+    MAX_REQUEST,
+    ForkServer,
+    ServerGone,
+    lookahead_wanted,
+)
 from flowkernel_runtime_local.pool import PoolProcess
 from flowkernel_runtime_local.workers import Worker
 
@@ -59,6 +65,10 @@ _READ_SIZE = 1 << 16
 _READS_PER_ROUND = 16
 #: A line longer than this (bytes) reaches the sinks in pieces of this size.
 MAX_LINE = 1 << 20
+#: The last line of the stderr log of an attempt stopped before it started (it was queued).
+NEVER_STARTED = "The task never started: the runtime stopped it while it was queued."
+#: ... and of one that was queued when the fork server died (it runs again).
+NEVER_STARTED_LOST = "The task never started: the fork server died while it was queued."
 
 
 class LocalRuntime:
@@ -72,7 +82,28 @@ class LocalRuntime:
 
 
 class _Controller(Backend):
-    """Processes for one run; the :class:`Dispatcher` decides what they run (its Backend)."""
+    """Processes for one run; the :class:`Dispatcher` decides what they run (its Backend).
+
+    **Lookahead** (``--isolation fork`` with a fork server, unless
+    ``FLOWKERNEL_FORK_LOOKAHEAD=0``): :meth:`lookahead` is ``--max-workers``, so the
+    dispatcher launches up to twice ``--max-workers`` attempts; the server runs at most
+    ``--max-workers`` of them and starts a queued one the moment it reaps a task, before the
+    controller has heard of that exit (the server's queue: see
+    :mod:`~flowkernel_runtime_local.forkserver`). What that means here:
+
+    * a launched attempt is not running yet: its ``started_at``, its @timeout deadline and the
+      "Task is starting" line come with the server's report of its start;
+    * a queued attempt that is stopped (fail-fast, a gang stopped, Ctrl-C) is dropped by the
+      server and reported as ended by the signal without having run: its record says the
+      task "never started", its stderr log :data:`NEVER_STARTED`; no new task starts after a
+      final failure, because the server holds a failed task's slot until the controller has
+      handled its exit (:meth:`ForkServer.release`);
+    * a ``@parallel`` gang's nodes are launched *now*, never behind queued attempts (the
+      dispatcher applies no lookahead around a gang, so none are queued then anyway);
+    * if the server dies, its queued attempts are lost with its running ones (they run
+      again); from then on the controller forks tasks itself and keeps the launches beyond
+      ``--max-workers`` running tasks in its own backlog, started when one ends.
+    """
 
     def __init__(self, kernel: Kernel, ctx: RunContext):
         self.kernel = kernel
@@ -104,6 +135,11 @@ class _Controller(Backend):
         self.exits: list[tuple[Worker, int]] = []
         #: the fork server's socket closed; :meth:`_served_exits` handles it
         self.server_lost = False
+        self.max_workers = max(1, opts.max_workers)
+        #: attempts launched past ``--max-workers`` (:meth:`lookahead`; 0: none)
+        self.ahead = 0
+        #: launched attempts waiting here for a slot (lookahead once the fork server is gone)
+        self.backlog: deque[Worker] = deque()
         #: the input records of the last request sent to the fork server, and their id there
         #: (0: not sent, too large: the task reads them from the datastore)
         self._last_inputs: tuple[tuple[Any, ...], int] | None = None
@@ -165,6 +201,9 @@ class _Controller(Backend):
         self.guardian = workers.Guardian.start()
         if self.isolation == "fork":  # after the committer and the guardian: see its docstring
             self.server = ForkServer.start(self._run_request, self.pid, self._prepare_request)
+            if self.server is not None and lookahead_wanted():
+                self.ahead = self.max_workers
+                self.server.limit(self.max_workers)
         self.poller = self.kernel.make_poller()
         if self.committer is not None:
             self.committer.watch(self.poller)
@@ -247,63 +286,98 @@ class _Controller(Backend):
     def _poll_timeout(self) -> float:
         deadlines = [w.deadline for w in self.workers.values() if w.deadline is not None]
         # a worker whose pipes are closed sends no more events: check its exit often (the
-        # fork server reports the exits of the workers it forked)
-        timeout = 0.01 if any(not w.fds and not w.served for w in self.workers.values()) else 0.2
+        # fork server reports the exits of the workers it forked; the backlog has no process)
+        polled = (w for w in self.workers.values() if not w.served and not w.backlogged)
+        timeout = 0.01 if any(not w.fds for w in polled) else 0.2
         if deadlines:
             timeout = min(timeout, max(0.0, min(deadlines) - time.time()))
         return timeout
 
     # -- the dispatcher's backend --------------------------------------------------------------
 
+    def lookahead(self) -> int:
+        """``--max-workers`` with a fork server (it queues what is launched beyond that and
+        starts it when a task exits; see the class docstring), else 0."""
+        return self.ahead
+
     def launch(self, attempt: Attempt) -> None:
-        """Start one attempt's process (fork, or spawn ``flow step``)."""
-        ctx, spec = self.ctx, attempt.spec
-        popen = proc = None
-        durable = self.committer is None
+        """Have one attempt's process started: by the fork server (now, or from its queue), or
+        here (fork, or spawn ``flow step``; or later, from the backlog)."""
+        spec = attempt.spec
         key = next(self._keys)
+        worker = Worker(
+            key=key,
+            pid=None,
+            step=spec.step,
+            task_id=spec.task_id,
+            attempt=spec.attempt,
+            job=attempt,
+            fds={},
+            started_at=time.time(),  # until it starts (kept if it never does)
+        )
         served = self._serving and self._serve(key, attempt)
         if served:
-            pid, out_fd, err_fd = None, *served
-        elif self.isolation == "fork":
-            inputs = attempt.ready.inputs
+            worker.served = True
+            self._watch(worker, *served)  # the server reports its start (:meth:`_started`)
+        elif self.ahead and not attempt.group.gang and self._running() >= self.max_workers:
+            worker.backlogged = True  # the fork server is gone: lookahead held here
+            self.backlog.append(worker)
+        else:
+            self._start(worker)
+        self.workers[key] = worker
+
+    def _start(self, worker: Worker) -> None:
+        """Start ``worker``'s process here (no fork server)."""
+        ctx, attempt = self.ctx, worker.job
+        spec = attempt.spec
+        if self.isolation == "fork":
+            inputs, durable = attempt.ready.inputs, self.committer is None
             pid, out_fd, err_fd = workers.fork_worker(
                 lambda: run_task(ctx.flow_cls, ctx.graph, ctx.store, spec, inputs, durable),
                 self.pid,
             )
         elif self.isolation == "pool":
-            proc = self._idle_pool_process()
+            proc = worker.pool = self._idle_pool_process()
             proc.submit((spec, attempt.ready.inputs))
             pid, out_fd, err_fd = proc.pid, proc.out_fd, proc.err_fd
         else:
             # unbuffered, as a forked task's line-buffered streams: its lines arrive live
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            popen = workers.spawn_worker(step_command(ctx, spec), env)
+            popen = worker.popen = workers.spawn_worker(step_command(ctx, spec), env)
             pid, out_fd, err_fd = popen.pid, popen.stdout.fileno(), popen.stderr.fileno()
-        seconds = attempt.group.policy.timeout
-        worker = Worker(
-            key=key,
-            pid=pid,
-            step=spec.step,
-            task_id=spec.task_id,
-            attempt=spec.attempt,
-            job=attempt,
-            fds={out_fd: "stdout", err_fd: "stderr"},
-            started_at=time.time(),
-            deadline=time.time() + seconds + TIMEOUT_GRACE if seconds else None,
-            popen=popen,
-            pool=proc,
-            served=bool(served),
-        )
+        worker.pid = pid
+        self._watch(worker, out_fd, err_fd)
+        self.guardian.watch(pid)  # (the fork server tells the guardian about its own children)
+        self._started(worker)
+
+    def _watch(self, worker: Worker, out_fd: int, err_fd: int) -> None:
+        """Read ``worker``'s stdout and stderr from the poller."""
+        worker.fds = {out_fd: "stdout", err_fd: "stderr"}
         for fd in worker.fds:
             os.set_blocking(fd, False)
             self.poller.register(fd, worker)
             self.by_fd[fd] = worker
-        self.workers[key] = worker
-        if not served:  # the fork server tells the guardian about its own children
-            self.guardian.watch(pid)
-        self.say(
-            "Task is starting" + (f" (retry {spec.attempt})." if spec.attempt else "."), worker
-        )
+
+    def _started(self, worker: Worker) -> None:
+        """``worker``'s process started: its start time and @timeout deadline count from now."""
+        worker.started_at = now = time.time()
+        seconds = worker.job.group.policy.timeout
+        if seconds:  # (a stop may have set an earlier one already)
+            deadline = now + seconds + TIMEOUT_GRACE
+            worker.deadline = min(deadline, worker.deadline or deadline)
+        attempt = worker.attempt
+        self.say("Task is starting" + (f" (retry {attempt})." if attempt else "."), worker)
+
+    def _running(self) -> int:
+        """Attempts started (or launched on the fork server), not in the backlog."""
+        return sum(1 for w in self.workers.values() if not w.backlogged)
+
+    def _start_backlog(self) -> None:
+        """Start backlogged attempts while fewer than ``--max-workers`` run."""
+        while self.backlog and self._running() < self.max_workers:
+            worker = self.backlog.popleft()
+            worker.backlogged = False
+            self._start(worker)
 
     def stop(self, attempts: Sequence[Attempt] | None) -> None:
         """Stop some attempts (a gang whose node failed), or every task (the run failed)."""
@@ -318,12 +392,20 @@ class _Controller(Backend):
 
     def _signal(self, running: Sequence[Worker], sig: int) -> list[Any]:
         """Send ``sig`` to the process trees and groups of ``running``: those the fork server
-        forked through it (it knows which are still its children), the others from here.
-        Returns the processes signalled from here."""
+        forked through it (it knows which are still its children, and drops the ones it still
+        queues), the others from here; backlogged ones are dropped (reported ended by ``sig``
+        without having run). Returns the processes signalled from here."""
         served = [w.key for w in running if w.served]
         if served and self.server is not None:
             self.server.signal(served, sig)
-        return workers.signal_trees([w.pid for w in running if not w.served], sig)
+        for worker in running:
+            if worker.backlogged:
+                self.backlog.remove(worker)
+                worker.backlogged = False
+                worker.returncode = -sig
+                self.exits.append((worker, -sig))
+        pids = [w.pid for w in running if not w.served and w.pid is not None]
+        return workers.signal_trees(pids, sig)
 
     # -- the fork server -----------------------------------------------------------------------
 
@@ -335,7 +417,7 @@ class _Controller(Backend):
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            self.server.launch(key, request, out_w, err_w)
+            self.server.launch(key, request, out_w, err_w, now=attempt.group.gang)
         except ServerGone:  # the next wait() reports the attempts lost with it
             for fd in (out_r, err_r):
                 os.close(fd)
@@ -374,7 +456,8 @@ class _Controller(Backend):
         return self.server is not None and not self.server_lost
 
     def _prepare_request(self, request: memoryview) -> Any:  # pragma: no cover - in the server
-        """In the fork server, just before it forks the task ``request`` names: decode the
+        """In the fork server, when the launch of the task ``request`` names arrives (before
+        its fork; for a queued launch, while the slots are still busy): decode the
         task's input records once for all the tasks that share them (a foreach's body tasks;
         a request after the first names them by their id) and load the foreach chunk the task
         reads (:func:`~flowkernel.engine.executor.preload_input`), so that the task inherits
@@ -429,20 +512,28 @@ class _Controller(Backend):
         for kind, key, pid, code in events:
             worker = self.workers.get(key)
             if worker is None:
+                if kind == b"x" and pid > 0 and code != 0:
+                    self.server.release()  # (not expected: every exit is a known worker's)
                 continue
-            if pid > 0:
+            if kind == b"s":
                 worker.pid = pid
-            if kind == b"x":
+                self._started(worker)
+            elif kind == b"x":
                 worker.returncode = code
                 self.exits.append((worker, code))
 
     def _served_exits(self) -> None:
-        """Report the attempts whose exit the fork server reported; if the server is gone,
-        report the attempts it had running as lost and fork from here from now on."""
+        """Report the attempts whose exit the fork server reported (and the backlogged ones
+        dropped); if the server is gone, report the attempts it had running or queued as lost
+        and fork from here from now on."""
         while self.exits:
             worker, code = self.exits.pop(0)
             if worker.key in self.workers:
                 self._ended(worker, code)
+            if worker.served and worker.pid is not None and code != 0 and self._serving:
+                # handled (a final failure has stopped the queued attempts): the slot is free
+                assert self.server is not None
+                self.server.release()
         if self.server_lost and self.server is not None:
             self._server_gone()
 
@@ -453,10 +544,13 @@ class _Controller(Backend):
         self.poller.unregister(server.fd)
         status = server.close(kill=True)
         lost = [w for w in self.workers.values() if w.served]
+        queued = sum(w.pid is None for w in lost)
         how = describe_exit(None if status is None else os.waitstatus_to_exitcode(status))
         message = f"The fork server (pid {server.pid}) is gone ({how})"
-        if lost:
-            message += f"; {len(lost)} running task(s) died with it and will run again"
+        if len(lost) > queued:
+            message += f"; {len(lost) - queued} running task(s) died with it and will run again"
+        if queued:
+            message += f"; {queued} queued task(s) never started and will run as new attempts"
         message += "; tasks are forked by the controller from now on."
         self.say(message, force=True, err=True)
         for worker in lost:  # their groups: what they started (they had PR_SET_PDEATHSIG)
@@ -607,8 +701,8 @@ class _Controller(Backend):
     def _reap(self) -> None:
         """Reap the attempts forked here (or spawned) that exited."""
         for key, worker in list(self.workers.items()):
-            if key not in self.workers or worker.served:  # reaped by a nested call (a
-                continue  # failure stopping all), or the fork server's to reap
+            if key not in self.workers or worker.served or worker.pid is None:  # reaped by a
+                continue  # nested call (a failure stopping all), the fork server's, backlogged
             # never block: a task may close its pipes and run on (and a grandchild may hold
             # them open after the task exited)
             assert worker.pid is not None
@@ -632,9 +726,15 @@ class _Controller(Backend):
         if worker.pool is not None:  # it died: the next attempt gets a fresh pool process
             self._retire(worker.pool)
         self._finished(worker, lost)
+        if self.backlog:
+            self._start_backlog()
 
     def _finished(self, worker: Worker, lost: bool = False) -> None:
-        ending = abnormal_end_line(worker.returncode, worker.killed)
+        started = worker.pid is not None
+        if started or worker.returncode is None or worker.returncode >= 0:
+            ending = abnormal_end_line(worker.returncode, worker.killed)
+        else:  # dropped from a queue, or lost with the fork server, before it started
+            ending = NEVER_STARTED_LOST if lost else NEVER_STARTED
         if ending is not None:  # the task's own stderr log says how it ended
             self._emit(worker, "stderr", [ending.encode()], True)
         self.dispatcher.finished(
@@ -644,6 +744,7 @@ class _Controller(Backend):
             started_at=worker.started_at,
             pid=worker.pid,
             lost=lost,
+            started=started,
         )
 
     # -- stopping ------------------------------------------------------------------------------
@@ -656,7 +757,8 @@ class _Controller(Backend):
             return
         for worker in running:
             worker.killed = True
-            self.say("Stopping this task: the workflow is failing.", worker, force=True)
+            if worker.pid is not None:  # (not said for one not known to have started)
+                self.say("Stopping this task: the workflow is failing.", worker, force=True)
         procs = self._signal(running, signal.SIGTERM)
         deadline = time.time() + STOP_GRACE
         # a signal beyond the one that interrupted the run, even one that came before this

@@ -10,11 +10,35 @@ server's work between two forks is a message in, a ``fork()``, a message out and
 **Protocol** (a ``SOCK_SEQPACKET`` socket pair; one message each way per event):
 
 * controller -> server: *launch* (a key the controller chose, the request bytes, and the write
-  ends of the task's stdout and stderr pipes, passed with ``SCM_RIGHTS``); *signal* (a signal
-  number and keys). The controller makes the pipes and keeps their read ends, so the task's
-  output reaches it directly, never through the server.
+  ends of the task's stdout and stderr pipes, passed with ``SCM_RIGHTS``; queued at the limit,
+  or *now*: a ``@parallel`` gang's node); *signal* (a signal number and keys); *limit* (the
+  most tasks that run at once, the run's ``--max-workers``; 0, the default: no limit);
+  *release* (the exit of a task that failed was handled: its slot is free). The controller
+  makes the pipes and keeps their read ends, so the task's output reaches it directly, never
+  through the server.
 * server -> controller: *started* (key, pid) after the fork, *exited* (key, pid, exit code)
-  after the reap. A key is started before it exits, in that order on the socket.
+  after the reap. A key is started before it exits, in that order on the socket. An exit
+  with pid 0 never started: its fork failed (code 1), or it was dropped from the queue by a
+  signal (code ``-signal``).
+
+**The queue (lookahead).** The controller may launch more attempts than the limit (its
+dispatcher's :meth:`~flowkernel.engine.dispatch.Backend.lookahead`); the server keeps the
+ones beyond it in a FIFO queue and forks the next one the moment it reaps a task, *before* it
+reports that exit, so a slot never waits for the controller (reading the event and the
+record, queueing successors, sending the next request). A queued launch is prepared
+(``prepare``, see :meth:`ForkServer.start`) when it arrives, while the slots are busy, so
+the fork that follows a reap has nothing left to do first. What it promises:
+
+* at most *limit* tasks are forked and not reaped at once; a *now* launch (a gang's node)
+  is forked at once whatever the count (a gang runs whole, as without lookahead; its nodes
+  count towards the limit while they run);
+* with a limit, a task that exits with a code other than 0 (it failed, was stopped, timed
+  out) is *held* until the controller sends *release*, after it handled the exit, and while
+  any is held no queued attempt starts: a final failure then stops (drops) the queued
+  attempts before any of them starts, as without lookahead (fail-fast: no new task starts
+  once the runtime has seen a final failure). A task that exits 0 frees its slot at once;
+* a signal for a queued key drops it from the queue: its pipes are closed and it is reported
+  exited with pid 0 and code ``-signal``, without ever having run.
 
 **Guarantees** (those of a task forked by the controller, kept):
 
@@ -33,7 +57,8 @@ server's work between two forks is a message in, a ``fork()``, a message out and
 If the server dies, :meth:`ForkServer.events` raises :class:`ServerGone` (after the events that
 came before); its tasks died with it (``PR_SET_PDEATHSIG``). The controller then kills their
 groups, reports them lost (they run again) and forks its tasks itself for the rest of the run.
-``FLOWKERNEL_FORK_SERVER=0`` turns the server off (the controller forks every task).
+``FLOWKERNEL_FORK_SERVER=0`` turns the server off (the controller forks every task);
+``FLOWKERNEL_FORK_LOOKAHEAD=0`` keeps it but without the queue (:func:`lookahead_wanted`).
 """
 
 from __future__ import annotations
@@ -55,8 +80,10 @@ from flowkernel_runtime_local import workers
 #: Largest launch message: a request above this is sent without its input records (the task
 #: reads them from the datastore, as ``flow step`` does).
 MAX_REQUEST = 1 << 16
-_LAUNCH = struct.Struct("<cQ")  # b"L", key; the request bytes follow
+_LAUNCH = struct.Struct("<cQ")  # b"L" (queued at the limit) or b"N" (now), key; the request
 _SIGNAL = struct.Struct("<ci")  # b"K", signal; keys (Q each) follow
+_LIMIT = struct.Struct("<ci")  # b"M", the most tasks running at once (0: no limit)
+_RELEASE = b"R"  # the controller handled a failed task's exit: its slot is free
 _KEY = struct.Struct("<Q")
 _EVENT = struct.Struct("<cQii")  # b"s" (started) or b"x" (exited), key, pid, exit code
 
@@ -87,6 +114,12 @@ def available() -> bool:
     )
 
 
+def lookahead_wanted() -> bool:
+    """Whether the server may queue attempts launched past ``--max-workers`` (the lookahead;
+    ``FLOWKERNEL_FORK_LOOKAHEAD=0`` turns it off: every launch is then forked at once)."""
+    return os.environ.get("FLOWKERNEL_FORK_LOOKAHEAD", "1").lower() not in ("0", "false", "no")
+
+
 class ForkServer:
     """The controller's end of the fork server (see the module docstring)."""
 
@@ -105,8 +138,10 @@ class ForkServer:
         """Fork the server from this (the controller) process, or ``None`` where there is none.
 
         ``run(request)`` is what each task child calls with its request's bytes; it returns
-        the exit code. ``prepare(request)``, if given, runs in the server just before the
-        fork, and what it returns is what the child's ``run`` gets instead of the bytes: work
+        the exit code. ``prepare(request)``, if given, runs in the server when the launch
+        arrives, in the order launches arrive (before the fork; a queued launch is prepared
+        while it waits), and what it returns is what the child's ``run`` gets instead of the
+        bytes: work
         that is the same for many tasks (decoding the input records they share) is then done
         once, in the server, and every child inherits the result instead of redoing it after
         its fork (where every page it writes is a copy-on-write fault). It must not raise.
@@ -147,30 +182,48 @@ class ForkServer:
         workers.private_fds.add(ours.fileno())  # no task forked here may hold it open
         return cls(pid, ours)
 
-    def launch(self, key: int, request: bytes, out_w: int, err_w: int) -> None:
+    def launch(self, key: int, request: bytes, out_w: int, err_w: int, now: bool = False) -> None:
         """Have the server fork a task: ``request`` for its ``run``, ``out_w``/``err_w`` its
         stdout and stderr (the caller closes its copies). Its start and exit come as events.
+        It waits in the server's queue while :meth:`limit` tasks run, unless ``now`` (the
+        nodes of a ``@parallel`` gang, which must all run at once).
 
         :raises ServerGone: the server is gone; nothing was started.
         """
+        kind = b"N" if now else b"L"
         try:
-            socket.send_fds(self.sock, [_LAUNCH.pack(b"L", key), request], [out_w, err_w])
+            socket.send_fds(self.sock, [_LAUNCH.pack(kind, key), request], [out_w, err_w])
         except OSError as exc:
             raise ServerGone(str(exc)) from None
 
-    def signal(self, keys: Iterable[int], sig: int) -> None:
-        """Send ``sig`` to the process trees and groups of the tasks ``keys`` that have not
-        exited yet (others are skipped). A server that is gone is reported by :meth:`events`."""
-        message = _SIGNAL.pack(b"K", sig) + b"".join(_KEY.pack(k) for k in keys)
+    def limit(self, running: int) -> None:
+        """At most ``running`` tasks at once (0: no limit); launches beyond wait in the
+        server's queue (see the module docstring). A server that is gone is reported by
+        :meth:`events`."""
+        self._tell(_LIMIT.pack(b"M", running))
+
+    def release(self) -> None:
+        """The exit of a task that exited with a code other than 0 was handled (a final
+        failure stopped the queued attempts first): its slot may take the next one."""
+        self._tell(_RELEASE)
+
+    def _tell(self, message: bytes) -> None:
         try:
             self.sock.send(message)
         except OSError:
             pass
 
+    def signal(self, keys: Iterable[int], sig: int) -> None:
+        """Send ``sig`` to the process trees and groups of the tasks ``keys`` that have not
+        exited yet (others are skipped); a queued one is dropped instead (reported exited
+        with pid 0 and code ``-sig``). A server that is gone is reported by :meth:`events`."""
+        self._tell(_SIGNAL.pack(b"K", sig) + b"".join(_KEY.pack(k) for k in keys))
+
     def events(self, block: bool = False) -> list[tuple[bytes, int, int, int]]:
         """The events that arrived: ``(b"s", key, pid, 0)`` for a start, ``(b"x", key, pid,
-        exit code)`` for an exit (``block``: wait for at least one). An attempt whose process
-        could not be forked exits with pid 0 and code 1, without a start (its stderr says why).
+        exit code)`` for an exit (``block``: wait for at least one). An attempt that never
+        started exits with pid 0, without a start: code 1 if its process could not be forked
+        (its stderr says why), ``-signal`` if a signal dropped it from the queue.
 
         :raises ServerGone: the server exited; the events before its exit were returned by
             an earlier call (this one returned them, the next one raises).
@@ -242,6 +295,14 @@ class _Server:  # pragma: no cover - runs in the server process
         self.pids: dict[int, int] = {}  #: key -> pid, while not reaped
         self.trees: dict[int, list[Any]] = {}  #: key -> processes signalled (killed at SIGKILL)
         self.outbox: deque[bytes] = deque()
+        #: the most tasks forked and not reaped at once (0: no limit)
+        self.limit = 0
+        #: launches waiting for a slot, oldest first: key -> (request, stdout, stderr), the
+        #: request prepared already
+        self.queued: dict[int, tuple[Any, int, int]] = {}
+        #: exits of failed tasks the controller has not released yet (no queued start
+        #: meanwhile); only with a limit
+        self.held = 0
         # Objects that exist now are never collected by a child's GC, whose collections would
         # write to every object header and copy the pages (copy-on-write).
         gc.freeze()
@@ -274,19 +335,46 @@ class _Server:  # pragma: no cover - runs in the server process
             fds = _received_fds(ancillary)
             if not data:
                 return False
-            if data[:1] == b"L" and len(fds) == 2:
-                self._fork(data, fds[0], fds[1])
-            elif data[:1] == b"K":
+            kind = data[:1]
+            if kind in (b"L", b"N") and len(fds) == 2:
+                key, request = _LAUNCH.unpack_from(data)[1], self._request(data)
+                if kind == b"N" or (not self.queued and self._free()):  # a gang's node: now
+                    self._fork(key, request, fds[0], fds[1])
+                else:
+                    self.queued[key] = (request, fds[0], fds[1])
+                continue
+            for fd in fds:
+                os.close(fd)
+            if kind == b"K":
                 self._signal(data)
-            else:
-                for fd in fds:
-                    os.close(fd)
+            elif kind == b"M":
+                self.limit = max(0, _LIMIT.unpack_from(data)[1])
+                self._start_queued()
+            elif kind == _RELEASE:
+                self.held = max(0, self.held - 1)
+                self._start_queued()
 
-    def _fork(self, data: bytes, out_w: int, err_w: int) -> None:
-        key = _LAUNCH.unpack_from(data)[1]
+    def _free(self) -> bool:
+        """A queued launch may start: a slot is free and no failed task's exit waits for the
+        controller (it may be a final failure: then nothing new starts)."""
+        return not self.held and (not self.limit or len(self.tasks) < self.limit)
+
+    def _start_queued(self) -> None:
+        """Fork queued launches, oldest first, while :meth:`_free`."""
+        while self.queued and self._free():
+            key = next(iter(self.queued))
+            request, out_w, err_w = self.queued.pop(key)
+            self._fork(key, request, out_w, err_w)
+
+    def _request(self, data: bytes) -> Any:
+        """What the task child's ``run`` gets for a launch message: the request, prepared
+        (on receipt: for a queued launch, while the slots are busy, not when one frees)."""
         request: Any = memoryview(data)[_LAUNCH.size :]
         if self.prepare is not None:
             request = self.prepare(request)
+        return request
+
+    def _fork(self, key: int, request: Any, out_w: int, err_w: int) -> None:
         try:
             pid = os.fork()
         except OSError as exc:  # out of processes or memory: the attempt fails, saying why
@@ -299,8 +387,11 @@ class _Server:  # pragma: no cover - runs in the server process
             self._send(_EVENT.pack(b"x", key, 0, 1))
             return
         if pid == 0:
+            close = self.private
+            if self.queued:  # the pipes of the attempts still queued: not this task's to hold
+                close = [*close, *(fd for _, o, e in self.queued.values() for fd in (o, e))]
             forkchild.run(
-                lambda: self.run(request), out_w, err_w, parent=self.me, close=self.private,
+                lambda: self.run(request), out_w, err_w, parent=self.me, close=close,
                 streams=self.streams, stdin_null=False,
             )  # fmt: skip
         os.close(out_w)
@@ -318,7 +409,9 @@ class _Server:  # pragma: no cover - runs in the server process
         self._send(_EVENT.pack(b"s", key, pid, 0))
 
     def _reap(self, pidfd: int) -> None:
-        """A task exited: kill its process group, then reap it, then report it."""
+        """A task exited: kill its process group, then reap it, then start the next queued
+        one in its slot (unless it failed: held until the controller releases it), then
+        report the exit."""
         key, pid = self.tasks.pop(pidfd)
         self.ep.unregister(pidfd)
         self.private.remove(pidfd)
@@ -328,11 +421,22 @@ class _Server:  # pragma: no cover - runs in the server process
         _, status = os.waitpid(pid, 0)
         del self.pids[key]
         self._tell_guardian(b"-%d\n" % pid)
-        self._send(_EVENT.pack(b"x", key, pid, os.waitstatus_to_exitcode(status)))
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0 and self.limit:  # (no limit: no queue to hold back)
+            self.held += 1
+        if self.queued:
+            self._start_queued()
+        self._send(_EVENT.pack(b"x", key, pid, code))
 
     def _signal(self, data: bytes) -> None:
         sig = _SIGNAL.unpack_from(data)[1]
         for (key,) in _KEY.iter_unpack(memoryview(data)[_SIGNAL.size :]):
+            queued = self.queued.pop(key, None)
+            if queued is not None:  # never started: dropped, reported as ended by ``sig``
+                os.close(queued[1])
+                os.close(queued[2])
+                self._send(_EVENT.pack(b"x", key, 0, -sig))
+                continue
             pid = self.pids.get(key)
             if pid is None:
                 continue  # exited (and reaped) already

@@ -33,7 +33,9 @@ class Worker:
     attempt: int
     job: Any  #: the dispatcher's Attempt this process runs
     fds: dict[int, str]  #: open read ends -> "stdout" / "stderr"
+    #: when it started (when it was launched, until then; kept if it never starts)
     started_at: float
+    #: when the controller SIGKILLs it (@timeout + grace, counted from its start)
     deadline: float | None = None
     popen: subprocess.Popen | None = None
     #: the unfinished last line of each stream (less than MAX_LINE bytes)
@@ -44,8 +46,11 @@ class Worker:
     killed: bool = False  #: stopped by the controller because the run is failing
     #: the pool process running this attempt (``--isolation pool``): it owns the pipes
     pool: Any = None
-    #: forked by the fork server, which reaps it and reports its exit (not the controller)
+    #: forked by the fork server, which reaps it and reports its exit (not the controller);
+    #: ``pid`` None: not started yet (in the server's queue) or its start not read yet
     served: bool = False
+    #: launched, waiting in the controller's backlog for a slot (no process yet)
+    backlogged: bool = False
 
 
 def reap_attempt(pid: int) -> int | None:

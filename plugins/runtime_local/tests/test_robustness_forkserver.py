@@ -117,3 +117,71 @@ def test_the_server_forks_each_request_reports_its_start_and_exit_and_signals_it
         for fds in pipes.values():
             for fd in fds:
                 os.close(fd)
+
+
+def test_the_server_queues_launches_past_its_limit_and_holds_a_failed_slot_until_released():
+    from flowkernel_runtime_local import forkserver
+
+    server = forkserver.ForkServer.start(_echo_or_sleep, os.getpid())
+    assert server is not None
+    pipes = {}
+    try:
+        server.limit(1)
+        for key, request in ((7, b"sleep"), (8, b"eight"), (9, b"nine"), (10, b"ten")):
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            server.launch(key, request, out_w, err_w, now=key == 10)  # 10: a gang's node
+            os.close(out_w)
+            os.close(err_w)
+            pipes[key] = (out_r, err_r)
+        events: list[tuple] = []
+        (started, exited) = _until_exit(server, 10, events)  # forked at once, past the limit
+        assert started[:2] == (b"s", 10) and exited[3] == 3
+        server.release()  # the controller releases every failed exit it handled
+        server.signal([9], signal.SIGTERM)  # queued: dropped, never started
+        assert _until_exit(server, 9, events) == [(b"x", 9, 0, -signal.SIGTERM)]
+        assert os.read(pipes[9][0], 100) == b""  # its pipes were closed, nothing ran
+        server.signal([7], signal.SIGTERM)
+        (started, exited) = _until_exit(server, 7, events)
+        assert exited == (b"x", 7, started[2], -signal.SIGTERM)
+        # 7 failed: 8 does not start in its slot before the controller releases it (a start
+        # in the slot would have been reported before 7's exit)
+        assert not any(e[1] == 8 for e in events)
+        server.release()
+        (started, exited) = _until_exit(server, 8, events)
+        assert started[:2] == (b"s", 8) and exited == (b"x", 8, started[2], 3)
+        assert os.read(pipes[8][0], 100) == b"eight\n"
+        starts = [e[1] for e in events if e[0] == b"s"]
+        assert starts == [7, 10, 8]
+    finally:
+        assert server.close() == 0
+        gc.unfreeze()
+        for fds in pipes.values():
+            for fd in fds:
+                os.close(fd)
+
+
+def test_without_a_limit_a_failed_task_holds_nothing_back():
+    """No limit (no lookahead): a launch that arrives after a failed task was reaped is forked
+    at once, released or not (the hold exists only for the queue)."""
+    from flowkernel_runtime_local import forkserver
+
+    server = forkserver.ForkServer.start(_echo_or_sleep, os.getpid())
+    assert server is not None
+    fds = []
+    try:
+        events: list[tuple] = []
+        for key in (1, 2):  # each exits with status 3; the second is sent after the first's exit
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            fds += [out_r, err_r]
+            server.launch(key, b"x", out_w, err_w)
+            os.close(out_w)
+            os.close(err_w)
+            (started, exited) = _until_exit(server, key, events)
+            assert started[:2] == (b"s", key) and exited[3] == 3
+    finally:
+        assert server.close() == 0
+        gc.unfreeze()
+        for fd in fds:
+            os.close(fd)
