@@ -29,12 +29,9 @@ import os
 import resource
 import statistics
 import tempfile
-import time
-from pathlib import Path
 
-from cpu_split import watch_fork_server
+from cpu_split import run_foreach, watch_fork_server
 
-FLOW = Path(__file__).resolve().parent / "flows" / "foreach_1000.py"
 #: (module, attribute) of the functions whose calls are marked, in the order a task calls them
 WRAPPED = (
     ("flowkernel.engine.executor", "step_decorators"),
@@ -60,7 +57,6 @@ def main() -> None:
     os.chdir(tempfile.mkdtemp(prefix="fkphases."))
     import importlib
 
-    from flowkernel.cli.main import main as flow
     from flowkernel.engine import forkchild
     from flowkernel_runtime_local import controller
 
@@ -121,13 +117,7 @@ def main() -> None:
 
     server = watch_fork_server()
     n = opts.n
-    start = time.perf_counter()
-    try:
-        flow(["run", str(FLOW), "--max-workers", str(opts.max_workers), "--max-num-splits",
-              str(n + 1), "--quiet", "--n", str(n)])  # fmt: skip
-    except SystemExit as exc:
-        assert not exc.code, exc.code
-    wall = time.perf_counter() - start
+    wall = run_foreach(n, opts.max_workers)
     os.close(out_fd)
 
     phases: dict[str, list[tuple[int, float]]] = {}

@@ -46,13 +46,25 @@ def watch_fork_server() -> dict[str, float]:
     return server
 
 
+def run_foreach(n: int, max_workers: int) -> float:
+    """Run the foreach flow of ``n`` tasks in this process (``flow run``); its wall seconds."""
+    from flowkernel.cli.main import main as flow
+
+    start = time.perf_counter()
+    try:
+        flow(["run", str(FLOW), "--max-workers", str(max_workers), "--max-num-splits",
+              str(n + 1), "--quiet", "--n", str(n)])  # fmt: skip
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+    return time.perf_counter() - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--max-workers", type=int, default=2)
     opts = ap.parse_args()
     os.chdir(tempfile.mkdtemp(prefix="fkcpusplit."))
-    from flowkernel.cli.main import main as flow
 
     server = watch_fork_server()
     n = opts.n
@@ -60,13 +72,7 @@ def main() -> None:
         resource.getrusage(resource.RUSAGE_SELF),
         resource.getrusage(resource.RUSAGE_CHILDREN),
     )
-    start = time.perf_counter()
-    try:
-        flow(["run", str(FLOW), "--max-workers", str(opts.max_workers), "--max-num-splits",
-              str(n + 1), "--quiet", "--n", str(n)])  # fmt: skip
-    except SystemExit as exc:
-        assert not exc.code, exc.code
-    wall = time.perf_counter() - start
+    wall = run_foreach(n, opts.max_workers)
     me, kids = (
         resource.getrusage(resource.RUSAGE_SELF),
         resource.getrusage(resource.RUSAGE_CHILDREN),
