@@ -76,6 +76,12 @@ def test_a_worker_killed_mid_foreach_loses_nothing(tmp_path, dask_cluster, no_st
         item, step_pid, _ = _markers(markers, 1, proc)[0]
         # the step waits for the release: its worker dies mid-task however slow this test is
         os.kill(dask_cluster.worker_of(step_pid), signal.SIGKILL)
+        # the step dies with it only once the worker's exit has torn down its memory (the
+        # kernel sends PR_SET_PDEATHSIG after that): released earlier, it could finish first
+        deadline = time.monotonic() + 60
+        while _running(step_pid):
+            assert time.monotonic() < deadline, "the step outlived its killed worker"
+            time.sleep(0.05)
         release.touch()
         result = _finish(proc, tmp_path / "root", id_file)
     finally:
