@@ -65,7 +65,7 @@ class ForeachChunks(NamedTuple):
 #: Their items are immutable plain values and the lists themselves are never handed out, so
 #: one load serves every task that reads the chunk: the later tasks of a pool process, and
 #: every task a fork server forks after loading it for them
-#: (:func:`flowkernel.engine.executor.preload`).
+#: (:func:`flowkernel.engine.executor.preload_input`).
 _CHUNKS: dict[str, list[Any]] = {}
 _CHUNKS_MAX = 4
 

@@ -2,7 +2,7 @@
 nested, in every isolation mode, after a resume, and read back through the client.
 
 The fork server decodes a task's input records and loads the foreach chunk its ``self.input``
-reads before it forks the task (``executor.preload``): the values must be those of the list.
+reads before it forks the task (``executor.preload_input``): the values must be those of the list.
 """
 
 from __future__ import annotations
