@@ -96,3 +96,25 @@ def test_large_records_are_not_sent_the_task_reads_them(store, ran):
     server = _controller(store)
     _Controller._run_request(server, _Controller._prepare_request(server, memoryview(request)))
     assert ran[-1] == (_spec(3), None)
+
+
+def _refs(count):
+    return tuple(
+        TaskRecord(
+            flow="F", run_id="1", step="body", task_id=str(i + 2), attempt=0, success=True,
+            task_ok=True,
+        ).ref()
+        for i in range(count)
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("count, sent", [(20, True), (1000, False)])
+def test_a_join_gets_its_inputs_from_the_server_unless_they_are_many(store, ran, count, sent):
+    ctl = _controller(store)
+    refs = _refs(count)
+    spec = TaskSpec("F", "1", "join", "900", 0, tuple(r.path for r in refs), "/r")
+    request = ctl.encode(spec, refs)
+    assert len(request) < MAX_REQUEST
+    server = _controller(store)
+    _Controller._run_request(server, _Controller._prepare_request(server, memoryview(request)))
+    assert ran[-1] == (spec, refs if sent else None)  # None: the join reads them from the store
