@@ -197,13 +197,8 @@ def _leave_memory() -> None:
         import ctypes
 
         # the helper must hold no descriptor: a copy of the task's pipes would delay the
-        # end of its output, a copy of anything else would keep it open. (The open ones only:
-        # os.closerange falls back to one close() per number where close_range(2) is refused.)
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                os.close(int(fd))
-            except OSError:
-                pass  # the listing's own descriptor, closed already
+        # end of its output, a copy of anything else would keep it open
+        os.closerange(0, _fd_limit())
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())  # (inherited)
         stack = ctypes.create_string_buffer(_HELPER_STACK)
         top = (ctypes.addressof(stack) + _HELPER_STACK - 64) & ~15
@@ -213,6 +208,15 @@ def _leave_memory() -> None:
         clone(sleep, top, _CLONE_VM | int(signal.SIGCHLD), HELPER_SLEEP_US)
     except BaseException:
         pass
+
+
+def _fd_limit() -> int:
+    """One more than the highest descriptor this process may have open."""
+    try:
+        limit = os.sysconf("SC_OPEN_MAX")
+    except (ValueError, OSError):
+        limit = -1
+    return limit if 0 < limit < (1 << 20) else 1 << 20
 
 
 def run(body: Callable[[], int | None], stdout_fd: int, stderr_fd: int, **options: Any) -> NoReturn:
