@@ -70,8 +70,8 @@ def test_a_pod_killed_mid_write_is_retried_and_the_run_succeeds(s3_root, tmp_pat
 
     forwarder = Forwarder(int(os.environ["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]),
                           hold_creates=chosen)  # fmt: skip
-    cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", s3_root,
-           "argo-workflows", "run-local", str(FLOW), "--alpha", "5", "--run-id-file", "id"]  # fmt: skip
+    cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", s3_root, "argo-workflows",
+           "run-local", str(FLOW), "--alpha", "5", "--run-id-file", "id"]  # fmt: skip
     env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{forwarder.port}"}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
@@ -90,6 +90,38 @@ def test_a_pod_killed_mid_write_is_retried_and_the_run_succeeds(s3_root, tmp_pat
     run = Run(f"RetriedPodsFlow/{run_id}", _namespace_check=False, _root=s3_root)
     assert run.successful
     assert run["join"].task.data.total == 15  # (1 + 2) * alpha
-    assert run["start"].task.data.start_attempt == (1 if write == "/start/" else 0)
+    assert run["start"].task.data.start_attempt == (1 if step == "start" else 0)  # {{retries}}
     assert run["end"].task.data.end_attempt == (1 if step == "end" else 0)
     assert len(forwarder.held) == 1, forwarder.held
+
+
+def test_only_the_workflow_that_reserved_a_run_id_may_start_that_run(tmp_path):
+    """Runs are named after their workflow (``argo-<name>``), and Argo gives each workflow its
+    own uid. A retried start pod of the workflow (same uid) proceeds; the start of another
+    workflow of the same name (the first one deleted and the name made again, or another
+    cluster on the same datastore) is refused and leaves the run as it was."""
+    root, run_id = tmp_path / "ds", "argo-retriedpodsflow-abcde"
+
+    def start(uid: str, attempt: int, alpha: str | None = None):
+        params = tmp_path / f"params-{uid}-{attempt}"
+        params.mkdir()
+        if alpha is not None:
+            (params / "0").write_text(alpha)
+        cmd = [sys.executable, "-m", "flowkernel.cli", "--datastore-root", str(root),
+               "argo-workflows", "task", str(FLOW), "start", "--run-id", run_id,
+               "--attempt", str(attempt), "--max-user-code-retries", "1",
+               "--output-dir", str(tmp_path / f"out-{uid}-{attempt}"),
+               "--parameters-dir", str(params), "--workflow-uid", uid]  # fmt: skip
+        return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    first = start("uid-1", 0)
+    assert first.returncode == 0, first.stderr
+    retried = start("uid-1", 1)  # Argo's retry of the same pod: {{retries}} is 1
+    assert retried.returncode == 0, retried.stderr
+    other = start("uid-2", 0, alpha="7")
+    assert other.returncode != 0
+    assert f"run {run_id} of RetriedPodsFlow exists already" in other.stderr
+    start_task = Run(f"RetriedPodsFlow/{run_id}", _namespace_check=False, _root=str(root))[
+        "start"
+    ].task
+    assert start_task.data.alpha == 3 and start_task.data.start_attempt == 1
