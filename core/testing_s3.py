@@ -9,9 +9,10 @@ and came back with its data), binds 127.0.0.1 only, and pre-creates one bucket.
         env = server.env()          # AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... for clients
         root = server.root_url("runs")   # s3://flowkernel-test/runs
 
-:class:`Forwarder` sits between a client and the server to delay connections or lose
-responses. The pytest fixtures ``s3_server`` (one per session) and ``s3_root`` (a fresh prefix
-per test, with the ``AWS_*`` variables set) in :mod:`flowkernel.testing` wrap it.
+:class:`Forwarder` sits between a client and the server to delay connections, lose
+responses or hold writes. The pytest fixtures ``s3_server`` (one per session) and ``s3_root``
+(a fresh prefix per test, with the ``AWS_*`` variables set) in :mod:`flowkernel.testing` wrap
+it.
 """
 
 from __future__ import annotations
