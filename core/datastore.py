@@ -536,13 +536,22 @@ class FlowStore:
         """True once the flow has a run (or a run being created) under this root."""
         return self.backend.exists(f"{self._flow}latest_run") or bool(self.run_ids())
 
-    def create_run_dir(self, run_id: str) -> bool:
+    def create_run_dir(self, run_id: str, holder: str | None = None) -> bool:
         """Reserve ``run_id``; False if it is taken (run ids never collide, across hosts too).
+
+        ``holder``: a scheduler's unique name for the one run it started under ``run_id``
+        (Argo's workflow uid), for a start that may be retried after it died past the
+        reservation: the reservation records it, and reserving again with the same holder is
+        True. Another holder, or none, still gets False.
 
         :raises StorageError: the root is not writable (one line naming the root and why).
         """
+        key = self._run(run_id) + "_id"
+        content = (run_id if not holder else f"{run_id}\n{holder}").encode()
         try:
-            return self.backend.put_once(self._run(run_id) + "_id", run_id.encode())
+            if self.backend.put_once(key, content):
+                return True
+            return bool(holder) and self.backend.get(key) == content
         except StorageError as exc:
             raise StorageError(f"the datastore root {self.root} is not writable: {exc}") from None
 

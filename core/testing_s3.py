@@ -9,9 +9,10 @@ and came back with its data), binds 127.0.0.1 only, and pre-creates one bucket.
         env = server.env()          # AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... for clients
         root = server.root_url("runs")   # s3://flowkernel-test/runs
 
-:class:`Forwarder` sits between a client and the server to delay connections or lose
-responses. The pytest fixtures ``s3_server`` (one per session) and ``s3_root`` (a fresh prefix
-per test, with the ``AWS_*`` variables set) in :mod:`flowkernel.testing` wrap it.
+:class:`Forwarder` sits between a client and the server to delay connections, lose
+responses or hold writes. The pytest fixtures ``s3_server`` (one per session) and ``s3_root``
+(a fresh prefix per test, with the ``AWS_*`` variables set) in :mod:`flowkernel.testing` wrap
+it.
 """
 
 from __future__ import annotations
@@ -212,6 +213,11 @@ class Forwarder:
     went out; the client's retry of that PUT passes through. True for every key, or a
     function of the request's path (``/bucket/key``) that says which keys; it is called once
     per key. ``lost`` lists the paths whose response was lost.
+
+    ``hold_creates``: a function of the path that picks keys whose conditional PUTs never
+    reach the server: the request is held, unanswered, until the client goes away (a process
+    that dies with that write in flight; nothing is stored). ``held`` lists the paths held
+    (``holding`` is set at the first); after ``release.set()`` they pass through.
     """
 
     def __init__(
@@ -219,6 +225,7 @@ class Forwarder:
         target_port: int,
         delay: float = 0.0,
         lose_create_responses: bool | Callable[[str], bool] = False,
+        hold_creates: Callable[[str], bool] | None = None,
     ):
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
@@ -227,6 +234,11 @@ class Forwarder:
         self.target_port, self.delay = target_port, delay
         self.lose_create_responses = lose_create_responses
         self.lost: list[str] = []
+        self.hold_creates = hold_creates
+        self.held: list[str] = []
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self._chosen: dict[str, bool] = {}
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self.stopped = threading.Event()
@@ -244,7 +256,7 @@ class Forwarder:
             except TimeoutError:
                 continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            connection = {"lose_next_response": None}
+            connection = {"lose_next_response": None, "held": None}
             for a, b, requests in ((client, upstream, True), (upstream, client, False)):
                 threading.Thread(target=self._pipe, args=(a, b, requests, connection),
                                  daemon=True).start()  # fmt: skip
@@ -263,6 +275,23 @@ class Forwarder:
             chooses = self.lose_create_responses
             return path if chooses is True or (callable(chooses) and chooses(path)) else None
 
+    def _held(self, data: bytes) -> str | None:
+        """The path if ``data`` begins a conditional PUT that is to be held."""
+        head = data.split(b"\r\n\r\n", 1)[0]
+        if not head.startswith(b"PUT ") or b"\r\nif-none-match:" not in head.lower():
+            return None
+        path = head.split(b" ", 2)[1].decode()
+        with self._lock:
+            if self.release.is_set():
+                return None
+            if path not in self._chosen:
+                self._chosen[path] = bool(self.hold_creates(path))  # type: ignore[misc]
+            if not self._chosen[path]:
+                return None
+            self.held.append(path)
+        self.holding.set()
+        return path
+
     def _pipe(
         self,
         src: socket.socket,
@@ -272,6 +301,10 @@ class Forwarder:
     ) -> None:
         try:
             while data := src.recv(65536):
+                if requests and self.hold_creates is not None and not connection["held"]:
+                    connection["held"] = self._held(data)
+                if connection["held"]:
+                    continue  # never forwarded: the client waits for an answer until it dies
                 if requests and self.lose_create_responses:
                     path = self._first_create(data)
                     if path is not None:

@@ -135,7 +135,7 @@ def allocate_run(store: FlowStore) -> str:
 
 
 def _register_run(
-    store, graph, flow_file, options, user, origin, flow_cls=None, run_id=None
+    store, graph, flow_file, options, user, origin, flow_cls=None, run_id=None, holder=None
 ) -> str:
     from flowkernel.flow.project import resolve_project
 
@@ -143,7 +143,7 @@ def _register_run(
     project = resolve_project(flow_cls, user, options.branch, options.production)
     if run_id is None:
         run_id = allocate_run(store)
-    elif not store.create_run_dir(run_id):
+    elif not store.create_run_dir(run_id, holder):
         raise UsageError(f"run {run_id} of {store.flow_name} exists already")
     RunRecord(
         flow=store.flow_name,
@@ -177,6 +177,7 @@ def start_run(
     options: RunOptions,
     run_id: str | None = None,
     user: str | None = None,
+    holder: str | None = None,
 ) -> RunContext:
     """Allocate the run, store its parameters and constants (the ``_parameters`` task).
 
@@ -184,10 +185,14 @@ def start_run(
         one is allocated. A given id that exists already is a :class:`UsageError`.
     :param user: whose run it is (a deployed flow's runs are its deployer's); default
         :func:`current_user`.
+    :param holder: with ``run_id``, the scheduler's unique name for this run (Argo's workflow
+        uid): a start retried with the same holder (its pod died part way) completes the run
+        instead of failing, keeping what the first start stored (every record is write-once).
+        See :meth:`FlowStore.create_run_dir`.
     """
     store = FlowStore(options.datastore_root, flow_cls.__name__, flow_file)
     user = user or current_user()
-    run_id = _register_run(store, graph, flow_file, options, user, None, flow_cls, run_id)
+    run_id = _register_run(store, graph, flow_file, options, user, None, flow_cls, run_id, holder)
     store.set_latest_run(run_id)
     from flowkernel.flow.config import flow_configs, thaw
 

@@ -190,6 +190,11 @@ def create(
 @click.option("--tag", "tags", multiple=True)
 @click.option("--user", default=None, help="Whose run it is (the deployment's owner).")
 @click.option("--project-branch", default=None, help="Start step: the run's @project branch.")
+@click.option(
+    "--workflow-uid",
+    default=None,
+    help="Start step: Argo's {{workflow.uid}}; its retries may complete the run.",
+)
 @click.pass_context
 def task(ctx: click.Context, flow_file: str, step_name: str, **opts: Any) -> None:
     """Internal: one step of a deployed flow, as an Argo container runs it."""

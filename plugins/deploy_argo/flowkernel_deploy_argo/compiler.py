@@ -439,6 +439,8 @@ class _Compiler:
             command += ["--parameters-dir", PARAMS_DIR]
         if self.opts.owner:
             command += ["--user", self.opts.owner]
+        if node.name == self.graph.start:  # a retried start pod may complete its own run
+            command += ["--workflow-uid", "{{workflow.uid}}"]
         if node.name == self.graph.start and self.opts.project is not None:
             command += ["--project-branch", self.opts.project.branch]  # the run starts in it
         if self.opts.package:

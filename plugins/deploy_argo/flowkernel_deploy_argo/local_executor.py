@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -219,6 +220,7 @@ class LocalWorkflow:
         self.templates = {t["name"]: t for t in spec["templates"]}
         self.globals = {
             "workflow.name": name,
+            "workflow.uid": str(uuid.uuid4()),
             "workflow.namespace": namespace,
             "workflow.creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

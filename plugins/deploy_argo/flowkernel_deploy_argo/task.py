@@ -5,7 +5,9 @@ into one attempt of ``flow step`` (its output stored as the task's logs through 
 sinks), and writes what the next tasks need into ``--output-dir``: ``task-path`` (this attempt's
 ``step/task/attempt``), ``splits`` (a foreach: the JSON list of split indices ``withParam`` fans
 out over) and ``branch`` (a switch: the step it chose). The start step first creates the run
-(``argo-<workflow name>``) with its parameters, unless an earlier attempt did.
+(``argo-<workflow name>``) with its parameters, reserving the id for the workflow's uid: a
+retried start pod of the same workflow completes whatever an earlier attempt did not store,
+while a different workflow of the same name is refused ("exists already").
 """
 
 from __future__ import annotations
@@ -87,8 +89,9 @@ def _start_run(flow_cls, graph, store, flow_file: str, run_id: str, opts: dict[s
     from flowkernel.engine.runs import RunOptions, current_user, start_run
     from flowkernel.flow.parameters import resolve_parameters
 
-    if store.read_run_record(run_id) is not None:
-        return  # a retry of the start step: the run exists
+    holder = opts.get("workflow_uid") or None
+    if holder is None and store.read_run_record(run_id) is not None:
+        return  # a manifest without --workflow-uid, retried: the run exists
     user = opts["user"] or current_user()
     given = _parameters_from(opts["parameters_dir"], flow_cls)
     params = resolve_parameters(flow_cls, given, user)
@@ -96,7 +99,7 @@ def _start_run(flow_cls, graph, store, flow_file: str, run_id: str, opts: dict[s
     options = RunOptions(
         datastore_root=store.root, tags=tuple(opts["tags"]), branch=branch, production=production
     )
-    start_run(flow_cls, graph, flow_file, params, options, run_id=run_id, user=user)
+    start_run(flow_cls, graph, flow_file, params, options, run_id=run_id, user=user, holder=holder)
 
 
 def _ordered(graph, node, store, run_id: str, paths: list[str]) -> list[str]:
