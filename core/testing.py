@@ -318,6 +318,7 @@ def check_storage_backend(backend: Any, prefix: str = "contract/") -> None:
     assert backend.list(prefix) == []
     assert backend.put_once(key, b"first") is True
     assert backend.put_once(key, b"second") is False, "write-once put overwrote a key"
+    assert backend.put_once(key, b"first") is False, "a second writer of the same bytes won"
     assert backend.get(key) == b"first" and backend.exists(key) and backend.size(key) == 5
     assert backend.put_once(prefix + "a/b/0.started", b"") is True  # an empty marker
     assert backend.put_once(prefix + "a/b/0.started", b"") is False

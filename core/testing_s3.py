@@ -9,8 +9,9 @@ and came back with its data), binds 127.0.0.1 only, and pre-creates one bucket.
         env = server.env()          # AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... for clients
         root = server.root_url("runs")   # s3://flowkernel-test/runs
 
-The pytest fixtures ``s3_server`` (one per session) and ``s3_root`` (a fresh prefix per test,
-with the ``AWS_*`` variables set) in :mod:`flowkernel.testing` wrap it.
+:class:`Forwarder` sits between a client and the server to delay connections or lose
+responses. The pytest fixtures ``s3_server`` (one per session) and ``s3_root`` (a fresh prefix
+per test, with the ``AWS_*`` variables set) in :mod:`flowkernel.testing` wrap it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ACCESS_KEY = "flowkernel"
@@ -195,3 +198,94 @@ class SeaweedFS:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Forwarder:
+    """A loopback TCP port that forwards every connection to ``target_port`` (an S3 server's),
+    for tests of what a client does when the network between them fails; ``stopped.set()``
+    ends it. Point ``AWS_ENDPOINT_URL`` at ``http://127.0.0.1:<port>``.
+
+    ``delay``: it starts listening only after that many seconds (an S3 endpoint that is away
+    for a moment, then back). ``lose_create_responses``: the first conditional PUT
+    (``If-None-Match: *``) of each key reaches the server, which stores the object, but its
+    response is dropped and the connection closed, as when a network fails after the request
+    went out; the client's retry of that PUT passes through. True for every key, or a
+    function of the request's path (``/bucket/key``) that says which keys; it is called once
+    per key. ``lost`` lists the paths whose response was lost.
+    """
+
+    def __init__(
+        self,
+        target_port: int,
+        delay: float = 0.0,
+        lose_create_responses: bool | Callable[[str], bool] = False,
+    ):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()  # nothing listens here until the delay has passed
+        self.target_port, self.delay = target_port, delay
+        self.lose_create_responses = lose_create_responses
+        self.lost: list[str] = []
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        if self.stopped.wait(self.delay):
+            return
+        listener = socket.create_server(("127.0.0.1", self.port))
+        listener.settimeout(0.2)
+        while not self.stopped.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            connection = {"lose_next_response": None}
+            for a, b, requests in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, requests, connection),
+                                 daemon=True).start()  # fmt: skip
+        listener.close()
+
+    def _first_create(self, data: bytes) -> str | None:
+        """The path if ``data`` begins a conditional PUT of a path not PUT this way before."""
+        head = data.split(b"\r\n\r\n", 1)[0]
+        if not head.startswith(b"PUT ") or b"\r\nif-none-match:" not in head.lower():
+            return None
+        path = head.split(b" ", 2)[1].decode()
+        with self._lock:
+            if path in self._seen:
+                return None
+            self._seen.add(path)
+            chooses = self.lose_create_responses
+            return path if chooses is True or (callable(chooses) and chooses(path)) else None
+
+    def _pipe(
+        self,
+        src: socket.socket,
+        dst: socket.socket,
+        requests: bool,
+        connection: dict[str, str | None],
+    ) -> None:
+        try:
+            while data := src.recv(65536):
+                if requests and self.lose_create_responses:
+                    path = self._first_create(data)
+                    if path is not None:
+                        connection["lose_next_response"] = path
+                elif not requests and connection["lose_next_response"]:
+                    # the server answered (the object is stored): close, do not pass it on
+                    self.lost.append(connection["lose_next_response"])
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(2)
+                except OSError:
+                    pass

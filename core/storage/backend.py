@@ -35,9 +35,18 @@ class StorageBackend(Protocol):
     root: str
 
     def put_once(self, key: str, data: bytes, durable: bool = True) -> bool:
-        """Write-once: store ``data`` at ``key`` unless ``key`` exists. Returns True if this call
-        wrote it, False if the key existed (its content is unchanged). Atomic: a reader sees
-        the whole object or nothing; of two racing writers exactly one gets True.
+        """Write-once: store ``data`` at ``key`` unless ``key`` exists. Atomic: a reader sees
+        the whole object or nothing.
+
+        Returns True if the object at ``key`` is this call's: it wrote it, including when a
+        remote store kept the write but its answer was lost and a retry of the same call found
+        the object there (the call must still answer True). False if the key held another
+        writer's object before (its content is unchanged). Of any number of writers, racing
+        or not, exactly one gets True, even when they write the same bytes (two claims of one
+        attempt are both empty; two runs may reserve one id with one content): a backend
+        tells its own write from another's by something unique to the call (S3: a token in
+        the object's metadata), never by comparing the bytes.
+
         ``durable=False`` allows a write that a power loss may undo (content-addressed blobs,
         which are verified on every read); a backend that is always durable ignores it."""
 

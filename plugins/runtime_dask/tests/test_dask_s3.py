@@ -51,3 +51,33 @@ def test_tasks_run_from_the_code_package_on_an_s3_root(tmp_path, s3_root, worker
     assert local.run["start"].task.data.code_dir == str(src)
     leave_out = ("code_dir", "code_dirs")
     assert artifacts_by_step(run, leave_out) == artifacts_by_step(local.run, leave_out)
+
+
+def test_an_attempt_whose_claim_answer_was_lost_runs(tmp_path, s3_server, s3_root,
+                                                     workers_reach_s3, dask_cluster):  # fmt: skip
+    """The workers reach S3 through a network that loses the answer to every write-once put
+    (the object is stored; obstore retries and finds it there). An attempt's claim is still
+    its own: every task runs once, as its first attempt, and the run succeeds. (Regression:
+    the retry's 412 made the claim look taken by an earlier execution, so each attempt was
+    reported as killed with its worker and started again, until the run failed.)"""
+    from distributed import Client
+
+    from flowkernel.testing_s3 import Forwarder
+
+    forwarder = Forwarder(s3_server.s3_port, lose_create_responses=True)
+    endpoint = f"http://127.0.0.1:{forwarder.port}"
+    with Client(scheduler_file=str(dask_cluster.scheduler_file), timeout=30) as client:
+        client.run(exec, f"import os; os.environ['AWS_ENDPOINT_URL'] = {endpoint!r}")
+    work = tmp_path / "work"
+    work.mkdir()
+    flow = Path(__file__).resolve().parents[3] / "tests" / "flows" / "shapes" / "foreach.py"
+    try:
+        result = run_flow(s3_root, flow, *on(dask_cluster), cwd=work, flow_name="ForeachFlow")
+    finally:
+        forwarder.stopped.set()
+    result.assert_ok()
+    assert "worker running this task died" not in result.output
+    run = result.run
+    assert run["join"].task.data.total == 14
+    assert all(task.current_attempt == 0 for step in run for task in step)
+    assert any(path.endswith("/0.claimed") for path in forwarder.lost), forwarder.lost

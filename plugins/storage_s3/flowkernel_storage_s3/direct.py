@@ -26,6 +26,9 @@ from flowkernel.errors import StorageError
 _MISSING = (NotFoundError, FileNotFoundError)
 #: Files above this are uploaded in parts of this size.
 PART_SIZE = 16 << 20
+#: The user metadata (``x-amz-meta-flowkernel-writer``) that tells a write-once put its own
+#: object from another writer's: a random token per :meth:`S3Direct.put_once` call.
+WRITER = "flowkernel-writer"
 
 
 def parse_root(root: str) -> tuple[str, str]:
@@ -88,13 +91,30 @@ class S3Direct:
         return StorageError(describe_fault(exc, self.bucket, self.prefix + key))
 
     def put_once(self, key: str, data: bytes, durable: bool = True) -> bool:
+        """A conditional PUT (``If-None-Match: *``) tagged with a token of this call's own
+        (user metadata :data:`WRITER`). When the server answers that the key exists, the object
+        is still this call's if it carries the token: the PUT stored it, its response was lost
+        (a reset, a timeout) and obstore's retry found it there. Bytes are not compared: two
+        writers may put the same bytes (empty markers, a run id) and only one of them wins."""
+        token = os.urandom(16).hex()
         try:
-            obstore.put(self.store, self.prefix + key, data, mode="create")
+            obstore.put(self.store, self.prefix + key, data, mode="create",
+                        attributes={WRITER: token})  # fmt: skip
             return True
         except AlreadyExistsError:
-            return False
+            return self._written_by(key, token)
         except Exception as exc:
             raise self._fault(exc, key) from None
+
+    def _written_by(self, key: str, token: str) -> bool:
+        """True if the object at ``key`` was stored by the :meth:`put_once` call of ``token``."""
+        try:
+            found = obstore.get(self.store, self.prefix + key, options={"head": True})
+        except _MISSING:
+            return False  # (keys are never deleted; nothing of ours is there)
+        except Exception as exc:
+            raise self._fault(exc, key) from None
+        return found.attributes.get(WRITER) == token
 
     def put(self, key: str, data: bytes, durable: bool = True) -> None:
         try:

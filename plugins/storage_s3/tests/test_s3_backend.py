@@ -11,6 +11,7 @@ import pytest
 from flowkernel.errors import StorageError
 from flowkernel.storage.backend import forget_backends
 from flowkernel.testing import check_storage_backend
+from flowkernel.testing_s3 import Forwarder
 from flowkernel_storage_s3.direct import S3Direct
 
 
@@ -128,65 +129,35 @@ def test_endpoint_down_is_one_clear_line(s3_root, monkeypatch):
         S3Direct(s3_root).get("x")
 
 
-class _LateForwarder:
-    """A loopback TCP port that starts listening only after ``delay`` seconds, then forwards
-    every connection to ``target`` (an S3 endpoint that is away for a moment, then back)."""
-
-    def __init__(self, target_port: int, delay: float):
-        import socket
-
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()  # nothing listens here until the delay has passed
-        self.target_port, self.delay = target_port, delay
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        import socket
-
-        if self.stopped.wait(self.delay):
-            return
-        listener = socket.create_server(("127.0.0.1", self.port))
-        listener.settimeout(0.2)
-        while not self.stopped.is_set():
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-        listener.close()
-
-    @staticmethod
-    def _pipe(src, dst) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                try:
-                    sock.shutdown(2)
-                except OSError:
-                    pass
-
-
 def test_requests_are_retried_for_the_configured_seconds(s3_server, s3_root, monkeypatch):
     """FLOWKERNEL_S3_RETRY_SECONDS is how long a request is retried (docs/storage.md): an
     endpoint away for 3 s, then back, loses nothing when the bound is 30 s. (Regression: the
     retries were capped at 4, ~1 s of back-off, whatever the variable said.)"""
-    forwarder = _LateForwarder(s3_server.s3_port, delay=3.0)
+    forwarder = Forwarder(s3_server.s3_port, delay=3.0)
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{forwarder.port}")
         monkeypatch.setenv("FLOWKERNEL_S3_RETRY_SECONDS", "30")
         store = S3Direct(s3_root)
         assert store.put_once("came-back", b"value")
         assert store.get("came-back") == b"value"
+    finally:
+        forwarder.stopped.set()
+
+
+def test_a_write_once_put_whose_response_was_lost_is_still_ours(s3_server, s3_root, monkeypatch):
+    """The first conditional PUT stores the object but its response never arrives; obstore
+    retries and the server answers 412. The object is this call's own: put_once is True and
+    the value reads back. Another writer of the key, with the same bytes, still loses."""
+    forwarder = Forwarder(s3_server.s3_port, lose_create_responses=True)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{forwarder.port}")
+        store = S3Direct(s3_root)
+        assert store.put_once("run/_id", b"1700000000000000") is True
+        assert store.put_once("run/0.claimed", b"") is True  # an empty marker too
+        assert len(forwarder.lost) == 2, "the forwarder did not lose the responses"
+        assert store.get("run/_id") == b"1700000000000000"
+        assert store.put_once("run/_id", b"1700000000000000") is False  # a second writer
+        assert store.put_once("run/0.claimed", b"") is False
     finally:
         forwarder.stopped.set()
 

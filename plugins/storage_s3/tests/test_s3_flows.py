@@ -178,6 +178,35 @@ def test_server_lost_mid_run_then_resume_completes(tmp_path, client_on, monkeypa
         server.stop()
 
 
+def test_write_once_puts_whose_responses_are_lost_do_not_fail_the_run(
+    s3_server, s3_root, client_on, tmp_path
+):
+    """Every write-once put of a deployed run (its given id ``argo-...``, run record, code
+    package, start markers, task records, artifacts) stores its object, but the response is
+    lost and obstore retries: the retry finds the object there and it is still ours. The run
+    succeeds and reads back. (Regression: the retry's 412 was taken for another writer's
+    object: the start step failed with "run argo-... exists already".)"""
+    pytest.importorskip("flowkernel_deploy_argo")
+    from flowkernel.testing_s3 import Forwarder
+
+    forwarder = Forwarder(s3_server.s3_port, lose_create_responses=True)
+    try:
+        result = flow(s3_root, tmp_path, "argo-workflows", "run-local",
+                      str(SHAPES / "foreach.py"), "--run-id-file", "id",
+                      env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{forwarder.port}"})  # fmt: skip
+    finally:
+        forwarder.stopped.set()
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "exists already" not in result.stdout + result.stderr
+    run_id = (tmp_path / "id").read_text().strip()
+    client = client_on(s3_root)
+    run = client.Run(f"ForeachFlow/{run_id}", _namespace_check=False)
+    assert run.successful and run["join"].task.data.total == 14
+    assert read_everything(run) > 0
+    lost = "\n".join(forwarder.lost)  # the forwarder did lose them
+    assert f"/{run_id}/_id" in lost and "/join/" in lost and ".record.json" in lost, lost
+
+
 def test_a_task_runs_from_a_package_on_s3(s3_root, client_on, tmp_path):
     """`flow package` stores the code in the bucket; `flow step --package` in an empty
     directory, with the original code deleted, fetches it and runs the task."""
