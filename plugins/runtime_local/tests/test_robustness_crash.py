@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -108,11 +107,11 @@ def test_fail_fast_no_new_task_starts_after_a_final_failure(world: rh.Env) -> No
 
 
 def test_fail_fast_does_not_wait_for_a_task_that_closed_its_output(world: rh.Env) -> None:
-    """A task that closed stdout/stderr but still runs must not block the controller."""
-    started = time.monotonic()
+    """A task that closed stdout/stderr but still runs must not block the controller: the
+    failure stops it (it sleeps 30 s, then finishes: a controller that waits for it lets it)."""
     result = world.flow("run", rh.flow_file("closed_output.py"))
-    elapsed = time.monotonic() - started
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Step boom (task-id" in result.stderr
-    assert elapsed < 25, f"the failure took {elapsed:.1f}s to stop the run (closer sleeps 30 s)"
+    closer = world.client().Run(f"ClosedOutputFlow/{rh.run_id_of(result.stdout)}")["closer"].task
+    assert not closer.finished, "the failure waited for the task that closed its output"
     assert rh.tagged_processes(world.tag) == []
