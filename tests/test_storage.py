@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -16,6 +17,33 @@ from flowkernel.testing import check_storage_backend
 def test_local_backend_keeps_the_contract(tmp_path):
     check_storage_backend(LocalBackend(str(tmp_path)))
     assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
+
+
+def test_a_reader_never_sees_a_partial_write_once_object(tmp_path):
+    """Records are read while tasks write them: a key is absent or whole, never partial."""
+    backend = LocalBackend(str(tmp_path))
+    data = os.urandom(1 << 20)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            for i in range(20):
+                value = backend.get(f"r/{i}")
+                if value is not None:
+                    seen.append(len(value))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(20):
+            assert backend.put_once(f"r/{i}", data, durable=False) is True
+            assert backend.put_once(f"r/{i}", b"again", durable=False) is False
+    finally:
+        done.set()
+        reader.join()
+    assert set(seen) <= {len(data)}
+    assert sorted(os.listdir(tmp_path / "r"), key=int) == [str(i) for i in range(20)]
 
 
 def test_root_normalization(tmp_path):

@@ -3,6 +3,9 @@
 A runtime's controller watches every task's stdout/stderr pipe through a poller. Platform
 plugins (procpoll_linux: epoll, procpoll_darwin: kqueue) return their own from
 ``flowkernel_make_poller``; this fallback is registered with ``trylast=True``.
+
+A poller whose own descriptor a ``fork()`` inherits (epoll) also has ``fileno()``: the local
+runtime closes it in every process it forks, so that no task holds it.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ class SelectorsPoller:
 
     def poll(self, timeout: float | None) -> list[Any]:
         return [k.data for k, _ in self._sel.select(timeout)]
+
+    def fileno(self) -> int | None:
+        """The selector's own descriptor (epoll, kqueue...), or None (select, poll)."""
+        fileno = getattr(self._sel, "fileno", None)
+        return None if fileno is None else fileno()
 
     def close(self) -> None:
         self._sel.close()

@@ -28,5 +28,9 @@ class EpollPoller:
         events = self._ep.poll(-1 if timeout is None else timeout)
         return [self._keys[fd] for fd, _ in events if fd in self._keys]
 
+    def fileno(self) -> int:
+        """The epoll's descriptor (a forked task must not hold it)."""
+        return self._ep.fileno()
+
     def close(self) -> None:
         self._ep.close()

@@ -145,6 +145,8 @@ class _Controller(Backend):
         self.exits: list[tuple[Worker, int | None, bool]] = []
         #: the fork server's socket closed; :meth:`_served_exits` handles it
         self.server_lost = False
+        #: the poller's own descriptor, if it has one a fork inherits (closed in forked tasks)
+        self.poller_fd: int | None = None
         self.max_workers = max(1, opts.max_workers)
         #: attempts launched past ``--max-workers`` (:meth:`lookahead`; 0: none)
         self.ahead = 0
@@ -215,6 +217,10 @@ class _Controller(Backend):
                 self.ahead = self.max_workers
                 self.server.limit(self.max_workers)
         self.poller = self.kernel.make_poller()
+        fileno = getattr(self.poller, "fileno", None)  # (see flowkernel.engine.poller)
+        self.poller_fd = fileno() if fileno is not None else None
+        if self.poller_fd is not None:  # no task or pool process forked from here holds it
+            workers.private_fds.add(self.poller_fd)
         if self.committer is not None:
             self.committer.watch(self.poller)
         if self.server is not None:
@@ -286,6 +292,8 @@ class _Controller(Backend):
                 sink.close()
             except Exception as exc:
                 self.say(f"log sink {type(sink).__name__} failed to close: {exc}", force=True)
+        if self.poller_fd is not None:
+            workers.private_fds.discard(self.poller_fd)
         self.poller.close()
 
     def _check_signals(self) -> None:
@@ -353,6 +361,7 @@ class _Controller(Backend):
             pid, out_fd, err_fd = workers.fork_worker(
                 lambda: run_task(ctx.flow_cls, ctx.graph, ctx.store, spec, inputs, durable),
                 self.pid,
+                close=list(self.by_fd),  # the other tasks' pipes: not this one's to hold
             )
         elif self.isolation == "pool":
             proc = worker.pool = self._idle_pool_process()

@@ -175,8 +175,12 @@ def _child_closes(close: Sequence[int]) -> list[int]:
     return fds
 
 
-def fork_worker(body: Callable[[], int], controller_pid: int) -> tuple[int, int, int]:
-    """Fork a child that runs ``body()`` (returns an exit code) with stdout/stderr on pipes.
+def fork_worker(
+    body: Callable[[], int], controller_pid: int, close: Sequence[int] = ()
+) -> tuple[int, int, int]:
+    """Fork a child that runs ``body()`` (returns an exit code) with stdout/stderr on pipes;
+    the child closes ``close`` (the read ends of the other tasks' pipes the controller holds)
+    as well as :data:`private_fds` and the guardian's pipe.
 
     Returns ``(pid, stdout read fd, stderr read fd)``.
     """
@@ -192,8 +196,8 @@ def fork_worker(body: Callable[[], int], controller_pid: int) -> tuple[int, int,
     gc.freeze()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
-        close = _child_closes((out_r, err_r))
-        forkchild.run(body, out_w, err_w, parent=controller_pid, close=close)
+        forkchild.run(body, out_w, err_w, parent=controller_pid,
+                      close=_child_closes((out_r, err_r, *close)))  # fmt: skip
     os.close(out_w)
     os.close(err_w)
     return pid, out_r, err_r

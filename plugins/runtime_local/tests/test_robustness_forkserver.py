@@ -75,9 +75,9 @@ def _echo_or_sleep(request: bytes) -> int:  # pragma: no cover - runs in a forke
     text = bytes(request).decode()
     if text == "sleep":
         time.sleep(60)
-    print(text)
-    if text == "ok":
+    elif text == "ok":
         return 0
+    print(text)
     if text == "vanish":  # ends its process itself: exit code 0 without ``run`` returning
         os._exit(0)
     return 3
@@ -228,3 +228,40 @@ def test_without_a_limit_a_failed_task_holds_nothing_back():
         gc.unfreeze()
         for fd in fds:
             os.close(fd)
+
+
+def test_the_guardian_hears_of_every_task_group_the_server_forks_and_reaps(monkeypatch):
+    """The guardian (which SIGKILLs the groups of running tasks if the controller is killed
+    with -9) is told ``+pgid`` for every task the server forks and ``-pgid`` once it is reaped,
+    also when a reap and the fork of the next queued task happen in one turn of the loop."""
+    from flowkernel_runtime_local import forkserver, workers
+
+    guardian_r, guardian_w = os.pipe()
+    monkeypatch.setattr(workers, "_guardian_fd", guardian_w)
+    server = forkserver.ForkServer.start(_echo_or_sleep, os.getpid())
+    assert server is not None
+    fds = [guardian_r, guardian_w]
+    try:
+        server.limit(1)
+        for key in (1, 2, 3):  # 2 and 3 wait in the queue: each starts at the reap before it
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            fds += [out_r, err_r]
+            server.launch(key, b"ok", out_w, err_w)
+            os.close(out_w)
+            os.close(err_w)
+        events: list[tuple] = []
+        pids = []
+        for key in (1, 2, 3):
+            (started, exited) = _until_exit(server, key, events)
+            assert exited == (b"x", key, started[2], 0)
+            pids.append(started[2])
+    finally:
+        assert server.close() == 0
+        gc.unfreeze()
+    heard = b""
+    while heard.count(b"\n") < 6:
+        heard += os.read(guardian_r, 4096)
+    for fd in fds:
+        os.close(fd)
+    assert heard.split() == [b"%s%d" % (sign, pid) for pid in pids for sign in (b"+", b"-")]

@@ -193,3 +193,25 @@ def test_a_long_line_without_newline_is_passed_on_in_pieces_and_logged_exactly(w
     run_id = rh.run_id_of(result.stdout)
     (log,) = (world.run_dir(NAME, run_id) / "start").glob("*/0.stdout.log")
     assert log.read_bytes() == b"x" * size + b"\nafter the long line\n"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc/self/fd")
+@pytest.mark.parametrize("server", ["1", "0"], ids=["fork-server", "controller-forks"])
+def test_a_task_holds_no_descriptor_of_the_runtime_or_of_other_tasks(run_flow_fresh, server):
+    """User code sees its stdin, stdout and stderr, and none of the runtime's descriptors: no
+    socket, epoll or pidfd of the controller or the fork server, no pipe of another task
+    (a sibling holding the read end of a task's output would keep it from ever seeing EPIPE),
+    none of the guardian's or the committer's. Eight tasks, two at a time: queued and running
+    siblings exist while each runs."""
+    result = run_flow_fresh(
+        "fds_flow.py", "--max-workers", "2", env={"FLOWKERNEL_FORK_SERVER": server}
+    ).assert_ok()
+    for task in [*result.tasks("body"), result.task("end")]:
+        fds = dict(task.data.fds)
+        assert fds[0] == "/dev/null" and fds[1].startswith("pipe:"), fds
+        leaked = {
+            fd: target
+            for fd, target in fds.items()
+            if fd > 2 and target.startswith(("socket:", "pipe:", "anon_inode:"))
+        }
+        assert not leaked, f"task {task.id} holds {leaked}"
