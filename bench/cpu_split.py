@@ -7,7 +7,9 @@ The run happens in this process (``flowkernel.cli.main.main``), so ``getrusage(R
 is the controller's own; the fork server's own figures are read from ``/proc/PID/stat`` just
 before it is stopped (its reaped children, the tasks, are its ``cutime``/``cstime``/
 ``cminflt``); without a fork server the tasks are this process's ``RUSAGE_CHILDREN``. The
-committer and the guardian are double-forked and counted nowhere. Figures are per foreach
+committer (double-forked: in no ``wait4`` figure) is read from its ``/proc/PID/stat`` the same
+way, just before it is told to stop (its last batch is missed); the guardian is counted
+nowhere. Figures are per foreach
 task but include the run's fixed costs (loading the flow, its three other tasks): use
 ``--n 300`` or more. Prints one line; run it alternately with the variable at 0 and 1 (the
 machine's load changes between runs).
@@ -25,6 +27,36 @@ from pathlib import Path
 FLOW = Path(__file__).resolve().parent / "flows" / "foreach_1000.py"
 
 
+def _proc_stat(pid: int, into: dict[str, float]) -> None:
+    """``minflt``, ``cminflt`` (faults), ``utime``, ``stime``, ``cutime``, ``cstime`` (seconds)
+    of process ``pid`` from ``/proc/PID/stat``, into ``into``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    names = ("minflt", "cminflt", "_", "_", "utime", "stime", "cutime", "cstime")
+    for name, value in zip(names, fields[7:15], strict=True):
+        into[name] = int(value) / (tick if "time" in name else 1)
+
+
+def watch_committer() -> dict[str, float]:
+    """A dict that gets the committer's own figures (as :func:`watch_fork_server`) just before
+    it is told to stop. Call before the run."""
+    from flowkernel_runtime_local import commit
+
+    committer: dict[str, float] = {}
+    close = commit.Committer.close
+
+    def read_then_close(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.pid is not None:
+            try:
+                _proc_stat(self.pid, committer)
+            except OSError:
+                pass
+        return close(self, *args, **kwargs)
+
+    commit.Committer.close = read_then_close  # type: ignore[method-assign]
+    return committer
+
+
 def watch_fork_server() -> dict[str, float]:
     """A dict that gets the fork server's own and its reaped children's (the tasks') figures
     from ``/proc/PID/stat`` just before the server is stopped: ``minflt``, ``cminflt`` (faults)
@@ -32,14 +64,10 @@ def watch_fork_server() -> dict[str, float]:
     from flowkernel_runtime_local import forkserver
 
     server: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
     close = forkserver.ForkServer.close
 
     def read_then_close(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        names = ("minflt", "cminflt", "_", "_", "utime", "stime", "cutime", "cstime")
-        for name, value in zip(names, fields[7:15], strict=True):
-            server[name] = int(value) / (tick if "time" in name else 1)
+        _proc_stat(self.pid, server)
         return close(self, *args, **kwargs)
 
     forkserver.ForkServer.close = read_then_close  # type: ignore[method-assign]
@@ -67,6 +95,7 @@ def main() -> None:
     os.chdir(tempfile.mkdtemp(prefix="fkcpusplit."))
 
     server = watch_fork_server()
+    committer = watch_committer()
     n = opts.n
     me0, kids0 = (
         resource.getrusage(resource.RUSAGE_SELF),
@@ -100,6 +129,12 @@ def main() -> None:
         kids.ru_utime - kids0.ru_utime + kids.ru_stime - kids0.ru_stime
     )
     parts.append(f"tasks user {ms(user)} sys {ms(sys_)} faults {faults / n:4.0f} |")
+    if committer:
+        parts.append(
+            f"committer user {ms(committer['utime'])} sys {ms(committer['stime'])}"
+            f" faults {committer['minflt'] / n:4.0f} |"
+        )
+        total += committer["utime"] + committer["stime"]
     parts.append(f"all CPU {ms(total)} ms/task")
     print(" ".join(parts))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import types
 
+import attrs
 import pytest
 
 from flowkernel.datastore import FlowStore
@@ -96,3 +97,40 @@ def test_large_records_are_not_sent_the_task_reads_them(store, ran):
     server = _controller(store)
     _Controller._run_request(server, _Controller._prepare_request(server, memoryview(request)))
     assert ran[-1] == (_spec(3), None)
+
+
+def _refs(count):
+    return tuple(
+        TaskRecord(
+            flow="F", run_id="1", step="body", task_id=str(i + 2), attempt=0, success=True,
+            task_ok=True,
+        ).ref()
+        for i in range(count)
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("count, sent", [(20, True), (1000, False)])
+def test_a_join_gets_its_inputs_from_the_server_unless_they_are_many(store, ran, count, sent):
+    ctl = _controller(store)
+    refs = _refs(count)
+    spec = TaskSpec("F", "1", "join", "900", 0, tuple(r.path for r in refs), "/r")
+    request = ctl.encode(spec, refs)
+    assert len(request) < MAX_REQUEST
+    server = _controller(store)
+    _Controller._run_request(server, _Controller._prepare_request(server, memoryview(request)))
+    assert ran[-1] == (spec, refs if sent else None)  # None: the join reads them from the store
+
+
+def test_every_field_of_the_spec_reaches_the_task(store, ran):
+    spec = TaskSpec(
+        flow_name="F", run_id="1", step="body", task_id="7", attempt=2, input_paths=("start/1/0",),
+        datastore_root="/r", split_index=5, max_user_code_retries=3, origin_run_id="0",
+        user="ann", tags=("a", "b"), namespace="user:ann", num_parallel=4, max_num_splits=99,
+        ubf_context="ubf_task", code_package="F/abc",
+    )  # fmt: skip
+    assert all(getattr(spec, f.name) != f.default for f in attrs.fields(TaskSpec))
+    server = _controller(store)
+    request = _controller(store).encode(spec, (_parent(store),))
+    _Controller._run_request(server, _Controller._prepare_request(server, memoryview(request)))
+    _Controller._run_request(server, request)  # decoded by the task itself
+    assert ran[-2][0] == spec and ran[-1][0] == spec

@@ -1,6 +1,6 @@
-"""Group commit: task records are durable (file and directory fsync'd) before anything that
-depends on them is called back, whether the helper process does it or, once it died, the
-controller itself."""
+"""Group commit: task records are durable (file and directory fsync'd; the file alone on ext4,
+where that makes its name durable too) before anything that depends on them is called back,
+whether the helper process does it or, once it died, the controller itself."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from flowkernel_runtime_local import commit
 from flowkernel_runtime_local.commit import Committer
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the helper is forked")
@@ -32,6 +33,18 @@ def fsync_log(tmp_path, monkeypatch) -> Path:
 
     monkeypatch.setattr(os, "fsync", spy)
     return log
+
+
+@pytest.fixture(params=["any file system", "ext4"])
+def names_durable(request, tmp_path, monkeypatch) -> bool:
+    """Run the test as on a file system that needs directories fsync'd (the POSIX case) and as
+    on one whose file fsync makes the name durable (ext4: whatever tmp_path's type is, it is
+    declared so). True: the second."""
+    ext4 = request.param == "ext4"
+    types = {os.stat(tmp_path).st_dev: "ext4" if ext4 else "some-fs"}
+    monkeypatch.setattr(commit, "_mount_types", types)
+    monkeypatch.setattr(commit, "_dir_fsync", {})
+    return ext4
 
 
 def synced(log: Path) -> list[tuple[int, str]]:
@@ -61,7 +74,9 @@ def drain(committer: Committer, until) -> None:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc/self/fd")
-def test_callbacks_come_after_the_helper_fsynced_each_record_and_its_directory(tmp_path, fsync_log):
+def test_callbacks_come_after_the_helper_fsynced_each_record_and_its_directory(
+    tmp_path, fsync_log, names_durable
+):
     committer = Committer().start()
     try:
         paths = [record(tmp_path, str(i)) for i in range(3)]
@@ -76,14 +91,17 @@ def test_callbacks_come_after_the_helper_fsynced_each_record_and_its_directory(t
     for (_, at_callback), mine in zip(seen, (paths[:2], paths[2:]), strict=True):
         done = {path for _, path in at_callback}
         for path in mine:
-            assert path in done and os.path.dirname(path) in done
+            assert path in done
+            assert (os.path.dirname(path) in done) is not names_durable
     fsynced_by = {pid for pid, _ in synced(fsync_log)}
     assert len(fsynced_by) == 1 and os.getpid() not in fsynced_by  # the helper did it all
     assert committer.pending == 0
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc/self/fd")
-def test_a_dead_helper_loses_nothing_the_controller_fsyncs_in_its_place(tmp_path, fsync_log):
+def test_a_dead_helper_loses_nothing_the_controller_fsyncs_in_its_place(
+    tmp_path, fsync_log, names_durable
+):
     committer = Committer().start()
     assert committer.pid is not None
     os.kill(committer.pid, signal.SIGKILL)
@@ -97,7 +115,31 @@ def test_a_dead_helper_loses_nothing_the_controller_fsyncs_in_its_place(tmp_path
     committer.close()
     assert called == ["done"]
     assert (os.getpid(), path) in synced(fsync_log)
-    assert (os.getpid(), os.path.dirname(path)) in synced(fsync_log)
+    assert ((os.getpid(), os.path.dirname(path)) in synced(fsync_log)) is not names_durable
+
+
+_MOUNTINFO = """\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard
+23 22 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:5 - proc proc rw
+24 22 0:22 / /tmp rw,nosuid,nodev shared:6 master:1 - tmpfs tmpfs rw,size=1024k
+25 22 253:1 / /data rw,relatime - xfs /dev/mapper/data rw,attr2
+26 22 254:0 /srv /mnt/srv rw,relatime shared:1 - ext4 /dev/vda rw,discard
+not a mount line
+"""
+
+
+def test_only_ext4_mounts_skip_the_directory_fsync(monkeypatch):
+    types = commit.mount_types(_MOUNTINFO)
+    assert types == {
+        os.makedev(254, 0): "ext4",
+        os.makedev(0, 21): "proc",
+        os.makedev(0, 22): "tmpfs",
+        os.makedev(253, 1): "xfs",
+    }
+    monkeypatch.setattr(commit, "_mount_types", types)
+    assert not commit.dir_fsync_needed(os.makedev(254, 0))
+    for dev in (os.makedev(253, 1), os.makedev(0, 22), os.makedev(9, 9)):  # xfs, tmpfs, unknown
+        assert commit.dir_fsync_needed(dev)
 
 
 def test_close_waits_for_every_pending_record(tmp_path, fsync_log):
