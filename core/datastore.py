@@ -47,7 +47,7 @@ from flowkernel.errors import (
     StorageError,
     UnpicklableArtifactError,
 )
-from flowkernel.storage import LocalBackend, open_backend
+from flowkernel.storage import LocalBackend, largeio, open_backend
 from flowkernel.storage.backend import normalize_root
 from flowkernel.storage.largeio import (
     PARALLEL_HASH,
@@ -380,7 +380,9 @@ class FlowStore:
             return self.backend.path(key)
         return f"{self.root}/{key}"
 
-    def save(self, name: str, value: Any, verified: str | None = None) -> tuple[str, int]:
+    def save(
+        self, name: str, value: Any, verified: str | None = None, *, hold: bool = False
+    ) -> tuple[str, int]:
         """Pickle ``value`` into the store; returns ``(sha1, size)``. Dedups by content.
 
         One pass: the pickle is hashed as it is produced; a large one streams to a temporary
@@ -391,6 +393,8 @@ class FlowStore:
             verified, or one an input task recorded under the same name (the executor passes
             the inherited hash). If ``value`` pickles to that hash, the blob is neither checked
             nor written again (its readers verify it as always).
+        :param hold: ``value`` is a task's artifact, alive until the task ends: a large one is
+            kept until the process exits if it asked for that (:func:`largeio.hold`).
 
         :raises UnpicklableArtifactError: naming the artifact ``name``.
         :raises StorageError: the blob could not be written (disk full, ...), naming the path.
@@ -422,9 +426,13 @@ class FlowStore:
         except BaseException:
             writer.discard()
             raise
+        if hold:
+            largeio.hold(value, writer.size)
         return sha, writer.size
 
-    def load(self, sha: str, name: str | None = None, task: str | None = None) -> Any:
+    def load(
+        self, sha: str, name: str | None = None, task: str | None = None, *, hold: bool = False
+    ) -> Any:
         """Unpickle the artifact with content hash ``sha``, verifying the hash as it reads.
 
         The bytes stream from the backend and are hashed while the unpickler consumes them
@@ -432,6 +440,8 @@ class FlowStore:
 
         :param name: the artifact's name, and ``task`` the pathspec of the task it belongs to,
             for the error message.
+        :param hold: as for :meth:`save` (a task's input, which it keeps until it ends; the
+            client's reads are never held).
         :raises CorruptArtifactError: the blob is missing, truncated or damaged (names the
             artifact, the task and the file).
         """
@@ -470,6 +480,8 @@ class FlowStore:
             )
         if error is not None:
             raise error
+        if hold:
+            largeio.hold(value, reader.size)
         return value
 
     def _load_inline(self, sha: str, data: bytes, what: str, name: str | None) -> Any:

@@ -162,7 +162,8 @@ _REPORT_MODULES = (
     [
         (["--help"], (*HEAVY, "psutil", "pickle")),
         (["plugins"], (*HEAVY, "psutil", "pickle")),
-        (["run", str(ROOT / "examples" / "hello.py")], HEAVY),  # psutil: the local runtime's
+        # psutil: only stopping a task's process tree needs it (and `flow runs`)
+        (["run", str(ROOT / "examples" / "hello.py")], (*HEAVY, "psutil")),
     ],
 )
 def test_flow_starts_without_importing_what_the_command_does_not_use(command, heavy, tmp_path):

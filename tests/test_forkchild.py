@@ -153,3 +153,116 @@ def test_sigint_raises_keyboard_interrupt_and_sigterm_terminates_whatever_the_pa
         signal.signal(signal.SIGINT, old[0])
         signal.signal(signal.SIGTERM, old[1])
     assert out == b"True\nTrue\ninterrupted\n" and code == -signal.SIGTERM
+
+
+# -- large values: freed after the exit, by a helper sharing the child's memory ------------------
+
+
+def _live_group(pgid: int) -> list[psutil.Process]:
+    """The processes of group ``pgid`` that are not zombies."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return found
+
+
+def _hold(nbytes: int) -> bytes:
+    """A value of ``nbytes`` that the datastore would keep until the exit (saved or loaded)."""
+    from flowkernel.storage import largeio
+
+    value = b"\x01" * nbytes
+    largeio.hold(value, nbytes)
+    return value
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="clone(CLONE_VM): Linux")
+def test_a_child_holding_large_values_leaves_them_to_a_helper_that_holds_no_pipe(monkeypatch):
+    """The child's code, output and exit are its own; a helper in its process group, holding
+    none of its descriptors (the parent read both pipes to their end while the helper was still
+    there), keeps its memory until it is killed with the group or its sleep ends."""
+    forkchild.load_libc()
+    monkeypatch.setattr(forkchild, "HELPER_SLEEP_US", 60_000_000)  # (the child's copy)
+
+    def body():
+        value = _hold(forkchild.EXIT_HELPER_MIN)
+        print("held", len(value))
+        return 5
+
+    pid, out, err, code = _fork(body)
+    assert (out, err, code) == (f"held {forkchild.EXIT_HELPER_MIN}\n".encode(), b"", 5)
+    (helper,) = _live_group(pid)
+    assert helper.pid != pid
+    os.killpg(pid, signal.SIGKILL)  # every other signal is blocked in it
+    deadline = time.monotonic() + 30
+    while _live_group(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _live_group(pid) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="clone(CLONE_VM): Linux")
+def test_a_failing_child_holding_large_values_still_exits_1_with_its_traceback(monkeypatch):
+    forkchild.load_libc()
+
+    def body():
+        _hold(forkchild.EXIT_HELPER_MIN)
+        raise ValueError("broken after saving")
+
+    pid, out, err, code = _fork(body)
+    assert code == 1 and out == b""
+    assert b"ValueError: broken after saving" in err
+    deadline = time.monotonic() + 30  # the helper ends by itself (HELPER_SLEEP_US)
+    while _live_group(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _live_group(pid) == []
+
+
+def test_a_child_holding_less_than_the_threshold_exits_alone():
+    forkchild.load_libc()
+
+    def body():
+        _hold(forkchild.EXIT_HELPER_MIN - 1)
+        return 0
+
+    pid, _, _, code = _fork(body)
+    assert code == 0
+    assert _live_group(pid) == []  # reaped, and nothing else was ever in its group
+
+
+def test_values_are_held_only_in_a_process_that_asked_for_it():
+    """In-process runs, the client, tests: a value goes when its last reference goes."""
+    import weakref
+
+    from flowkernel.storage import largeio
+
+    class Big(bytearray):
+        pass
+
+    value = Big(largeio.HOLD_MIN)
+    gone = weakref.ref(value)
+    largeio.hold(value, len(value))
+    del value
+    assert gone() is None and largeio.held_bytes() == 0
+
+
+def test_only_a_task_s_own_artifacts_are_held_not_what_it_reads_through_the_client(
+    tmp_path, monkeypatch
+):
+    """A step that reads many large artifacts of other runs through the client frees each as
+    before; only the task's inputs and the artifacts it saves (alive until it ends) are held."""
+    from flowkernel.datastore import FlowStore
+    from flowkernel.storage import largeio
+
+    monkeypatch.setattr(largeio, "_held", [])  # as in a task process (hold_until_exit)
+    monkeypatch.setattr(largeio, "_held_bytes", 0)
+    store = FlowStore(str(tmp_path), "F")
+    value = b"\x02" * largeio.HOLD_MIN
+    sha, size = store.save("big", value)
+    assert store.load(sha, "big") == value
+    assert largeio.held_bytes() == 0
+    assert store.load(sha, "big", hold=True) == value
+    assert store.save("big", value, sha, hold=True) == (sha, size)
+    assert largeio.held_bytes() == 2 * size

@@ -102,3 +102,18 @@ def test_a_run_whose_controller_is_gone_is_crashed_unless_it_ran_elsewhere(kerne
     assert listed == expected
     table = run_cli(["--datastore-root", str(root), "runs"], kernel).stdout
     assert sum("crashed" in line for line in table.splitlines()) == 1
+
+
+def test_the_recorded_start_of_a_controller_is_the_one_its_liveness_check_compares():
+    """``flow run`` records its start time without psutil (Linux: from /proc); ``flow runs``
+    compares it with psutil's. Were they to differ by more than the tolerance, every running
+    run would be listed crashed."""
+    import psutil
+
+    from flowkernel.engine.run_state import SAME_START, RunController
+
+    here = RunController.this_process()
+    assert abs(here.started_at - psutil.Process().create_time()) < SAME_START / 10
+    assert not here.is_gone()
+    # a later process that got the same pid is not the controller
+    assert RunController(here.host, here.pid, here.started_at - 60).is_gone()

@@ -489,7 +489,7 @@ def _persist(
         if name in loaded and loaded[name] is value and type(value) in _IMMUTABLE:
             continue  # read but not reassigned: the inherited sha stands
         try:  # a value equal to the inherited one (`_exception = None`...) costs no file I/O
-            sha, size = store.save(name, value, artifacts.get(name))
+            sha, size = store.save(name, value, artifacts.get(name), hold=True)
         except (UnpicklableArtifactError, StorageError) as err:
             if persist_error is None:
                 persist_error, persist_type = str(err), type(err).__name__

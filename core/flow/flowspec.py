@@ -224,7 +224,7 @@ class FlowSpec:
         state = self.__dict__
         shas = state.get("_fk_shas")
         if shas is not None and name in shas:
-            value = state["_fk_store"].load(shas[name], name, state.get("_fk_where"))
+            value = state["_fk_store"].load(shas[name], name, state.get("_fk_where"), hold=True)
             state[name] = value
             state["_fk_loaded"][name] = value
             return value

@@ -23,6 +23,36 @@ PARALLEL_HASH = 8 << 20
 WRITE_SLICE = 256 << 10
 
 
+#: A value at least this large that a task process saved or loaded is kept until the process
+#: exits, once :func:`hold_until_exit` was called (see :mod:`flowkernel.engine.forkchild`).
+HOLD_MIN = PARALLEL_HASH
+_held: list[Any] | None = None
+_held_bytes = 0
+
+
+def hold_until_exit() -> None:
+    """From now on keep the large values this process saves or loads (:func:`hold`) until it
+    exits, so that it can leave freeing them to the kernel after its exit instead of freeing
+    them itself before it (``forkchild.finish``). Only for a process that runs one task and
+    exits: the values live as long as the task's flow object anyway."""
+    global _held, _held_bytes
+    _held, _held_bytes = [], 0
+
+
+def hold(value: Any, nbytes: int) -> None:
+    """Keep ``value`` (``nbytes`` large) until the process exits, if :func:`hold_until_exit`
+    was called and it is at least :data:`HOLD_MIN` bytes; otherwise do nothing."""
+    global _held_bytes
+    if _held is not None and nbytes >= HOLD_MIN:
+        _held.append(value)
+        _held_bytes += nbytes
+
+
+def held_bytes() -> int:
+    """How many bytes of values :func:`hold` keeps."""
+    return _held_bytes
+
+
 def hash_while(sha: Any, data: Any, move: Callable[[Any], Any]) -> None:
     """``sha.update(data)`` on a second thread while ``move(data)`` runs on this one."""
     hashing = threading.Thread(target=sha.update, args=(data,))

@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import psutil
 
 from flowkernel.engine import forkchild
+
+if TYPE_CHECKING:
+    import psutil  # (imported where used: only stopping a tree needs it, not every run)
 
 
 def load_libc() -> None:
@@ -229,6 +231,8 @@ def signal_trees(pids: list[int], sig: int = signal.SIGTERM) -> list[psutil.Proc
     shell the task ran. The controller reaps its own children itself (never through psutil,
     which would reap them behind its back); grandchildren are only signalled.
     """
+    import psutil
+
     procs: list[psutil.Process] = []
     for pid in pids:
         try:
@@ -256,11 +260,14 @@ def signal_groups(pids: Sequence[int], sig: int) -> None:
 
 def kill_all(procs: list[psutil.Process], groups: Sequence[int] = ()) -> None:
     """SIGKILL whatever of ``procs`` and of the workers' process ``groups`` is still alive."""
-    for proc in procs:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
+    if procs:  # (from signal_trees; the fork server calls this after every reap, mostly with [])
+        import psutil
+
+        for proc in procs:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
     signal_groups(groups, signal.SIGKILL)
 
 

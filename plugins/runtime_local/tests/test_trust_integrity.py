@@ -269,3 +269,16 @@ def test_resume_runs_a_foreach_step_again_whose_item_chunk_is_damaged(world):
     expected[3] = "own"  # the task that reassigns the variable (foreach_chunks_flow.py)
     assert [s[1] for s in seen[:64]] == expected
     assert not run["start"].task.origin_pathspec  # ran again, not cloned
+
+
+def test_a_run_with_a_large_artifact_leaves_no_process_behind(world):
+    """start saves 40 MB, end reads it back (verified): both tasks leave their memory to a
+    helper as they exit (flowkernel.engine.forkchild); the run's result is unchanged and the
+    fork server's kill of each task's group ends the helpers."""
+    from flowkernel.engine.forkchild import EXIT_HELPER_MIN
+
+    mb = EXIT_HELPER_MIN // 1_000_000 + 8
+    result = world.flow("run", FLOW, "--blob_mb", str(mb))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "payload hello seen [1, 2]" in result.stdout
+    rh.assert_all_gone([], world.tag)
