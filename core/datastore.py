@@ -672,6 +672,23 @@ class FlowStore:
             return
         self.backend.put_once(f"{key}{attempt}.started", b"")
 
+    def start_mark_is_a_directory(self, attempt: int) -> bool:
+        """Whether :meth:`mark_started` of ``attempt`` makes the task's directory (the first
+        attempt, on a backend with directories): the task's own writes go into it, so a
+        runtime makes it before the task runs, and :meth:`unmark_started` can take it back."""
+        return attempt == 0 and getattr(self.backend, "create_dir", None) is not None
+
+    def unmark_started(self, run_id: str, step: str, task_id: str, attempt: int) -> bool:
+        """Take back :meth:`mark_started` of an attempt that never ran (a runtime withdrew it
+        from its queue): where the mark is the task's directory
+        (:meth:`start_mark_is_a_directory`), the directory is removed if it is still empty.
+        True if nothing of the attempt is left; False where the mark cannot be taken back
+        (a ``<k>.started`` object: write-once) or something was written meanwhile."""
+        remove_dir = getattr(self.backend, "remove_dir", None)
+        if not self.start_mark_is_a_directory(attempt) or remove_dir is None:
+            return False
+        return remove_dir(self._task(run_id, step, task_id))
+
     def claim_attempt(self, run_id: str, step: str, task_id: str, attempt: int) -> bool:
         """Claim the execution of attempt ``attempt``, once: False if it was claimed before.
 

@@ -109,8 +109,9 @@ class Backend(Protocol):
     """
 
     def launch(self, attempt: Attempt) -> None:
-        """Start ``attempt`` (its ``.started`` marker is written) without waiting for it; its
-        end is reported to :meth:`Dispatcher.finished`, from :meth:`wait` or :meth:`stop`."""
+        """Start ``attempt`` (its ``.started`` marker is written: before this call, or when
+        it starts if :meth:`reports_starts`) without waiting for it; its end is reported to
+        :meth:`Dispatcher.finished`, from :meth:`wait` or :meth:`stop`."""
 
     def wait(self) -> None:
         """Wait a little (a fraction of a second at most, or one attempt's execution) for
@@ -134,11 +135,20 @@ class Backend(Protocol):
         most ``--max-workers`` of its attempts *run* at once. Never applied while a
         ``@parallel`` gang is in flight or next (a gang starts only below ``--max-workers``, as
         without lookahead). Read once, when the run's launch loop starts. A queued attempt
-        counts as running from its launch for the dispatcher (``.started`` marker, progress
-        counts); its real start is the backend's to report (its ``started_at``), and one
-        stopped before it started is reported with ``finished(..., started=False)``. The
-        default, 0: every launched attempt may run at once."""
+        counts as in flight from its launch for the dispatcher; its real start is the
+        backend's to report (its ``started_at``, and
+        :meth:`Dispatcher.started` if :meth:`reports_starts`), and one stopped before it
+        started is reported with ``finished(..., started=False)``. A retry the dispatcher
+        launches should take the next free slot, ahead of the attempts queued already (as
+        without lookahead). The default, 0: every launched attempt may run at once."""
         return 0
+
+    def reports_starts(self) -> bool:
+        """Whether the backend calls :meth:`Dispatcher.started` when each attempt really
+        starts (one it queued, see :meth:`lookahead`, starts after its launch): the progress
+        counts then show an attempt as running from its start, not from its launch. Read
+        once, when the run starts. The default, False: running from the launch."""
+        return False
 
     def refusal(self, group: TaskGroup) -> str | None:
         """Why ``group`` cannot start on this backend (the run fails with this message), or
@@ -187,6 +197,8 @@ class Dispatcher:
         self.gang_in_flight = 0
         self._next_task_id = 1
         self._policies: dict[str, RetryPolicy] = {}
+        #: the backend reports attempts' real starts (:meth:`Backend.reports_starts`)
+        self.starts_reported = False
         #: counts per step, fed here; a runtime may replace it with a live display
         #: (:func:`~flowkernel.engine.progress.progress_for`) and calls its ``tick``/``stop``
         self.progress = Progress()
@@ -214,6 +226,7 @@ class Dispatcher:
             say(f"Cloned from the origin run: {', '.join(cloned) or 'nothing'}", force=True)
             say(f"Run again: {', '.join(rerun) or 'nothing'}", force=True)
         say(f"Workflow starting (run-id {ctx.run_id}){where}:", force=True)
+        self.starts_reported = self.backend.reports_starts()
         try:
             self.start()
             self._loop()
@@ -320,17 +333,31 @@ class Dispatcher:
         group.failure = None
         group.will_retry = False
         attempts = [self._attempt(group, i) for i in range(len(group.members))]
+        store = self.ctx.store
         for attempt in attempts:
-            self.ctx.store.mark_started(
-                self.ctx.run_id, attempt.step, attempt.task_id, attempt.attempt
-            )
+            if not self.starts_reported:
+                store.mark_started(self.ctx.run_id, attempt.step, attempt.task_id, attempt.attempt)
+                self.progress.started(attempt.step)
+            elif store.start_mark_is_a_directory(attempt.attempt):  # the task writes into it
+                store.mark_started(self.ctx.run_id, attempt.step, attempt.task_id, attempt.attempt)
             group.running.add(attempt.member)
-            self.progress.started(attempt.step)
             self.backend.launch(attempt)
             # counted once launched: an attempt whose launch was interrupted is not waited for
             self.in_flight += 1
             self.gang_in_flight += group.gang
         return attempts
+
+    def started(self, attempt: Attempt) -> None:
+        """The backend's report that ``attempt`` really started (it may have waited in the
+        backend's queue since its launch). If :meth:`Backend.reports_starts`, the progress
+        counts it as running from now, and its ``.started`` marker is written now unless it
+        is the task's directory, made at launch (see :meth:`launch`; the task may have
+        written its record already: readers take either)."""
+        if self.starts_reported:
+            ctx = self.ctx
+            if not ctx.store.start_mark_is_a_directory(attempt.attempt):
+                ctx.store.mark_started(ctx.run_id, attempt.step, attempt.task_id, attempt.attempt)
+            self.progress.started(attempt.step)
 
     def _attempt(self, group: TaskGroup, member: int) -> Attempt:
         ctx, ready = self.ctx, group.members[member]
@@ -366,13 +393,21 @@ class Dispatcher:
         pid: int | None = None,
         lost: bool = False,
         started: bool = True,
-    ) -> TaskRecord:
+    ) -> TaskRecord | None:
         """Attempt ``attempt`` ended with ``returncode``: record, report and act on it.
 
         Reads the attempt's record (writes a crashed one if the process left none), fires
         ``flowkernel_task_finished``, and then, once the whole group is done: queues the
         successors, relaunches the group, or fails the run (and has the backend stop
-        everything). Returns the attempt's record.
+        everything). Returns the attempt's record; ``None`` for an attempt withdrawn
+        (below).
+
+        An attempt of a backend that :meth:`~Backend.reports_starts` that never started and
+        was ``stopped`` or ``lost`` (it waited in the backend's queue) is *withdrawn*: as if
+        it had never been launched, it leaves nothing (no record, hook call, console line or
+        count; its marker is not written, or, the task directory made at launch, removed:
+        :meth:`~flowkernel.datastore.FlowStore.unmark_started`); a ``lost`` one is launched
+        again as the same attempt, unless the run is failing.
 
         :param stopped: the runtime stopped this attempt because the run is failing.
         :param lost: the attempt was lost with the machine running it; it is retried whatever
@@ -385,6 +420,15 @@ class Dispatcher:
         group = attempt.group
         self.gang_in_flight -= group.gang
         ctx = self.ctx
+        if not started and self.starts_reported:
+            if (stopped or lost) and not group.gang:
+                group.running.discard(attempt.member)
+                ctx.store.unmark_started(ctx.run_id, attempt.step, attempt.task_id, attempt.attempt)
+                if lost and self.failure is None:
+                    self.launch(group)
+                return None
+            # its process could not be created: it failed, and is recorded (never started)
+            ctx.store.mark_started(ctx.run_id, attempt.step, attempt.task_id, attempt.attempt)
         record = TaskRecord.read(
             ctx.store, ctx.run_id, attempt.step, attempt.task_id, attempt.attempt
         )
@@ -421,7 +465,8 @@ class Dispatcher:
                 run_failing=self.failure is not None,
                 lost=lost,
             )
-        self._report(attempt, ok, returncode, will_retry=not ok and group.will_retry)
+        counted = started or not self.starts_reported  # counted as running by the progress
+        self._report(attempt, ok, returncode, not ok and group.will_retry, counted)
         self._say_finished(attempt, record, ok, status, stopped)
         if first_failure and group.running:
             others = [self._attempt(group, i) for i in sorted(group.running)]
@@ -436,9 +481,17 @@ class Dispatcher:
             self._group_done(group, attempt, stopped)
         return record
 
-    def _report(self, attempt: Attempt, ok: bool, returncode: int | None, will_retry: bool) -> None:
-        """The one place a ``TaskInfo`` is built for an attempt that ran."""
-        self.progress.finished(attempt.step, ok, will_retry)
+    def _report(
+        self,
+        attempt: Attempt,
+        ok: bool,
+        returncode: int | None,
+        will_retry: bool,
+        running: bool = True,
+    ) -> None:
+        """The one place a ``TaskInfo`` is built for an attempt that ran (``running``: the
+        progress counted it as running)."""
+        self.progress.finished(attempt.step, ok, will_retry, running=running)
         self.kernel.task_finished(
             TaskInfo(
                 run=self.info,

@@ -56,10 +56,18 @@ class Progress:
     def started(self, step: str) -> None:
         self._step(step).running += 1
 
-    def finished(self, step: str, ok: bool, will_retry: bool = False, cloned: bool = False) -> None:
-        """An attempt ended (``cloned``: a resume copied the task, it never ran)."""
+    def finished(
+        self,
+        step: str,
+        ok: bool,
+        will_retry: bool = False,
+        cloned: bool = False,
+        running: bool = True,
+    ) -> None:
+        """An attempt ended (``cloned``: a resume copied the task, it never ran; ``running``
+        False: it was never counted as running, it never started)."""
         counts = self._step(step)
-        if not cloned:
+        if running and not cloned:
             counts.running = max(0, counts.running - 1)
         if ok:
             counts.done += 1

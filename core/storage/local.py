@@ -126,6 +126,15 @@ class LocalBackend:
             raise storage_error(exc, path) from None
         return True
 
+    def remove_dir(self, key: str) -> bool:
+        """Remove the directory ``key`` if it is empty (a task directory made for an attempt
+        that never ran); False if it is not empty or not there."""
+        try:
+            os.rmdir(self._prefix + key.rstrip("/"))
+        except OSError:
+            return False
+        return True
+
     def put_file(self, key: str, path: str) -> bool:
         final = self.path(key)
         try:

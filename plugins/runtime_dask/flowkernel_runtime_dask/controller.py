@@ -388,6 +388,7 @@ class _Controller(Backend):
             started_at=entry.started_at,
             pid=result.get("pid"),
             lost=lost,
+            started=result.get("ran") is not False,  # False: stopped while queued, never ran
         )
 
     def _give_up(self) -> None:

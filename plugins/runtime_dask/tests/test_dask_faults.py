@@ -141,6 +141,7 @@ def test_ctrl_c_stops_the_steps_on_the_cluster(tmp_path, dask_cluster, no_stray_
     for task in stopped:  # queued on the cluster behind the running ones: never started
         if task not in ran:
             assert task.stderr == "The task was stopped by the runtime before it started.\n"
+            assert task.exception.exception == "the task process never started"
 
 
 def test_ctrl_c_on_the_embedded_cluster_leaves_no_process(tmp_path, no_stray_steps):

@@ -71,10 +71,9 @@ _READ_SIZE = 1 << 16
 _READS_PER_ROUND = 16
 #: A line longer than this (bytes) reaches the sinks in pieces of this size.
 MAX_LINE = 1 << 20
-#: The last line of the stderr log of an attempt stopped before it started (it was queued).
-NEVER_STARTED = "The task never started: the runtime stopped it while it was queued."
-#: ... and of one that was queued when the fork server died (it runs again).
-NEVER_STARTED_LOST = "The task never started: the fork server died while it was queued."
+#: The last line of the stderr log of an attempt lost with the fork server before its start
+#: was read (without lookahead; with it, such an attempt is withdrawn: no log at all).
+NEVER_STARTED_LOST = "The task never started: the fork server died before it reported its start."
 
 
 class LocalRuntime:
@@ -97,18 +96,27 @@ class _Controller(Backend):
     controller has heard of that exit (the server's queue: see
     :mod:`~flowkernel_runtime_local.forkserver`). What that means here:
 
-    * a launched attempt is not running yet: its ``started_at``, its @timeout deadline and the
-      "Task is starting" line come with the server's report of its start;
-    * a queued attempt that is stopped (fail-fast, a gang stopped, Ctrl-C) is dropped by the
-      server and reported as ended by the signal without having run: its record says the
-      task "never started", its stderr log :data:`NEVER_STARTED`; no new task starts after a
-      final failure, because the server holds a failed task's slot until the controller has
-      handled its exit (:meth:`ForkServer.release`);
+    * a launched attempt is not running yet: its ``started_at``, its @timeout deadline, its
+      "running" count in the progress display (:meth:`reports_starts`; and its ``.started``
+      marker, unless it is the task directory, made at launch) and the "Task is starting"
+      line come with the server's report of its start; that line, and the lines the task
+      printed, are told after the exits the server reported before that start (the task it
+      replaced has "finished" first);
+    * a queued attempt that is stopped (fail-fast, Ctrl-C) is dropped by the server and
+      reported as ended by the signal without having run: the dispatcher withdraws it, and it
+      leaves no trace (no task directory, record, log or hook call), as if never launched;
+      no new task starts after a final failure, because the server holds the slot of a task
+      that did not finish cleanly (an exit code other than 0, or 0 without the executor's
+      return, see :data:`~flowkernel_runtime_local.forkserver.DONE`) until the controller
+      has handled its exit (:meth:`ForkServer.release`);
+    * a retry is launched *first* in the server's queue, so it takes the next free slot, as
+      without lookahead;
     * a ``@parallel`` gang's nodes are launched *now*, never behind queued attempts (the
       dispatcher applies no lookahead around a gang, so none are queued then anyway);
-    * if the server dies, its queued attempts are lost with its running ones (they run
-      again); from then on the controller forks tasks itself and keeps the launches beyond
-      ``--max-workers`` running tasks in its own backlog, started when one ends.
+    * if the server dies, its running attempts are lost (they run again as new attempts) and
+      its queued ones are withdrawn and launched again as the same attempt; from then on the
+      controller forks tasks itself and keeps the launches beyond ``--max-workers`` running
+      tasks in its own backlog (a retry first), started when one ends.
     """
 
     def __init__(self, kernel: Kernel, ctx: RunContext):
@@ -137,8 +145,10 @@ class _Controller(Backend):
         self.pool: list[PoolProcess] = []
         #: ``--isolation fork``: the process that forks the tasks (None: this one does)
         self.server: ForkServer | None = None
-        #: exits the fork server reported, handled by :meth:`_served_exits`
-        self.exits: list[tuple[Worker, int]] = []
+        #: what the fork server reported, in its order, handled by :meth:`_served_exits`:
+        #: ``(worker, code, held)`` for an exit (``held``: its slot waits for a release),
+        #: ``(worker, None, False)`` for a start to announce
+        self.exits: list[tuple[Worker, int | None, bool]] = []
         #: the fork server's socket closed; :meth:`_served_exits` handles it
         self.server_lost = False
         #: the poller's own descriptor, if it has one a fork inherits (closed in forked tasks)
@@ -314,6 +324,11 @@ class _Controller(Backend):
         starts it when a task exits; see the class docstring), else 0."""
         return self.ahead
 
+    def reports_starts(self) -> bool:
+        """With lookahead: a launched attempt may wait in the fork server's queue, and
+        :meth:`_announce` tells the dispatcher when it really starts."""
+        return self.ahead > 0
+
     def launch(self, attempt: Attempt) -> None:
         """Have one attempt's process started: by the fork server (now, or from its queue), or
         here (fork, or spawn ``flow step``; or later, from the backlog)."""
@@ -335,7 +350,10 @@ class _Controller(Backend):
             self._watch(worker, *served)  # the server reports its start (:meth:`_started`)
         elif self.ahead and not attempt.group.gang and self._running() >= self.max_workers:
             worker.backlogged = True  # the fork server is gone: lookahead held here
-            self.backlog.append(worker)
+            if spec.attempt:  # a retry takes the next free slot, as without lookahead
+                self.backlog.appendleft(worker)
+            else:
+                self.backlog.append(worker)
         else:
             self._start(worker)
         self.workers[key] = worker
@@ -380,8 +398,23 @@ class _Controller(Backend):
         if seconds:  # (a stop may have set an earlier one already)
             deadline = now + seconds + TIMEOUT_GRACE
             worker.deadline = min(deadline, worker.deadline or deadline)
+        if worker.served:  # announced in the server's order: after the exits reported before
+            self.exits.append((worker, None, False))
+        else:
+            self._announce(worker)
+
+    def _announce(self, worker: Worker) -> None:
+        """Tell the user (and the progress counts) that ``worker`` started, then pass on the
+        lines it wrote before that (held by :meth:`_emit`)."""
         attempt = worker.attempt
         self.say("Task is starting" + (f" (retry {attempt})." if attempt else "."), worker)
+        self.dispatcher.started(worker.job)
+        self._release_early_lines(worker)
+
+    def _release_early_lines(self, worker: Worker) -> None:
+        early, worker.early = worker.early, None
+        for stream, lines, newline, stamp in early or ():
+            self._emit(worker, stream, lines, newline, stamp)
 
     def _running(self) -> int:
         """Attempts started (or launched on the fork server), not in the backlog."""
@@ -418,7 +451,7 @@ class _Controller(Backend):
                 self.backlog.remove(worker)
                 worker.backlogged = False
                 worker.returncode = -sig
-                self.exits.append((worker, -sig))
+                self.exits.append((worker, -sig, False))
         pids = [w.pid for w in running if not w.served and w.pid is not None]
         return workers.signal_trees(pids, sig)
 
@@ -432,7 +465,10 @@ class _Controller(Backend):
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            self.server.launch(key, request, out_w, err_w, now=attempt.group.gang)
+            # a retry goes ahead of the queue: it takes the slot its failure freed, as without
+            # lookahead
+            group = attempt.group
+            self.server.launch(key, request, out_w, err_w, now=group.gang, first=group.attempt > 0)
         except ServerGone:  # the next wait() reports the attempts lost with it
             for fd in (out_r, err_r):
                 os.close(fd)
@@ -534,25 +570,29 @@ class _Controller(Backend):
         for kind, key, pid, code in events:
             worker = self.workers.get(key)
             if worker is None:
-                if kind == b"x" and pid > 0 and code != 0:
+                if kind == b"X":
                     self.server.release()  # (not expected: every exit is a known worker's)
                 continue
             if kind == b"s":
                 worker.pid = pid
                 self._started(worker)
-            elif kind == b"x":
+            else:  # b"x", b"X"
                 worker.returncode = code
-                self.exits.append((worker, code))
+                self.exits.append((worker, code, kind == b"X"))
 
     def _served_exits(self) -> None:
         """Report the attempts whose exit the fork server reported (and the backlogged ones
         dropped); if the server is gone, report the attempts it had running or queued as lost
         and fork from here from now on."""
         while self.exits:
-            worker, code = self.exits.pop(0)
+            worker, code, held = self.exits.pop(0)
+            if code is None:  # a start, told after the exits the server reported before it
+                if worker.early is not None:
+                    self._announce(worker)
+                continue
             if worker.key in self.workers:
                 self._ended(worker, code)
-            if worker.served and worker.pid is not None and code != 0 and self._serving:
+            if held and self._serving:
                 # handled (a final failure has stopped the queued attempts): the slot is free
                 assert self.server is not None
                 self.server.release()
@@ -566,12 +606,14 @@ class _Controller(Backend):
         self.poller.unregister(server.fd)
         status = server.close(kill=True)
         lost = [w for w in self.workers.values() if w.served]
-        queued = sum(w.pid is None for w in lost)
+        queued = sum(w.pid is None for w in lost)  # (with lookahead: not started, run again)
         how = describe_exit(None if status is None else os.waitstatus_to_exitcode(status))
         message = f"The fork server (pid {server.pid}) is gone ({how})"
         if len(lost) > queued:
             message += f"; {len(lost) - queued} running task(s) died with it and will run again"
-        if queued:
+        if queued and self.ahead:
+            message += f"; {queued} queued task(s) had not started and will start from here"
+        elif queued:
             message += f"; {queued} queued task(s) never started and will run as new attempts"
         message += "; tasks are forked by the controller from now on."
         self.say(message, force=True, err=True)
@@ -618,12 +660,23 @@ class _Controller(Backend):
             self._emit(worker, stream, [bytes(pending[:MAX_LINE])], False)
             del pending[:MAX_LINE]
 
-    def _emit(self, worker: Worker, stream: str, lines: list[bytes], newline: bool) -> None:
-        """Hand ``lines`` to every sink (``newline``: each ended with a newline)."""
-        stamp = time.time()
-        # it printed before the server's report of its start was read: read it (a line's pid)
-        while worker.pid is None and worker.returncode is None and self._serving:
-            self._server_events(block=True)
+    def _emit(
+        self,
+        worker: Worker,
+        stream: str,
+        lines: list[bytes],
+        newline: bool,
+        stamp: float | None = None,
+    ) -> None:
+        """Hand ``lines`` to every sink (``newline``: each ended with a newline). Lines of a
+        task whose start is not announced yet (the fork server's report of it was not read,
+        or waits behind an exit reported before it) are held until it is (their pid comes
+        with that report)."""
+        if stamp is None:
+            stamp = time.time()
+        if worker.early is not None:
+            worker.early.append((stream, lines, newline, stamp))
+            return
         for raw in lines:
             line = LogLine(
                 self.info,
@@ -741,6 +794,8 @@ class _Controller(Backend):
             self._drain(worker, fd, bounded=False)
             if fd in worker.fds:
                 self._close_fd(worker, fd)
+        if worker.early is not None:  # it never started (or its start was not announced)
+            self._release_early_lines(worker)
         worker.returncode = returncode
         if worker.popen is not None:
             worker.popen.returncode = returncode
@@ -755,8 +810,10 @@ class _Controller(Backend):
         started = worker.pid is not None
         if started or worker.returncode is None or worker.returncode >= 0:
             ending = abnormal_end_line(worker.returncode, worker.killed)
-        else:  # dropped from a queue, or lost with the fork server, before it started
-            ending = NEVER_STARTED_LOST if lost else NEVER_STARTED
+        elif self.ahead:  # dropped from the queue, or lost with it: withdrawn, no trace
+            ending = None  # (see Dispatcher.finished)
+        else:  # lost with the fork server before its start was read
+            ending = NEVER_STARTED_LOST
         if ending is not None:  # the task's own stderr log says how it ended
             self._emit(worker, "stderr", [ending.encode()], True)
         self.dispatcher.finished(

@@ -11,15 +11,18 @@ server's work between two forks is a message in, a ``fork()``, a message out and
 
 * controller -> server: *launch* (a key the controller chose, the request bytes, and the write
   ends of the task's stdout and stderr pipes, passed with ``SCM_RIGHTS``; queued at the limit,
-  or *now*: a ``@parallel`` gang's node); *signal* (a signal number and keys); *limit* (the
-  most tasks that run at once, the run's ``--max-workers``; 0, the default: no limit);
+  *first* in the queue: a retry, or *now*: a ``@parallel`` gang's node); *signal* (a signal
+  number and keys); *limit* (the most tasks that run at once, the run's ``--max-workers``; 0,
+  the default: no limit);
   *release* (the exit of a task that failed was handled: its slot is free). The controller
   makes the pipes and keeps their read ends, so the task's output reaches it directly, never
   through the server.
-* server -> controller: *started* (key, pid) after the fork, *exited* (key, pid, exit code)
-  after the reap. A key is started before it exits, in that order on the socket. An exit
-  with pid 0 never started: its fork failed (code 1), or it was dropped from the queue by a
-  signal (code ``-signal``).
+* server -> controller: *started* (key, pid) after the fork, *exited* (key, pid, exit code;
+  *held*: the slot waits for *release*) after the reap. A key is started before it exits, in
+  that order on the socket; a task forked into the slot a reap freed is reported started
+  after that exit, so the controller can tell the user in the order things happened. An
+  exit with pid 0 never started: its fork failed (code 1), or it was dropped from the queue
+  by a signal (code ``-signal``).
 
 **The queue (lookahead).** The controller may launch more attempts than the limit (its
 dispatcher's :meth:`~flowkernel.engine.dispatch.Backend.lookahead`); the server keeps the
@@ -32,11 +35,16 @@ the fork that follows a reap has nothing left to do first. What it promises:
 * at most *limit* tasks are forked and not reaped at once; a *now* launch (a gang's node)
   is forked at once whatever the count (a gang runs whole, as without lookahead; its nodes
   count towards the limit while they run);
-* with a limit, a task that exits with a code other than 0 (it failed, was stopped, timed
-  out) is *held* until the controller sends *release*, after it handled the exit, and while
-  any is held no queued attempt starts: a final failure then stops (drops) the queued
-  attempts before any of them starts, as without lookahead (fail-fast: no new task starts
-  once the runtime has seen a final failure). A task that exits 0 frees its slot at once;
+* with a limit, a task that did not finish through its ``run`` returning 0 (it failed, was
+  stopped, timed out, or ended its process itself, even with ``os._exit(0)``: the child
+  exits with :data:`DONE` when ``run`` returned 0, and the server reports that as 0) is
+  *held* until the controller sends *release*, after it handled the exit, and while any is
+  held no queued attempt starts: a final failure then stops (drops) the queued attempts
+  before any of them starts, as without lookahead (fail-fast: no new task starts once the
+  runtime has seen a final failure). A task that exits with :data:`DONE` frees its slot at
+  once;
+* a retry is launched *first*: it goes ahead of the queue and takes the next free slot, as
+  without lookahead (where nothing else waits for that slot);
 * a signal for a queued key drops it from the queue: its pipes are closed and it is reported
   exited with pid 0 and code ``-signal``, without ever having run.
 
@@ -80,12 +88,16 @@ from flowkernel_runtime_local import workers
 #: Largest launch message: a request above this is sent without its input records (the task
 #: reads them from the datastore, as ``flow step`` does).
 MAX_REQUEST = 1 << 16
-_LAUNCH = struct.Struct("<cQ")  # b"L" (queued at the limit) or b"N" (now), key; the request
+_LAUNCH = struct.Struct("<cQ")  # b"L" (queued), b"F" (first in the queue), b"N" (now), key; request
 _SIGNAL = struct.Struct("<ci")  # b"K", signal; keys (Q each) follow
 _LIMIT = struct.Struct("<ci")  # b"M", the most tasks running at once (0: no limit)
 _RELEASE = b"R"  # the controller handled a failed task's exit: its slot is free
 _KEY = struct.Struct("<Q")
-_EVENT = struct.Struct("<cQii")  # b"s" (started) or b"x" (exited), key, pid, exit code
+_EVENT = struct.Struct("<cQii")  # b"s" started, b"x" exited, b"X" exited (held), key, pid, code
+#: The exit code of a task child whose ``run`` returned 0 (reported as 0): any other exit,
+#: 0 included (``os._exit(0)`` in a step: no record), holds the task's slot (see the module
+#: docstring). A step that ends its process with this very code is taken for a finished one.
+DONE = 121
 
 
 _FDS_SPACE = socket.CMSG_SPACE(2 * 4)  # two descriptors (C ints) per launch
@@ -182,15 +194,24 @@ class ForkServer:
         workers.private_fds.add(ours.fileno())  # no task forked here may hold it open
         return cls(pid, ours)
 
-    def launch(self, key: int, request: bytes, out_w: int, err_w: int, now: bool = False) -> None:
+    def launch(
+        self,
+        key: int,
+        request: bytes,
+        out_w: int,
+        err_w: int,
+        now: bool = False,
+        first: bool = False,
+    ) -> None:
         """Have the server fork a task: ``request`` for its ``run``, ``out_w``/``err_w`` its
         stdout and stderr (the caller closes its copies). Its start and exit come as events.
         It waits in the server's queue while :meth:`limit` tasks run, unless ``now`` (the
-        nodes of a ``@parallel`` gang, which must all run at once).
+        nodes of a ``@parallel`` gang, which must all run at once); ``first``: ahead of the
+        attempts queued already (a retry).
 
         :raises ServerGone: the server is gone; nothing was started.
         """
-        kind = b"N" if now else b"L"
+        kind = b"N" if now else b"F" if first else b"L"
         try:
             socket.send_fds(self.sock, [_LAUNCH.pack(kind, key), request], [out_w, err_w])
         except OSError as exc:
@@ -221,7 +242,8 @@ class ForkServer:
 
     def events(self, block: bool = False) -> list[tuple[bytes, int, int, int]]:
         """The events that arrived: ``(b"s", key, pid, 0)`` for a start, ``(b"x", key, pid,
-        exit code)`` for an exit (``block``: wait for at least one). An attempt that never
+        exit code)`` for an exit, ``(b"X", ...)`` for one whose slot is held until
+        :meth:`release` (``block``: wait for at least one). An attempt that never
         started exits with pid 0, without a start: code 1 if its process could not be forked
         (its stderr says why), ``-signal`` if a signal dropped it from the queue.
 
@@ -336,10 +358,12 @@ class _Server:  # pragma: no cover - runs in the server process
             if not data:
                 return False
             kind = data[:1]
-            if kind in (b"L", b"N") and len(fds) == 2:
+            if kind in (b"L", b"N", b"F") and len(fds) == 2:
                 key, request = _LAUNCH.unpack_from(data)[1], self._request(data)
                 if kind == b"N" or (not self.queued and self._free()):  # a gang's node: now
-                    self._fork(key, request, fds[0], fds[1])
+                    self._send(self._fork(key, request, fds[0], fds[1]))
+                elif kind == b"F":  # a retry: ahead of the others (rare: rebuilding is fine)
+                    self.queued = {key: (request, fds[0], fds[1]), **self.queued}
                 else:
                     self.queued[key] = (request, fds[0], fds[1])
                 continue
@@ -349,22 +373,25 @@ class _Server:  # pragma: no cover - runs in the server process
                 self._signal(data)
             elif kind == b"M":
                 self.limit = max(0, _LIMIT.unpack_from(data)[1])
-                self._start_queued()
+                self._send_all(self._start_queued())
             elif kind == _RELEASE:
                 self.held = max(0, self.held - 1)
-                self._start_queued()
+                self._send_all(self._start_queued())
 
     def _free(self) -> bool:
         """A queued launch may start: a slot is free and no failed task's exit waits for the
         controller (it may be a final failure: then nothing new starts)."""
         return not self.held and (not self.limit or len(self.tasks) < self.limit)
 
-    def _start_queued(self) -> None:
-        """Fork queued launches, oldest first, while :meth:`_free`."""
+    def _start_queued(self) -> list[bytes]:
+        """Fork queued launches, oldest first, while :meth:`_free`; their *started* events
+        (the caller sends them)."""
+        started = []
         while self.queued and self._free():
             key = next(iter(self.queued))
             request, out_w, err_w = self.queued.pop(key)
-            self._fork(key, request, out_w, err_w)
+            started.append(self._fork(key, request, out_w, err_w))
+        return started
 
     def _request(self, data: bytes) -> Any:
         """What the task child's ``run`` gets for a launch message: the request, prepared
@@ -374,7 +401,9 @@ class _Server:  # pragma: no cover - runs in the server process
             request = self.prepare(request)
         return request
 
-    def _fork(self, key: int, request: Any, out_w: int, err_w: int) -> None:
+    def _fork(self, key: int, request: Any, out_w: int, err_w: int) -> bytes:
+        """Fork the task ``key``; its *started* event (or the *exited* one of a fork that
+        failed), for the caller to send."""
         try:
             pid = os.fork()
         except OSError as exc:  # out of processes or memory: the attempt fails, saying why
@@ -384,14 +413,14 @@ class _Server:  # pragma: no cover - runs in the server process
                 pass
             os.close(out_w)
             os.close(err_w)
-            self._send(_EVENT.pack(b"x", key, 0, 1))
-            return
+            return _EVENT.pack(b"x", key, 0, 1)
         if pid == 0:
             close = self.private
             if self.queued:  # the pipes of the attempts still queued: not this task's to hold
                 close = [*close, *(fd for _, o, e in self.queued.values() for fd in (o, e))]
+            run = self.run
             forkchild.run(
-                lambda: self.run(request), out_w, err_w, parent=self.me, close=close,
+                lambda: run(request) or DONE, out_w, err_w, parent=self.me, close=close,
                 streams=self.streams, stdin_null=False,
             )  # fmt: skip
         os.close(out_w)
@@ -406,12 +435,12 @@ class _Server:  # pragma: no cover - runs in the server process
         self.tasks[pidfd] = (key, pid)
         self.pids[key] = pid
         self._tell_guardian(b"+%d\n" % pid)
-        self._send(_EVENT.pack(b"s", key, pid, 0))
+        return _EVENT.pack(b"s", key, pid, 0)
 
     def _reap(self, pidfd: int) -> None:
         """A task exited: kill its process group, then reap it, then start the next queued
         one in its slot (unless it failed: held until the controller releases it), then
-        report the exit."""
+        report the exit, then that start."""
         key, pid = self.tasks.pop(pidfd)
         self.ep.unregister(pidfd)
         self.private.remove(pidfd)
@@ -422,11 +451,15 @@ class _Server:  # pragma: no cover - runs in the server process
         del self.pids[key]
         self._tell_guardian(b"-%d\n" % pid)
         code = os.waitstatus_to_exitcode(status)
-        if code != 0 and self.limit:  # (no limit: no queue to hold back)
+        kind = b"x"
+        if code == DONE:
+            code = 0
+        elif self.limit:  # (no limit: no queue to hold back)
             self.held += 1
-        if self.queued:
-            self._start_queued()
-        self._send(_EVENT.pack(b"x", key, pid, code))
+            kind = b"X"
+        started = self._start_queued() if self.queued else ()
+        self._send(_EVENT.pack(kind, key, pid, code))
+        self._send_all(started)
 
     def _signal(self, data: bytes) -> None:
         sig = _SIGNAL.unpack_from(data)[1]
@@ -452,6 +485,10 @@ class _Server:  # pragma: no cover - runs in the server process
                 os.write(self.guardian, line)
             except OSError:
                 self.guardian = None
+
+    def _send_all(self, messages: Iterable[bytes]) -> None:
+        for message in messages:
+            self._send(message)
 
     def _send(self, message: bytes) -> None:
         """Send an event without ever blocking (a controller busy launching a large gang does

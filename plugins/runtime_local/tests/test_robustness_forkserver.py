@@ -78,12 +78,14 @@ def _echo_or_sleep(request: bytes) -> int:  # pragma: no cover - runs in a forke
     elif text == "ok":
         return 0
     print(text)
+    if text == "vanish":  # ends its process itself: exit code 0 without ``run`` returning
+        os._exit(0)
     return 3
 
 
 def _until_exit(server, key: int, events: list[tuple]) -> list[tuple]:
     """The events of ``key`` once its exit came (``events``: all read so far, kept)."""
-    while not any(e[0] == b"x" and e[1] == key for e in events):
+    while not any(e[0] in (b"x", b"X") and e[1] == key for e in events):
         events += server.events(block=True)
     return [e for e in events if e[1] == key]
 
@@ -138,20 +140,20 @@ def test_the_server_queues_launches_past_its_limit_and_holds_a_failed_slot_until
             pipes[key] = (out_r, err_r)
         events: list[tuple] = []
         (started, exited) = _until_exit(server, 10, events)  # forked at once, past the limit
-        assert started[:2] == (b"s", 10) and exited[3] == 3
+        assert started[:2] == (b"s", 10) and exited[0] == b"X" and exited[3] == 3
         server.release()  # the controller releases every failed exit it handled
         server.signal([9], signal.SIGTERM)  # queued: dropped, never started
-        assert _until_exit(server, 9, events) == [(b"x", 9, 0, -signal.SIGTERM)]
+        assert _until_exit(server, 9, events) == [(b"x", 9, 0, -signal.SIGTERM)]  # not held
         assert os.read(pipes[9][0], 100) == b""  # its pipes were closed, nothing ran
         server.signal([7], signal.SIGTERM)
         (started, exited) = _until_exit(server, 7, events)
-        assert exited == (b"x", 7, started[2], -signal.SIGTERM)
+        assert exited == (b"X", 7, started[2], -signal.SIGTERM)
         # 7 failed: 8 does not start in its slot before the controller releases it (a start
         # in the slot would have been reported before 7's exit)
         assert not any(e[1] == 8 for e in events)
         server.release()
         (started, exited) = _until_exit(server, 8, events)
-        assert started[:2] == (b"s", 8) and exited == (b"x", 8, started[2], 3)
+        assert started[:2] == (b"s", 8) and exited == (b"X", 8, started[2], 3)
         assert os.read(pipes[8][0], 100) == b"eight\n"
         starts = [e[1] for e in events if e[0] == b"s"]
         assert starts == [7, 10, 8]
@@ -161,6 +163,45 @@ def test_the_server_queues_launches_past_its_limit_and_holds_a_failed_slot_until
         for fds in pipes.values():
             for fd in fds:
                 os.close(fd)
+
+
+def test_a_retry_goes_first_a_start_is_told_after_the_exit_it_follows_and_exit_0_is_held():
+    """A launch *first* (a retry) goes ahead of the queue; a task forked into the slot a reap
+    freed is reported started after that exit; a task that ended its process with 0 without
+    its ``run`` returning (``os._exit(0)``: no record) holds its slot like a failure."""
+    from flowkernel_runtime_local import forkserver
+
+    server = forkserver.ForkServer.start(_echo_or_sleep, os.getpid())
+    assert server is not None
+    fds = []
+    try:
+        server.limit(1)
+        launches = ((1, b"sleep", False), (2, b"ok", False), (3, b"vanish", False),
+                    (4, b"ok", True))  # fmt: skip
+        for key, request, first in launches:
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            fds += [out_r, err_r]
+            server.launch(key, request, out_w, err_w, first=first)
+            os.close(out_w)
+            os.close(err_w)
+        events: list[tuple] = []
+        server.signal([1], signal.SIGKILL)
+        _until_exit(server, 1, events)
+        server.release()  # 1 failed (held): then 4, 2 and 3, each at the reap of the one before
+        _until_exit(server, 3, events)
+        told = [(kind, key, code) for kind, key, _, code in events]
+        assert told == [
+            (b"s", 1, 0), (b"X", 1, -signal.SIGKILL),
+            (b"s", 4, 0), (b"x", 4, 0),
+            (b"s", 2, 0), (b"x", 2, 0),
+            (b"s", 3, 0), (b"X", 3, 0),  # exit code 0, but held
+        ]  # fmt: skip
+    finally:
+        assert server.close() == 0
+        gc.unfreeze()
+        for fd in fds:
+            os.close(fd)
 
 
 def test_without_a_limit_a_failed_task_holds_nothing_back():

@@ -2,14 +2,19 @@
 attempts, the server runs ``--max-workers`` of them and starts a queued one when a task exits.
 
 Users must not notice it except by speed: the bound on running tasks, @timeout counted from a
-task's real start, fail-fast, Ctrl-C and a dying fork server behave as without a queue; a
-queued attempt that is stopped never runs and its record says so."""
+task's real start, fail-fast, Ctrl-C, retries, a dying fork server, the console's order and the
+live display's counts behave as without a queue; a queued attempt that is stopped before it
+started leaves no trace (no task directory, record or log)."""
 
 from __future__ import annotations
 
 import os
+import pty
+import re
 import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,13 +24,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import robust_helpers as rh
 
-from flowkernel_runtime_local.controller import NEVER_STARTED, NEVER_STARTED_LOST, TIMEOUT_GRACE
+from flowkernel_runtime_local.controller import TIMEOUT_GRACE
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the fork server is Linux-only"
 )
 
 QUEUE = rh.flow_file("queued.py")
+ORDER = rh.flow_file("queue_order.py")
 
 
 def _running(world: rh.Env, run_id: str, n: int, attempt: int = 0) -> list[psutil.Process]:
@@ -42,6 +48,31 @@ def _live_children(proc: psutil.Process) -> list[psutil.Process]:
     return [c for c in proc.children() if rh.is_alive(c)]
 
 
+def _pipes(pid: int) -> set[str]:
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("pipe:"):
+            found.add(target)
+    return found
+
+
+def _queued(controller: int, server: int) -> int:
+    """Launches waiting in the fork server's queue: each holds the write ends of its task's
+    two pipes there, whose read ends the controller holds (the only other pipe both hold is
+    the guardian's; a forked task's pipe ends are closed in the server)."""
+    return max(0, len(_pipes(controller) & _pipes(server)) - 1) // 2
+
+
+def _server_of(tasks: list[psutil.Process], controller: int) -> psutil.Process:
+    server = psutil.Process(tasks[0].ppid())
+    assert server.ppid() == controller
+    return server
+
+
 def _start_queue_run(world: rh.Env, *args: str, env: dict[str, str] | None = None):
     proc = world.start("run", QUEUE, "--max-workers", "2", "--run-id-file", "id", *args, env=env)
     run_id = rh.wait_for(lambda: (world.base / "id").exists() and (world.base / "id").read_text())
@@ -49,25 +80,25 @@ def _start_queue_run(world: rh.Env, *args: str, env: dict[str, str] | None = Non
 
 
 @pytest.mark.parametrize(
-    ("how", "env", "launched"),
+    ("how", "env", "queued"),
     [
-        ("fork", {}, 4),  # 2 running, 2 queued on the fork server
-        ("fork", {"FLOWKERNEL_FORK_LOOKAHEAD": "0"}, 2),
-        ("fork", {"FLOWKERNEL_FORK_SERVER": "0"}, 2),
-        ("pool", {}, 2),
-        ("spawn", {}, 2),
+        ("fork", {}, 2),  # 2 running, 2 queued on the fork server
+        ("fork", {"FLOWKERNEL_FORK_LOOKAHEAD": "0"}, 0),
+        ("fork", {"FLOWKERNEL_FORK_SERVER": "0"}, None),
+        ("pool", {}, None),
+        ("spawn", {}, None),
     ],
 )
-def test_at_most_max_workers_tasks_run_whatever_is_queued(world, how, env, launched):
+def test_at_most_max_workers_tasks_run_whatever_is_queued(world, how, env, queued):
     proc, run_id = _start_queue_run(world, "--isolation", how, env=world.environ(**env))
     tasks = _running(world, run_id, 2)
-    # what the dispatcher launched (each launch makes its task directory) in the same round
-    rh.wait_for(lambda: len(world.task_dirs("QueueFlow", run_id, "work")) >= launched)
-    assert len(world.task_dirs("QueueFlow", run_id, "work")) == launched
-    if how == "fork" and "FLOWKERNEL_FORK_SERVER" not in env:
-        server = psutil.Process(tasks[0].ppid())
-        assert server.ppid() == proc.pid
+    if queued is not None:
+        server = _server_of(tasks, proc.pid)
+        rh.wait_for(lambda: _queued(proc.pid, server.pid) >= queued, what="the queue filled")
+        assert _queued(proc.pid, server.pid) == queued
         assert len(_live_children(server)) == 2  # the queued ones are not forked
+    # a task directory is made at launch (the task writes into it): queued ones have theirs
+    assert len(world.task_dirs("QueueFlow", run_id, "work")) == 2 + (queued or 0)
     assert len(world.executions("work", run_id)) == 2  # both hold their slot until released
     world.release()
     code, out, err = rh.communicate(proc)
@@ -84,7 +115,9 @@ def test_timeout_counts_from_the_real_start_not_from_the_queue(world):
                        "--run-id-file", "id")  # fmt: skip
     run_id = rh.wait_for(lambda: (world.base / "id").exists() and (world.base / "id").read_text())
     rh.wait_for(lambda: world.executions("hold_a") and world.executions("hold_b"))
-    rh.wait_for(lambda: world.task_dirs("TimeoutQueueFlow", run_id, "quick"), what="queued")
+    hold = psutil.Process(int(world.executions("hold_a")[0].split(".")[4]))
+    server = _server_of([hold], proc.pid)
+    rh.wait_for(lambda: _queued(proc.pid, server.pid) == 1, what="quick queued")
     # queued for longer than its @timeout plus the controller's grace: still not started,
     # and not killed for it
     time.sleep(1 + TIMEOUT_GRACE + 1.5)
@@ -102,19 +135,18 @@ def test_fail_fast_drops_the_queued_attempts_before_they_start(world):
     proc, run_id = _start_queue_run(world, "--fail", "0")
     code, out, err = rh.communicate(proc)
     assert code == 1, out + err
-    assert "Step work (task-id" in err
-    # item 0 failed, item 1 was running (stopped); items 2 and 3 were queued: never started
+    assert "Step work (task-id 2) failed." in err
+    # item 0 failed, item 1 was running (stopped); items 2 and 3 were queued: never started,
+    # and nothing says they were ever there, as without the queue (where they would not have
+    # been launched)
     assert len(world.executions("work", run_id)) == 2
-    # task ids follow the launch order: items 0, 1, 2, 3 (a crashed record has no index)
-    tasks = sorted(world.client().Run(f"QueueFlow/{run_id}")["work"], key=lambda t: int(t.id))
-    assert len(tasks) == 4
+    run = world.client().Run(f"QueueFlow/{run_id}")
+    tasks = sorted(run["work"], key=lambda t: int(t.id))
+    assert [t.id for t in tasks] == ["2", "3"]  # task ids follow the launch order
     assert "item 0 is broken" in tasks[0].stderr
     assert "killed by SIGTERM" in tasks[1].exception.exception
-    for task in (tasks[2], tasks[3]):
-        assert not task.finished and not task.successful and task.current_attempt == 0
-        assert task.exception.exception == "the task process never started"
-        assert task.stderr == NEVER_STARTED + "\n"
-    assert out.count("Task was stopped (never started).") == 2
+    assert len(world.task_dirs("QueueFlow", run_id, "work")) == 2
+    assert "never started" not in out + err
     assert out.count("Task is starting") == 3  # start, items 0 and 1
     rh.assert_all_gone([], world.tag)
 
@@ -122,7 +154,8 @@ def test_fail_fast_drops_the_queued_attempts_before_they_start(world):
 def test_ctrl_c_stops_the_running_tasks_and_drops_the_queued_ones(world):
     proc, run_id = _start_queue_run(world)
     tasks = _running(world, run_id, 2)
-    rh.wait_for(lambda: len(world.task_dirs("QueueFlow", run_id, "work")) == 4)
+    server = _server_of(tasks, proc.pid)
+    rh.wait_for(lambda: _queued(proc.pid, server.pid) == 2, what="the queue filled")
     tree = [psutil.Process(proc.pid), *rh.descendants(proc.pid)]
     os.killpg(proc.pid, signal.SIGINT)
     code, out, err = rh.communicate(proc, timeout=30)
@@ -131,19 +164,24 @@ def test_ctrl_c_stops_the_running_tasks_and_drops_the_queued_ones(world):
     rh.assert_all_gone([*tree, *tasks], world.tag)
     assert len(world.executions("work", run_id)) == 2
     run = world.client().Run(f"QueueFlow/{run_id}")
-    never = [t for t in run["work"] if t.stderr == NEVER_STARTED + "\n"]
-    assert len(never) == 2 and not any(t.successful for t in run["work"])
+    assert len(list(run["work"])) == 2 and not any(t.successful for t in run["work"])
+    assert "never started" not in out + err
 
 
 def test_a_killed_fork_server_loses_its_queue_too_and_the_controller_keeps_the_bound(world):
     proc, run_id = _start_queue_run(world)
     tasks = _running(world, run_id, 2)
-    rh.wait_for(lambda: len(world.task_dirs("QueueFlow", run_id, "work")) == 4)
-    server = psutil.Process(tasks[0].ppid())
-    assert server.ppid() == proc.pid
+    server = _server_of(tasks, proc.pid)
+    rh.wait_for(lambda: _queued(proc.pid, server.pid) == 2, what="the queue filled")
     server.kill()
     # the 4 lost attempts run again, forked by the controller: 2 now, 2 held back
-    retries = _running(world, run_id, 2, attempt=1)
+    killed = {t.pid for t in tasks}
+
+    def again() -> list[psutil.Process]:
+        pids = [int(m.split(".")[4]) for m in world.executions("work", run_id)]
+        return [psutil.Process(pid) for pid in pids if pid not in killed]
+
+    retries = rh.wait_for(lambda: len(again()) >= 2 and again(), what="2 work tasks again")
     assert {t.ppid() for t in retries} == {proc.pid}
     assert len(_live_children(psutil.Process(proc.pid))) == 2
     world.release()
@@ -151,18 +189,21 @@ def test_a_killed_fork_server_loses_its_queue_too_and_the_controller_keeps_the_b
     assert code == 0, out + err
     assert f"The fork server (pid {server.pid}) is gone (killed by SIGKILL)" in err
     assert "2 running task(s) died with it and will run again" in err
-    assert "2 queued task(s) never started and will run as new attempts" in err
+    assert "2 queued task(s) had not started and will start from here" in err
     run = world.client().Run(f"QueueFlow/{run_id}")
     assert run.successful
     assert max(run.data.together) == 2  # the controller's backlog kept the bound too
+    assert len(list(run["work"])) == 6
     lost = [t for t in run["work"] if t.current_attempt == 1]
-    assert len(lost) == 4 and all(t.successful for t in lost)
+    assert len(lost) == 2 and all(t.successful for t in lost)  # the 2 that were running
     client = world.client()
-    first = [client.Task(t.pathspec, attempt=0) for t in lost]
-    assert sorted(t.stderr == NEVER_STARTED_LOST + "\n" for t in first) == [0, 0, 1, 1]
-    assert sum(t.exception.exception == "the task process never started" for t in first) == 2
+    for task in lost:
+        assert "killed by SIGKILL" in client.Task(task.pathspec, attempt=0).exception.exception
+    # the 2 queued ones ran as their first attempt (they had not started), as did the 2 not
+    # launched when the server died; nothing says the queued ones ever waited
     firsts = [m for m in world.executions("work", run_id) if m.split(".")[3] == "0"]
-    assert len(firsts) == 2 + 2  # the 2 killed, and the 2 not launched when the server died
+    assert len(firsts) == 2 + 2 + 2
+    assert "never started" not in out + err
     rh.assert_all_gone([], world.tag)
 
 
@@ -170,3 +211,90 @@ def test_a_gang_never_waits_behind_queued_tasks(world):
     result = world.flow("run", rh.flow_file("gang_queue.py"), "--max-workers", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(world.executions("train")) == 3 and len(world.executions("work")) == 8
+
+
+@pytest.mark.parametrize("env", [{}, {"FLOWKERNEL_FORK_LOOKAHEAD": "0"}])
+def test_the_console_tells_one_task_after_the_other_with_one_worker(world, env):
+    """With ``--max-workers 1`` the console reads as one task after the other: each task's
+    "starting", its output and its "finished", then the next (the fork server starts the
+    queued task before the controller reads the exit of the previous one)."""
+    result = world.flow("run", ORDER, "--max-workers", "1", env=world.environ(**env))
+    assert result.returncode == 0, result.stdout + result.stderr
+    told = [m.groups() for m in re.finditer(r"\[\d+/(\w+)/(\d+)\] (.*)", result.stdout)]
+    runs: list[tuple[str, list[str]]] = []  # (task id, what was said), one per stretch
+    for _, task_id, text in told:
+        if not runs or runs[-1][0] != task_id:
+            runs.append((task_id, []))
+        runs[-1][1].append(text)
+    assert [task_id for task_id, _ in runs] == [str(i) for i in range(1, 8)], told
+    for task_id, texts in runs:
+        assert texts[0] == "Task is starting." and texts[-1] == "Task finished successfully."
+        if 2 <= int(task_id) <= 5:  # the foreach's items print their line in between
+            assert texts[1:-1] == [f"item {int(task_id) - 2} attempt 0"]
+
+
+def test_a_retry_takes_the_next_free_slot_before_the_queued_tasks(world):
+    """As without the queue: the retry of a failed task starts in the slot its failure freed,
+    not behind the tasks the fork server queued meanwhile."""
+    result = world.flow("run", ORDER, "--max-workers", "1", "--flaky", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    starts = re.findall(r"/work/(\d+)\] Task is starting(?: \(retry (\d)\))?\.", result.stdout)
+    assert starts == [("2", ""), ("2", "1"), ("3", ""), ("4", ""), ("5", "")], result.stdout
+
+
+def test_a_task_that_exits_0_without_its_record_holds_the_queue_like_a_failure(world):
+    """``os._exit(0)`` in a step: exit code 0, no record, a failure. No queued task starts
+    before the runtime has handled it: its retry runs next, then the run fails (fail-fast)
+    with items 1 to 3 never started, as without the queue."""
+    result = world.flow("run", ORDER, "--max-workers", "1", "--vanish", "0")
+    assert result.returncode == 1, result.stdout + result.stderr
+    starts = re.findall(r"/work/(\d+)\] Task is starting", result.stdout)
+    assert starts == ["2", "2"], result.stdout  # item 0, then its retry; nothing else
+    assert len(world.executions("work")) == 2
+    assert "Step work (task-id 2) failed." in result.stderr
+
+
+def _read_all(fd: int, into: bytearray) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:  # EIO once the other side is closed
+            return
+        if not chunk:
+            return
+        into += chunk
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_the_live_display_counts_the_tasks_running_not_the_queued_ones(world):
+    master, slave = pty.openpty()
+    env = world.environ(TERM="xterm-256color", COLUMNS="120")
+    cmd = [rh.FLOW_BIN, "run", QUEUE, "--max-workers", "2", "--run-id-file", "id"]
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, cwd=world.base,
+                            env=env, start_new_session=True)  # fmt: skip
+    os.close(slave)
+    screen = bytearray()
+    reader = threading.Thread(target=_read_all, args=(master, screen), daemon=True)
+    reader.start()
+    frame = re.compile(rb"work +\S+ +(\d+)/6 done +(\d+) running")
+    try:
+        id_file = world.base / "id"
+        run_id = rh.wait_for(lambda: id_file.exists() and id_file.read_text())
+        tasks = _running(world, run_id, 2)
+        server = _server_of(tasks, proc.pid)
+        rh.wait_for(lambda: _queued(proc.pid, server.pid) == 2, what="the queue filled")
+        since = len(screen)  # a frame drawn from now on shows 2 running and 2 queued
+        rh.wait_for(lambda: frame.search(bytes(screen[since:])), what="a frame")
+        world.release()
+        assert proc.wait(timeout=rh.CMD_TIMEOUT) == 0
+        reader.join(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        os.close(master)
+    text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", bytes(screen))
+    counts = [(int(done), int(running)) for done, running in frame.findall(text)]
+    assert counts and max(running for _, running in counts) == 2, counts
+    assert counts[-1] == (6, 0)
+    assert re.search(rb"QueueFlow/\d+ +9/9 tasks done +0 running", text), text
