@@ -65,6 +65,10 @@ the fork that follows a reap has nothing left to do first. What it promises:
 If the server dies, :meth:`ForkServer.events` raises :class:`ServerGone` (after the events that
 came before); its tasks died with it (``PR_SET_PDEATHSIG``). The controller then kills their
 groups, reports them lost (they run again) and forks its tasks itself for the rest of the run.
+The server forks a task with :class:`flowkernel.engine.fastfork.Forker`: without the
+interpreter's generic after-fork work where that is provably the same as ``os.fork()`` (a
+single-threaded server, no Python-level signal handler, no at-fork hook that must run in the
+server; its docstring says why), else with ``os.fork()`` (``FLOWKERNEL_FAST_FORK=0``: always).
 ``FLOWKERNEL_FORK_SERVER=0`` turns the server off (the controller forks every task);
 ``FLOWKERNEL_FORK_LOOKAHEAD=0`` keeps it but without the queue (:func:`lookahead_wanted`).
 """
@@ -82,7 +86,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flowkernel.engine import forkchild
+from flowkernel.engine import fastfork, forkchild
 from flowkernel_runtime_local import workers
 
 #: Largest launch message: a request above this is sent without its input records (the task
@@ -313,6 +317,11 @@ class _Server:  # pragma: no cover - runs in the server process
         self.private = [self.fd, self.ep.fileno()]
         if self.guardian is not None:
             self.private.append(self.guardian)
+        #: forks a task without the interpreter's generic after-fork work where that is sound
+        #: (:mod:`flowkernel.engine.fastfork`); None: ``os.fork()``
+        self.forker = fastfork.Forker.prepare()
+        if self.forker is not None:
+            self.private.extend(self.forker.fds)
         self.tasks: dict[int, tuple[int, int]] = {}  #: pidfd -> (key, pid)
         self.pids: dict[int, int] = {}  #: key -> pid, while not reaped
         self.trees: dict[int, list[Any]] = {}  #: key -> processes signalled (killed at SIGKILL)
@@ -405,7 +414,7 @@ class _Server:  # pragma: no cover - runs in the server process
         """Fork the task ``key``; its *started* event (or the *exited* one of a fork that
         failed), for the caller to send."""
         try:
-            pid = os.fork()
+            pid = self.forker.fork() if self.forker is not None else os.fork()
         except OSError as exc:  # out of processes or memory: the attempt fails, saying why
             try:
                 os.write(err_w, b"Could not start the task's process: %s\n" % str(exc).encode())
