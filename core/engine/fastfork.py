@@ -92,7 +92,7 @@ import struct
 import sys
 import threading
 import types
-from typing import Any
+from typing import Any, NoReturn
 
 try:
     import _signal
@@ -305,14 +305,17 @@ class Forker:
                 else "the import lock is held"
             )
             return os.fork()
-        os.preadv(self.status, self.buffers, 0)  # (not self._one_thread(): one call less)
-        if self.buffer.find(b"\nThreads:\t1\n", 0, 2048) < 0:
+        read = os.preadv(self.status, self.buffers, 0)  # (not self._one_thread(): a call less)
+        if self.buffer.find(b"\nThreads:\t1\n", 0, read) < 0:
             last = "os.fork: other threads run"
             return os.fork()
         sys.audit("os.fork")
         pid = self.raw_fork()
         if pid == 0:
-            self._child()
+            try:
+                self._child()
+            except BaseException:  # never return into the parent's code: as a fatal error does
+                _fatal()
             return 0
         if pid < 0:  # out of processes or memory: os.fork() says why (or forks after all)
             return os.fork()
@@ -320,8 +323,8 @@ class Forker:
 
     def _one_thread(self) -> bool:
         """Whether this process has one thread (``Threads:`` of ``/proc/self/status``)."""
-        os.preadv(self.status, self.buffers, 0)
-        return self.buffer.find(b"\nThreads:\t1\n", 0, 2048) >= 0
+        read = os.preadv(self.status, self.buffers, 0)
+        return self.buffer.find(b"\nThreads:\t1\n", 0, read) >= 0
 
     def _plan(self) -> None:
         """Sort the registered hooks (the lists only ever grow): :attr:`calls` is what the
@@ -380,6 +383,16 @@ class Forker:
                 hook()
             except BaseException as exc:
                 _unraisable(hook, exc)
+
+
+def _fatal() -> NoReturn:  # pragma: no cover - in a child whose after-fork work failed
+    """End a child whose after-fork work failed (``os.fork()``'s child would have stopped with
+    a fatal error): the traceback on stderr, exit status 70."""
+    import traceback
+
+    traceback.print_exc()
+    sys.stderr.flush()
+    os._exit(70)
 
 
 def _reseed(hook: Any) -> tuple[Any, ...]:
