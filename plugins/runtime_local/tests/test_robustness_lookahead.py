@@ -305,6 +305,34 @@ def test_a_task_that_exits_0_without_its_record_holds_the_queue_like_a_failure(w
     assert "Step work (task-id 2) failed." in result.stderr
 
 
+@pytest.mark.parametrize("how", ["os._exit", "sys.exit"])
+def test_a_task_that_exits_121_itself_is_a_failure_like_any_other_exit_code(world, how):
+    """121 is the code the fork server's children exit with when the step ran to its end
+    (``forkserver.DONE``); a step that exits with it itself is still a failure like with
+    any other code: named in the messages, retried (@retry), and holding its slot so that
+    no queued task starts before the run has failed (fail-fast)."""
+
+    def outcome(code: int) -> tuple:
+        result = world.flow("run", ORDER, "--max-workers", "1", "--vanish", "0",
+                            "--code", str(code), "--how", how)  # fmt: skip
+        run_id = rh.run_id_of(result.stdout)
+        starts = re.findall(r"/work/(\d+)\] Task is starting", result.stdout)
+        said = [  # what the console said of the failure, the code as CODE
+            re.sub(rf"\b{code}\b", "CODE", re.sub(r"^[\d:.]+ ", "", line.replace(run_id, "RUN")))
+            for line in (result.stdout + result.stderr).splitlines()
+            if re.search(r"exited|failed|Exit", line)
+        ]
+        task = world.client().Task(f"QueueOrderFlow/{run_id}/work/2")
+        failure = re.sub(rf"\b{code}\b", "CODE", str(task.exception))
+        return (result.returncode, starts, len(world.executions("work", run_id)),
+                task.current_attempt, said, failure)  # fmt: skip
+
+    mine, other = outcome(121), outcome(3)
+    assert mine[:4] == other[:4] == (1, ["2", "2"], 2, 1)  # failed, retried, nothing queued ran
+    assert mine[4] == other[4] and any("CODE" in line for line in mine[4]), mine[4]
+    assert mine[5] == other[5] and "CODE" in mine[5]
+
+
 def _read_all(fd: int, into: bytearray) -> None:
     while True:
         try:
