@@ -68,6 +68,10 @@ the fork that follows a reap has nothing left to do first. What it promises:
 If the server dies, :meth:`ForkServer.events` raises :class:`ServerGone` (after the events that
 came before); its tasks died with it (``PR_SET_PDEATHSIG``). The controller then kills their
 groups, reports them lost (they run again) and forks its tasks itself for the rest of the run.
+A task forked just before the server died, whose *started* event was never sent, is known to
+the controller by its key, which the server writes before each fork into a mapping the
+controller made and shares (:meth:`ForkServer.forked`): it may have run, and is lost like a
+running one, never taken for a queued one (launched again as the same attempt).
 ``FLOWKERNEL_FORK_SERVER=0`` turns the server off (the controller forks every task);
 ``FLOWKERNEL_FORK_LOOKAHEAD=0`` keeps it but without the queue (:func:`lookahead_wanted`).
 """
@@ -106,6 +110,10 @@ DONE = 121
 #: Bytes the server shares with its task children (``mmap``, ``MAP_SHARED``), one per task
 #: forked and not reaped: a child whose ``run`` returned 0 sets its byte just before it exits
 #: with :data:`DONE`. Beyond this many tasks at once, an exit with 121 alone counts as done.
+#: The same mapping, made by the controller, then holds each byte's task key (8 bytes each,
+#: key + 1), written by the server *before* it forks that task: if the server dies before
+#: its *started* event is sent, the controller still knows the task may have run
+#: (:meth:`ForkServer.forked`).
 _MARKS = 1 << 16
 
 
@@ -152,10 +160,11 @@ def lookahead_wanted() -> bool:
 class ForkServer:
     """The controller's end of the fork server (see the module docstring)."""
 
-    def __init__(self, pid: int, sock: socket.socket):
+    def __init__(self, pid: int, sock: socket.socket, shared: mmap.mmap):
         self.pid = pid
         self.sock = sock
         self.fd = sock.fileno()  #: readable when events (or the server's exit) arrive
+        self.shared = shared  #: the marks and keys (:data:`_MARKS`), shared with the server
 
     @classmethod
     def start(
@@ -194,12 +203,13 @@ class ForkServer:
         # collections then skip the objects of its start-up (measured: ~30 ms of CPU in a
         # short run), and the server's and the tasks' never touch their pages.
         gc.freeze()
+        shared = mmap.mmap(-1, _MARKS * (1 + _KEY.size))
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the server
             code = 1
             try:
                 ours.close()
-                _Server(theirs, run, controller_pid, prepare).serve()
+                _Server(theirs, run, controller_pid, prepare, shared).serve()
                 code = 0
             except BaseException:
                 import traceback
@@ -209,7 +219,7 @@ class ForkServer:
                 os._exit(code)
         theirs.close()
         workers.private_fds.add(ours.fileno())  # no task forked here may hold it open
-        return cls(pid, ours)
+        return cls(pid, ours, shared)
 
     def launch(
         self,
@@ -256,6 +266,13 @@ class ForkServer:
         exited yet (others are skipped); a queued one is dropped instead (reported exited
         with pid 0 and code ``-sig``). A server that is gone is reported by :meth:`events`."""
         self._tell(_SIGNAL.pack(b"K", sig) + b"".join(_KEY.pack(k) for k in keys))
+
+    def forked(self) -> set[int]:
+        """The keys of the tasks the server forked, or was about to fork, with or without
+        their *started* event: once the server is gone, the tasks it may have started (keys
+        of tasks that ended since may be among them)."""
+        keys = memoryview(self.shared)[_MARKS:]
+        return {key - 1 for (key,) in _KEY.iter_unpack(keys) if key}
 
     def events(self, block: bool = False) -> list[tuple[bytes, int, int, int]]:
         """The events that arrived: ``(b"s", key, pid, 0)`` for a start, ``(b"x", key, pid,
@@ -309,6 +326,7 @@ class _Server:  # pragma: no cover - runs in the server process
         run: Callable[[Any], int],
         controller: int,
         prepare: Callable[[memoryview], Any] | None = None,
+        shared: mmap.mmap | None = None,
     ):
         forkchild.die_with(controller)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides when tasks stop
@@ -334,7 +352,7 @@ class _Server:  # pragma: no cover - runs in the server process
         #: the bytes task children set when their ``run`` returned 0 (:data:`_MARKS`), the
         #: byte of each task (pidfd -> index; -1: none was free), the bytes free again, and
         #: how many were ever given out
-        self.marks = mmap.mmap(-1, _MARKS)
+        self.marks = shared if shared is not None else mmap.mmap(-1, _MARKS * (1 + _KEY.size))
         self.mark_of: dict[int, int] = {}
         self.free_marks: list[int] = []
         self.marks_used = 0
@@ -429,6 +447,8 @@ class _Server:  # pragma: no cover - runs in the server process
         """Fork the task ``key``; its *started* event (or the *exited* one of a fork that
         failed), for the caller to send."""
         mark = self._take_mark()
+        if mark >= 0:  # told before the fork: the controller's view if this server dies
+            _KEY.pack_into(self.marks, _MARKS + mark * _KEY.size, key + 1)
         try:
             pid = os.fork()
         except OSError as exc:  # out of processes or memory: the attempt fails, saying why
