@@ -50,7 +50,11 @@ def _live_children(proc: psutil.Process) -> list[psutil.Process]:
 
 def _pipes(pid: int) -> set[str]:
     found = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:  # (gone)
+        return found
+    for fd in fds:
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
@@ -62,9 +66,14 @@ def _pipes(pid: int) -> set[str]:
 
 def _queued(controller: int, server: int) -> int:
     """Launches waiting in the fork server's queue: each holds the write ends of its task's
-    two pipes there, whose read ends the controller holds (the only other pipe both hold is
-    the guardian's; a forked task's pipe ends are closed in the server)."""
-    return max(0, len(_pipes(controller) & _pipes(server)) - 1) // 2
+    two pipes there, whose read ends the controller holds (the only other pipes both hold
+    are the guardian's and those of the controller's other children, such as the S3 agent,
+    which the server inherited; a forked task's pipe ends are closed in the server)."""
+    shared = _pipes(controller) & _pipes(server)
+    for child in psutil.Process(controller).children():
+        if child.pid != server:
+            shared -= _pipes(child.pid)
+    return max(0, len(shared) - 1) // 2
 
 
 def _server_of(tasks: list[psutil.Process], controller: int) -> psutil.Process:
@@ -199,6 +208,42 @@ def test_on_s3_the_dropped_attempts_leave_nothing_and_resume_runs_them(
     assert again.successful and len(list(again["work"])) == 6
     assert max(again.data.together) == 2
     assert len(world.executions("work", new_id)) == 6
+    rh.assert_all_gone([], world.tag)
+
+
+def test_on_s3_a_killed_fork_servers_queued_attempts_leave_no_marker_of_their_first_launch(
+    world, s3_root, restore_client
+):
+    """The queued attempts a dying fork server loses are withdrawn and launched again as the
+    same attempt: on S3 (write-once markers) each has one ``0.started``, from the run that
+    counted, and the client shows them as first attempts that succeeded."""
+    from flowkernel.storage.backend import open_backend
+    from flowkernel.testing_procs import point_client_at
+
+    proc, run_id = _start_queue_run(world, env=world.environ(FLOWKERNEL_DATASTORE_ROOT=s3_root))
+    tasks = _running(world, run_id, 2)
+    server = _server_of(tasks, proc.pid)
+    rh.wait_for(lambda: _queued(proc.pid, server.pid) == 2, what="the queue filled")
+    server.kill()
+    rh.wait_for(lambda: "is gone" in rh.console(proc)[1], what="the server's death told")
+    world.release()
+    code, out, err = rh.communicate(proc)
+    assert code == 0, out + err
+    assert "2 queued task(s) had not started and will start from here" in err
+    backend = open_backend(s3_root)
+    work = f"QueueFlow/{run_id}/work/"
+    assert sorted(backend.list(work), key=lambda n: int(n[:-1])) == [f"{i}/" for i in range(2, 8)]
+    for task_id in ("4", "5"):  # the two that were queued
+        names = backend.list(f"{work}{task_id}/")
+        assert [n for n in names if n.endswith(".started")] == ["0.started"], names
+    point_client_at(s3_root)
+    from flowkernel import client
+
+    run = client.Run(f"QueueFlow/{run_id}")
+    assert run.successful and max(run.data.together) == 2
+    attempts = {t.id: t.current_attempt for t in run["work"]}
+    assert attempts == {"2": 1, "3": 1, "4": 0, "5": 0, "6": 0, "7": 0}
+    assert "never started" not in out + err
     rh.assert_all_gone([], world.tag)
 
 
