@@ -18,17 +18,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
 
-from flowkernel import hookspecs
+from flowkernel import entrypoints, hookspecs
 from flowkernel.errors import FlowkernelError, GraphValidationError, MissingPluginError, PluginError
 from flowkernel.specs import PluginRecord
 
 if TYPE_CHECKING:
+    from importlib import metadata
+
     import click
 
     from flowkernel.engine.logs import LogSink
@@ -136,7 +137,8 @@ class Kernel:
         return kernel
 
     def _load_entrypoints(self, blocked: set[str], allowed: set[str] | None, strict: bool) -> None:
-        eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+        # (importlib.metadata's scan, or its result remembered from an earlier start)
+        eps = sorted(entrypoints.entry_points(ENTRY_POINT_GROUP), key=lambda ep: ep.name)
         by_name: dict[str, list[metadata.EntryPoint]] = {}
         for ep in eps:
             by_name.setdefault(ep.name, []).append(ep)
