@@ -27,7 +27,10 @@ exit        ``sys.exit`` to the parent's ``wait4`` (the interpreter's finalizati
 
 ``forks`` is the time the controller spent in ``os.fork`` and waiting for the committer's and
 the guardian's intermediate children; ``fsyncs`` the time in ``os.fsync`` (the controller's
-own; the committer's are in its process) and their count.
+own; the committer's are in its process) and ``nfsync`` their count; ``ctl json`` and ``ended
+json`` the writes of ``_controller.json`` and ``_ended.json``; ``committer``, ``guardian`` and
+``server`` the starts of the helpers, ``reap`` the reaping of the intermediate children (where
+it is separate).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ import os
 import sys
 import time
 
+#: Parts of the phases: time in these calls (``n fsync``: how many), whichever phase.
+SUB = ["forks", "fsyncs", "nfsync", "ctl json", "committer", "guardian", "server", "reap",
+       "ended json"]  # fmt: skip
 PHASES = [
     "interp",
     "cli import",
@@ -58,7 +64,7 @@ def _cpu() -> float:
 def drive(marks_path: str, argv: list[str]) -> None:  # pragma: no cover - bench only
     """Run ``flow run`` in this process (``argv``), marking its phases into ``marks_path``."""
     marks: list[tuple[str, float, float]] = [("start", time.time(), _cpu())]
-    totals = {"forks": 0.0, "fsyncs": 0.0, "nfsync": 0}
+    totals = dict.fromkeys(SUB, 0.0)
 
     def mark(name: str) -> None:
         marks.append((name, time.time(), _cpu()))
@@ -140,11 +146,27 @@ def drive(marks_path: str, argv: list[str]) -> None:  # pragma: no cover - bench
             ctl.launch = launch
             ctl.close = before(ctl.close, "close")
 
+        elif name == "flowkernel_runtime_local.commit":
+            module.Committer.start = timed(module.Committer.start, "committer")
+        elif name == "flowkernel_runtime_local.workers":
+            module.Guardian.start = classmethod(timed(module.Guardian.start.__func__, "guardian"))
+            if hasattr(module, "reap_intermediates"):
+                module.reap_intermediates = timed(module.reap_intermediates, "reap")
+        elif name == "flowkernel_runtime_local.forkserver":
+            module.ForkServer.start = classmethod(timed(module.ForkServer.start.__func__, "server"))
+        elif name == "flowkernel.engine.run_state":
+            module.RunController.write = timed(module.RunController.write, "ctl json")
+            module.RunEnding.write = timed(module.RunEnding.write, "ended json")
+
     wanted = {
         "flowkernel.kernel",
         "flowkernel.engine.runs",
         "flowkernel.cli.run_cmds",
         "flowkernel_runtime_local.controller",
+        "flowkernel_runtime_local.commit",
+        "flowkernel_runtime_local.workers",
+        "flowkernel_runtime_local.forkserver",
+        "flowkernel.engine.run_state",
     }
 
     class Patcher:
@@ -228,9 +250,8 @@ def measure(python: str, flow: str, workdir: str) -> dict[str, float]:
     out["wall"] = (t_end - t0) * 1000
     out["ctl cpu"] = (at["exit"][1]) * 1000
     out["tree cpu"] = (usage.ru_utime + usage.ru_stime) * 1000
-    out["forks"] = data["totals"]["forks"] * 1000
-    out["fsyncs"] = data["totals"]["fsyncs"] * 1000
-    out["n fsync"] = data["totals"]["nfsync"]
+    for key, value in data["totals"].items():
+        out[key] = value if key == "nfsync" else value * 1000
     return out
 
 
@@ -265,13 +286,13 @@ def main() -> None:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     print(f"load average after: {os.getloadavg()}")
-    rows = [*PHASES, "wall", "ctl cpu", "tree cpu", "forks", "fsyncs", "n fsync"]
+    rows = [*PHASES, "wall", "ctl cpu", "tree cpu", *SUB]
     print(f"\nms, median [q1-q3] of {args.repeats} alternating runs, {args.flow}")
     print(f"{'phase':<11}" + "".join(f"{name:>24}" for name in engines))
     for row in rows:
         cells = []
         for name in engines:
-            values = sorted(r[row] for r in results[name])
+            values = sorted(r.get(row, 0.0) for r in results[name])
             q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
             cells.append(f"{statistics.median(values):8.1f} [{q[0]:6.1f}-{q[2]:6.1f}]")
         print(f"{row:<11}" + "".join(f"{c:>24}" for c in cells))

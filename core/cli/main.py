@@ -13,6 +13,7 @@ import click
 
 from flowkernel.cli.context import get_kernel
 from flowkernel.errors import FlowkernelError, GraphValidationError, UsageError
+from flowkernel.startup import resume_gc
 
 
 def _version_callback(ctx: click.Context, _param: Any, value: bool) -> None:
@@ -28,6 +29,11 @@ def _version_callback(ctx: click.Context, _param: Any, value: bool) -> None:
 def _no_plugins_callback(_ctx: click.Context, _param: Any, value: bool) -> None:
     if value:
         os.environ["FLOWKERNEL_PLUGINS"] = ""
+
+
+#: The commands that run a flow: the collector stays paused until the flow file is imported
+#: (:func:`flowkernel.flow.loader.load_module`); every other command turns it on at its start.
+_COLLECT_AT_FLOW_IMPORT = frozenset({"run", "resume", "step"})
 
 
 class FlowGroup(click.Group):
@@ -59,6 +65,8 @@ class FlowGroup(click.Group):
         return cmd
 
     def invoke(self, ctx: click.Context) -> Any:
+        if ctx.invoked_subcommand not in _COLLECT_AT_FLOW_IMPORT:
+            resume_gc()  # (flowkernel.startup; the others turn it on before the flow's import)
         try:
             return super().invoke(ctx)
         except GraphValidationError as exc:

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from flowkernel.errors import FlowImportError, FlowkernelError, UsageError
+from flowkernel.startup import resume_gc
 
 _PRELOADED: dict[str, type] = {}
 
@@ -58,6 +59,7 @@ def load_module(path: str, fresh: bool = False) -> Any:
         raise UsageError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    resume_gc()  # the user's code runs with the collector on (flowkernel.startup)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
