@@ -2,32 +2,32 @@
 
 Finding them with :func:`importlib.metadata.entry_points` costs a ``flow`` start ~15 ms on a
 virtualenv of ~100 distributions: importing :mod:`importlib.metadata` (email, zipfile, csv,
-...) and reading every distribution's ``entry_points.txt``. What that scan reads is a short
-list of files and directories, so its result is stored in a small cache file with the
-identity (inode, size, mtime and ctime in nanoseconds) of each of them, and used again only
-while all of them are exactly as they were:
+...) and reading every distribution's ``entry_points.txt``. What that scan reads is the listing
+of each ``sys.path`` directory (the ``*.dist-info`` / ``*.egg-info`` directories in it, in
+order) and the ``entry_points.txt`` in each of those. So its result is stored in a small cache
+file with exactly that, and used again only while it is the same:
 
-* every ``sys.path`` entry (its listing: a distribution installed, removed or upgraded adds,
-  removes or renames a ``*.dist-info`` / ``*.egg-info`` directory there, which changes the
-  directory's mtime and ctime), or the fact that it does not exist;
-* the ``entry_points.txt`` of every ``*.dist-info`` / ``*.egg-info`` directory in them, or
-  the fact that there is none (added, removed, replaced, edited in place).
+* the names of the ``*.dist-info`` / ``*.egg-info`` entries of every ``sys.path`` directory,
+  listed again at every start (a distribution installed, removed or upgraded adds, removes or
+  renames one);
+* the identity of each of their ``entry_points.txt`` (inode, size, mtime and ctime in
+  nanoseconds), or the fact that there is none: added, removed, replaced or edited in place.
 
-The ctime cannot be set back by tools that restore mtimes (``tar``, ``rsync -t``). A change
+The ctime cannot be set back by tools that restore mtimes (``tar``, ``rsync -t``). An edit
 within the file system's timestamp granularity of the scan could leave a timestamp unchanged,
-so a scan that saw any timestamp less than :data:`SETTLE` seconds old is not stored (the next
-start scans again). The cache is never used when the scan could depend on anything else:
-``sys.path`` holds a zip file or an egg, a finder on ``sys.meta_path`` other than the
-standard ``PathFinder`` finds distributions, a found distribution is not a directory on disk,
-or :mod:`importlib.metadata` is imported already (a process that imported it may have replaced
-``entry_points``, as tests do; and the import, the larger part of the saving, is paid then).
+so a scan that saw an ``entry_points.txt`` changed less than :data:`SETTLE` seconds before is not
+stored (the next start scans again). The cache is never used when the scan could depend on
+anything else: ``sys.path`` holds a zip file or an egg, a finder on ``sys.meta_path`` other
+than the standard ``PathFinder`` finds distributions, a found distribution is not a directory
+on disk, or :mod:`importlib.metadata` is imported already (a process that imported it may have
+replaced ``entry_points``, as tests do; and the import, the larger part of the saving, is paid
+then).
 
 The cached entry points load the way :meth:`importlib.metadata.EntryPoint.load` does (a value
 that does not have the ``module:attr`` form is not cached), and their distribution is read
 only when asked for (``flow plugins``, a failure message). ``FLOWKERNEL_ENTRY_POINT_CACHE=0``
 turns the cache off. It lives in ``$XDG_CACHE_HOME/flowkernel`` (``~/.cache/flowkernel``), one
-file per interpreter and ``sys.path`` (the last :data:`KEEP` used); nothing is stored where
-that is not writable.
+file per interpreter; nothing is stored where that is not writable.
 """
 
 from __future__ import annotations
@@ -38,15 +38,12 @@ import importlib
 import json
 import os
 import re
-import stat
 import sys
 import time
 from typing import Any
 
 #: Seconds a timestamp must be older than the scan for the scan to be stored.
 SETTLE = 2.0
-#: Cache files kept (see :func:`_prune`).
-KEEP = 32
 _FORMAT = 1
 #: What :meth:`importlib.metadata.EntryPoint.load` accepts as a value (its ``pattern``).
 _VALUE = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
@@ -88,20 +85,20 @@ def entry_points(group: str) -> list[Any]:
     if not _usable():
         return _scan(group)
     paths = [os.path.abspath(entry or ".") for entry in sys.path]
-    cache_file = _cache_file(group, paths)
+    cache_file = _cache_file(group)
     started = time.time()
     signature = _signature(paths)
     if signature is None:
         return _scan(group)
     stored = _read(cache_file)
-    if stored is not None and stored.get("paths") == paths and stored["signature"] == signature:
+    if stored is not None and stored["signature"] == signature:
         return [
             CachedEntryPoint(name, value, group, dist)
             for name, value, dist in stored["entry_points"]
         ]
     eps = _scan(group)
     if _settled(signature, started):
-        _store(cache_file, paths, signature, eps)
+        _store(cache_file, signature, eps)
     return eps
 
 
@@ -124,11 +121,11 @@ def _usable() -> bool:
     )
 
 
-def _cache_file(group: str, paths: list[str]) -> str | None:
+def _cache_file(group: str) -> str | None:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     if not os.path.isabs(base):
         return None  # (no home: "~" left as it is)
-    key = json.dumps([sys.executable, sys.prefix, sys.version, group, paths, _FORMAT])
+    key = json.dumps([sys.executable, sys.prefix, sys.version, group, _FORMAT])
     name = f"entry-points-{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
     return os.path.join(base, "flowkernel", name)
 
@@ -138,29 +135,24 @@ def _identity(st: os.stat_result) -> list[int]:
 
 
 def _signature(paths: list[str]) -> list[Any] | None:
-    """The identity of everything the scan of ``paths`` reads, in order; ``None`` when the
-    scan could read something else (a zip file or an egg on the path)."""
+    """What the scan of ``paths`` reads, in its order: each ``*.dist-info`` / ``*.egg-info``
+    entry of each directory and the identity of its ``entry_points.txt`` (None: there is
+    none); ``None`` when the scan could read something else (a zip file or an egg)."""
     signature: list[Any] = []
     for path in paths:
         if path.lower().endswith(".egg"):
             return None
         try:
-            st = os.stat(path)
-        except OSError:
-            signature.append([path, None])  # (not there: importlib finds nothing in it)
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            return None
-        signature.append([path, _identity(st)])
-        try:
-            names = sorted(os.listdir(path))
+            names = os.listdir(path)
+        except FileNotFoundError:
+            continue  # (not there: importlib finds nothing in it)
+        except NotADirectoryError:
+            return None  # a zip file
         except OSError:
             return None
-        for name in names:
+        for name in sorted(names):
             if not name.lower().endswith((".dist-info", ".egg-info")):
                 continue
-            # its entry_points.txt added, removed, replaced or edited: a new identity (or
-            # None); the directory itself replaced: a new listing of ``path``
             each = os.path.join(path, name, "entry_points.txt")
             try:
                 signature.append([each, _identity(os.stat(each))])
@@ -170,7 +162,8 @@ def _signature(paths: list[str]) -> list[Any] | None:
 
 
 def _settled(signature: list[Any], started: float) -> bool:
-    """No timestamp of ``signature`` is within :data:`SETTLE` seconds of the scan (or later)."""
+    """No ``entry_points.txt`` of ``signature`` changed within :data:`SETTLE` seconds of the
+    scan (or later)."""
     limit = int((started - SETTLE) * 1e9)
     return all(ident is None or max(ident[3], ident[4]) < limit for _, ident in signature)
 
@@ -186,7 +179,7 @@ def _read(cache_file: str | None) -> dict[str, Any] | None:
     return stored if isinstance(stored, dict) and stored.get("format") == _FORMAT else None
 
 
-def _store(cache_file: str | None, paths: list[str], signature: list[Any], eps: list[Any]) -> None:
+def _store(cache_file: str | None, signature: list[Any], eps: list[Any]) -> None:
     """Write the cache (atomically), unless an entry point or its distribution is not of the
     kind the cache reproduces exactly."""
     if cache_file is None:
@@ -197,30 +190,15 @@ def _store(cache_file: str | None, paths: list[str], signature: list[Any], eps: 
         if dist_path is None or not os.path.isdir(dist_path) or not _VALUE.match(ep.value):
             return
         found.append([ep.name, ep.value, os.fspath(dist_path)])
-    data = {"format": _FORMAT, "paths": paths, "signature": signature, "entry_points": found}
+    data = {"format": _FORMAT, "signature": signature, "entry_points": found}
     tmp = f"{cache_file}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(cache_file), exist_ok=True)
-        _prune(os.path.dirname(cache_file))
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(data, fh)
         os.replace(tmp, cache_file)
     except OSError:
         try:
             os.unlink(tmp)
-        except OSError:
-            pass
-
-
-def _prune(folder: str) -> None:
-    """Keep at most :data:`KEEP` cache files (one per interpreter and ``sys.path``: ``python
-    -m`` and ``python myflow.py`` put their directory first), removing the least recent."""
-    entries = [e for e in os.scandir(folder) if e.name.startswith("entry-points-")]
-    if len(entries) < KEEP:
-        return
-    entries.sort(key=lambda e: e.stat().st_mtime_ns)
-    for entry in entries[: len(entries) - KEEP + 1]:
-        try:
-            os.unlink(entry.path)
         except OSError:
             pass

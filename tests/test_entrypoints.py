@@ -51,12 +51,11 @@ def probe(tmp_path, clean_env):
     """Run :data:`PROBE` in a fresh interpreter with ``site`` on its path and its own cache."""
     site = tmp_path / "site"
     site.mkdir()
-    (tmp_path / "cache" / "flowkernel").mkdir(parents=True)  # (tmp_path is on sys.path: '')
     env = clean_env(PYTHONPATH=str(site), XDG_CACHE_HOME=str(tmp_path / "cache"))
 
-    def run() -> dict:
+    def run(cwd=tmp_path) -> dict:
         proc = subprocess.run(
-            [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, cwd=tmp_path
+            [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, cwd=cwd
         )
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
@@ -82,6 +81,20 @@ def test_a_stored_scan_is_reused_while_nothing_changes(probe):
     assert _status(first) == _status(second) == [("fkcache", "loaded")]
     assert second["plugins"][0]["distribution"] == "fkcache-demo"
     assert second["plugins"][0]["version"] == "1.0"
+
+
+def test_another_working_directory_without_distributions_reuses_it(probe, tmp_path):
+    """``python -c`` and ``python -m`` put the working directory on sys.path: a fresh one (no
+    distributions in it) reads nothing more, so the stored scan still holds."""
+    _install(probe.site)
+    _settle()
+    probe()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    again = probe(cwd=elsewhere)
+    assert not again["scanned"] and _status(again) == [("fkcache", "loaded")]
+    (elsewhere / "other-1.0.dist-info").mkdir()  # one that has: read, so scanned
+    assert probe(cwd=elsewhere)["scanned"]
 
 
 def test_install_and_uninstall_between_two_starts(probe):
