@@ -202,6 +202,12 @@ def drive(marks_path: str, argv: list[str]) -> None:  # pragma: no cover - bench
 
     code = 0
     try:
+        try:  # as the `flow` console script does (installs that have it)
+            from flowkernel.startup import pause_gc
+        except ImportError:
+            pass
+        else:
+            pause_gc()
         from flowkernel.cli.main import cli
 
         mark("to kernel")
