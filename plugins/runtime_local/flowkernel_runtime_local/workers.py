@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +15,8 @@ import attrs
 from flowkernel.engine import forkchild
 
 if TYPE_CHECKING:
+    import subprocess  # (imported where used: only --isolation spawn starts processes with it)
+
     import psutil  # (imported where used: only stopping a tree needs it, not every run)
 
 
@@ -234,6 +235,8 @@ def _spawn_preexec() -> None:  # pragma: no cover - runs in the child
 
 def spawn_worker(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
     """Start ``argv`` (a ``flow step`` command) with stdout/stderr on pipes."""
+    import subprocess
+
     return subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
