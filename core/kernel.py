@@ -10,7 +10,9 @@ Environment:
 * ``FLOWKERNEL_DISABLE_PLUGINS=a,b`` blocks plugins by name;
 * ``FLOWKERNEL_PLUGINS=a,b`` loads only these (an empty value loads none);
 * ``FLOWKERNEL_STRICT_PLUGINS=1`` turns a plugin that fails to load into an error;
-* ``FLOWKERNEL_TRACE_HOOKS=1`` logs every hook call at DEBUG level (logger ``flowkernel.hooks``).
+* ``FLOWKERNEL_TRACE_HOOKS=1`` logs every hook call at DEBUG level (logger ``flowkernel.hooks``);
+* ``FLOWKERNEL_ENTRY_POINT_CACHE=0`` scans for the entry points at every start (see
+  :mod:`flowkernel.entrypoints`).
 """
 
 from __future__ import annotations
