@@ -91,11 +91,14 @@ def entry_points(group: str) -> list[Any]:
     if signature is None:
         return _scan(group)
     stored = _read(cache_file)
-    if stored is not None and stored["signature"] == signature:
-        return [
-            CachedEntryPoint(name, value, group, dist)
-            for name, value, dist in stored["entry_points"]
-        ]
+    if stored is not None and stored.get("signature") == signature:
+        try:
+            return [
+                CachedEntryPoint(str(name), str(value), group, str(dist))
+                for name, value, dist in stored["entry_points"]
+            ]
+        except (KeyError, TypeError, ValueError):
+            pass  # a damaged cache file: scanned again (and written again)
     eps = _scan(group)
     if _settled(signature, started):
         _store(cache_file, signature, eps)

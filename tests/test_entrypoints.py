@@ -145,6 +145,20 @@ def test_entry_points_txt_added_to_an_installed_distribution(probe):
     assert _status(probe()) == [("fkcache", "loaded")]
 
 
+def test_a_damaged_cache_file_is_scanned_again(probe, tmp_path):
+    _install(probe.site)
+    _settle()
+    probe()
+    (cache_file,) = (tmp_path / "cache" / "flowkernel").iterdir()
+    stored = json.loads(cache_file.read_text())
+    for damaged in ({**stored, "entry_points": [["fkcache"]]}, {"format": stored["format"]}):
+        cache_file.write_text(json.dumps(damaged))
+        again = probe()
+        assert again["scanned"] and _status(again) == [("fkcache", "loaded")]
+    cache_file.write_text(cache_file.read_text()[:20])  # cut short
+    assert _status(probe()) == [("fkcache", "loaded")]
+
+
 def test_not_used_with_a_zip_on_the_path_or_with_the_cache_off(tmp_path, monkeypatch):
     archive = tmp_path / "plugins.zip"
     with zipfile.ZipFile(archive, "w") as zf:
