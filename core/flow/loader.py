@@ -43,6 +43,7 @@ def module_name_for(path: str) -> str:
 
 def load_module(path: str, fresh: bool = False) -> Any:
     """Import the flow file at ``path`` (once per process, unless ``fresh``)."""
+    resume_gc()  # user code runs with the collector on (see flowkernel.startup)
     path = os.path.abspath(path)
     if not os.path.isfile(path):
         raise UsageError(f"flow file not found: {path}")
@@ -59,7 +60,6 @@ def load_module(path: str, fresh: bool = False) -> Any:
         raise UsageError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    resume_gc()  # the user's code runs with the collector on (flowkernel.startup)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
@@ -83,6 +83,7 @@ def load_flow(path: str, fresh: bool = False) -> type:
     :param fresh: import the file again (configs changed since it was imported).
     :raises UsageError: the file is missing, does not import, or defines no flow (or several).
     """
+    resume_gc()  # user code runs with the collector on (see flowkernel.startup)
     path = os.path.abspath(path)
     if path in _PRELOADED and not fresh:
         return _PRELOADED[path]
