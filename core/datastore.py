@@ -683,7 +683,9 @@ class FlowStore:
         from its queue): where the mark is the task's directory
         (:meth:`start_mark_is_a_directory`), the directory is removed if it is still empty.
         True if nothing of the attempt is left; False where the mark cannot be taken back
-        (a ``<k>.started`` object: write-once) or something was written meanwhile."""
+        (a ``<k>.started`` object: write-once, so a runtime that may withdraw attempts writes
+        it only once the attempt started: :meth:`Dispatcher.started
+        <flowkernel.engine.dispatch.Dispatcher.started>`) or something was written meanwhile."""
         remove_dir = getattr(self.backend, "remove_dir", None)
         if not self.start_mark_is_a_directory(attempt) or remove_dir is None:
             return False

@@ -156,3 +156,73 @@ def test_a_backend_lookahead_launches_past_max_workers_but_never_around_a_gang(t
         gangs = {id(a.group) for a in pending if a.group.gang}
         if gangs:  # only the gang, launched whole when nothing else was in flight
             assert len(gangs) == 1 and all(a.group.gang for a in pending), pending
+
+
+_WITHDRAW_FLOW = """
+from flowkernel import FlowSpec, step
+
+
+class WithdrawFlow(FlowSpec):
+    @step
+    def start(self):
+        self.items = [0, 1, 2]
+        self.next(self.work, foreach="items")
+
+    @step
+    def work(self):
+        if self.input == 0:
+            raise RuntimeError("item 0 is broken")
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+
+
+def test_finished_returns_none_for_an_attempt_withdrawn_from_the_backends_queue(tmp_path):
+    """A backend with a queue of its own (``lookahead``) that ``reports_starts``: an attempt
+    stopped while it waited there is reported ``started=False``; ``Dispatcher.finished``
+    returns ``None`` for it (the record of any other attempt), and it leaves nothing."""
+    from flowkernel import hookimpl
+    from flowkernel.specs import RuntimeSpec
+
+    example = _example_plugin()
+    returned: list = []
+
+    class QueueingRuntime(example.SequentialRuntime):
+        def lookahead(self):
+            return 1  # with --max-workers 1: one attempt waits in `pending`
+
+        def reports_starts(self):
+            return True
+
+        def wait(self):
+            if self.pending:
+                attempt = self.pending.popleft()
+                if attempt.spec in self.stopped:  # withdrawn: it never started
+                    returned.append(
+                        self.dispatcher.finished(attempt, None, stopped=True, started=False)
+                    )
+                    return
+                self.dispatcher.started(attempt)
+                returned.append(self.dispatcher.finished(attempt, self.execute(attempt)))
+
+    plugin = types.ModuleType("queueing_runtime")
+    plugin.flowkernel_runtimes = hookimpl(
+        lambda: [RuntimeSpec("queueing", QueueingRuntime, "a sequential runtime with a queue")]
+    )
+    kernel = Kernel.discover(plugins=[("queueing", plugin)])
+    flow = tmp_path / "withdraw.py"
+    flow.write_text(_WITHDRAW_FLOW)
+    root = tmp_path / "ds"
+    run = kernel.run(str(flow), datastore_root=str(root), runtime="queueing", max_workers=1)
+    assert not run.successful
+    # start, item 0 (failed: the run fails), item 1 (queued, then withdrawn)
+    assert [r and (r.step, r.task_ok) for r in returned] == [("start", True), ("work", False), None]
+    assert [task.id for task in run["work"]] == ["2"]
+    assert sorted(p.name for p in (root / "WithdrawFlow" / run.id / "work").iterdir()) == ["2"]

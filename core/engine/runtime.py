@@ -42,7 +42,9 @@ class Runtime(Protocol):
       attempt runs :func:`flowkernel.engine.executor.run_task` in some process, or the
       ``flow step`` command line of :func:`flowkernel.engine.runs.step_command` on any machine
       that sees the datastore; either writes the attempt's TaskRecord. ``Dispatcher.finished``
-      writes a crashed record for an attempt that left none.
+      writes a crashed record for an attempt that left none, and returns the record, or
+      ``None`` for an attempt withdrawn from the backend's queue (only with
+      :meth:`~flowkernel.engine.dispatch.Backend.reports_starts`).
     * *Logs*: every line a task writes to stdout or stderr goes, as it arrives, to every sink of
       ``kernel.log_sinks(dispatcher.info)`` as a :class:`~flowkernel.specs.LogLine` (the
       built-in file sink stores it where ``flow logs`` and the client read it). A sink that

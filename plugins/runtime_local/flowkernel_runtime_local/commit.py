@@ -17,14 +17,18 @@ falls (the commit is on no task's critical path but the successors'). Should it 
 controller fsyncs in its own process from then on (:class:`Committer` never loses a path).
 
 **One fsync per record on ext4.** POSIX makes a new name durable only with an fsync of its
-directory, and that is what the committer does (the record, then its task directory), except
-on ext4, where the record's own fsync already does it: with a journal, it commits the
-transaction that holds the link into the task directory (and every earlier one, so the
-task directory's ``mkdir`` too); without one (``ext4_fsync_nojournal``), ``ext4_sync_parent``
-writes the directory blocks of a newly added entry's parent, and of each parent that is itself
-new, up the tree. The file system is looked up once per step directory
-(:func:`dir_fsync_needed`: the mount's type in ``/proc/self/mountinfo``, by device); anything
-not known to be ext4 (another type, a device not found, no ``/proc``) gets both fsyncs.
+directory, and that is what the committer does: the record, then its task directory, and,
+for the new directories on the way to it (a task directory made by the task's launch, a
+step's, a run's), the directory that holds each, once: a step directory is fsync'd once per
+batch for all its new task directories, and the run's and the flow's directories once per
+new step or run (:func:`fsync_records`). Except on ext4, where the record's own fsync
+already does all that: with a journal, it commits the transaction that holds the link into
+the task directory (and every earlier one, so the directories' ``mkdir`` too); without one
+(``ext4_fsync_nojournal``), ``ext4_sync_parent`` writes the directory blocks of a newly
+added entry's parent, and of each parent that is itself new, up the tree. The file system
+is looked up once per step directory (:func:`dir_fsync_needed`: the mount's type in
+``/proc/self/mountinfo``, by device); anything not known to be ext4 (another type, a device
+not found, no ``/proc``) gets the directory fsyncs.
 """
 
 from __future__ import annotations
@@ -83,12 +87,19 @@ def dir_fsync_needed(dev: int) -> bool:
 
 #: step directory -> whether its records' directories need an fsync (see :func:`fsync_records`)
 _dir_fsync: dict[str, bool] = {}
+#: Directories whose own entry (in their parent) this process made durable: task, step, run
+#: and flow directories (bounded: forgetting one costs one more fsync of its parent)
+_entered: set[str] = set()
+#: A record's directories that were made on the way to it: its task's, step's, run's, flow's
+#: (``<root>/<flow>/<run>/<step>/<task>/<k>.record.json``)
+_NEW_LEVELS = 4
 
 
 def fsync_records(paths: Iterable[str]) -> None:
-    """fsync each file of ``paths``, then each of their directories once, unless the file
-    system makes a new file's name durable with the file (:func:`dir_fsync_needed`, looked up
-    once per step directory)."""
+    """fsync each file of ``paths``, then each of their directories once, and the parent of
+    each of those directories (and of their step, run and flow directories) whose entry this
+    process has not made durable before; unless the file system makes a new file's name
+    durable with the file (:func:`dir_fsync_needed`, looked up once per step directory)."""
     dirs: dict[str, None] = {}
     for path in paths:
         try:
@@ -108,8 +119,20 @@ def fsync_records(paths: Iterable[str]) -> None:
             os.close(fd)
         if needed:
             dirs[folder] = None
-    for folder in dirs:
+    if not dirs:
+        return
+    entries: dict[str, None] = {}  # directories whose new entries are fsync'd
+    for folder in list(dirs):
+        for _ in range(_NEW_LEVELS):
+            if folder in _entered:
+                break
+            _entered.add(folder)
+            folder = os.path.dirname(folder)
+            entries[folder] = None
+    for folder in {**dirs, **entries}:
         fsync_dir(folder)
+    if len(_entered) >= 16384:  # (a long-lived process running many runs)
+        _entered.clear()
 
 
 class Committer:

@@ -151,6 +151,57 @@ def test_fail_fast_drops_the_queued_attempts_before_they_start(world):
     rh.assert_all_gone([], world.tag)
 
 
+def test_on_s3_the_dropped_attempts_leave_nothing_and_resume_runs_them(
+    world, s3_root, restore_client
+):
+    """On an object store a start mark cannot be taken back (a write-once ``<k>.started``
+    object): the attempts fail-fast drops from the queue must not have one, nor a record or a
+    log, for the client, ``flow logs`` and ``flow resume`` to see what they see on a local
+    root."""
+    from flowkernel.storage.backend import forget_backends, open_backend
+    from flowkernel.testing_procs import point_client_at
+
+    env = world.environ(FLOWKERNEL_DATASTORE_ROOT=s3_root)
+    proc, run_id = _start_queue_run(world, "--fail", "0", env=env)
+    code, out, err = rh.communicate(proc)
+    assert code == 1, out + err
+    assert "Step work (task-id 2) failed." in err
+    assert len(world.executions("work", run_id)) == 2  # items 2 and 3 were queued, dropped
+    assert "never started" not in out + err
+    # the store holds items 0 and 1 only: no marker, record or log of the dropped ones
+    backend = open_backend(s3_root)
+    work = f"QueueFlow/{run_id}/work/"
+    assert sorted(backend.list(work)) == ["2/", "3/"]
+    for task in ("2", "3"):
+        assert "0.started" in backend.list(f"{work}{task}/")  # (they did start)
+    point_client_at(s3_root)
+    from flowkernel import client
+
+    run = client.Run(f"QueueFlow/{run_id}")
+    tasks = sorted(run["work"], key=lambda t: int(t.id))
+    assert [t.id for t in tasks] == ["2", "3"]
+    assert "item 0 is broken" in tasks[0].stderr
+    assert "killed by SIGTERM" in tasks[1].exception.exception
+    logs = world.flow("logs", "--stderr", f"QueueFlow/{run_id}/work", env=env)
+    assert logs.returncode == 0, logs.stdout + logs.stderr
+    headers = re.findall(r"--- QueueFlow/\d+/work/(\d+) \(attempt (\d+)\) ---", logs.stderr)
+    assert headers == [("2", "0"), ("3", "0")], logs.stderr
+    assert "item 0 is broken" in logs.stdout
+    # resume runs every item again (none finished), each once, as new tasks after 2 and 3
+    world.release()
+    resumed = world.flow("resume", QUEUE, "--max-workers", "2", "--run-id-file", "rid",
+                         env={**env, "ROBUST_FIXED": "1"})  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    new_id = (world.base / "rid").read_text()
+    forget_backends()
+    point_client_at(s3_root)
+    again = client.Run(f"QueueFlow/{new_id}")
+    assert again.successful and len(list(again["work"])) == 6
+    assert max(again.data.together) == 2
+    assert len(world.executions("work", new_id)) == 6
+    rh.assert_all_gone([], world.tag)
+
+
 def test_ctrl_c_stops_the_running_tasks_and_drops_the_queued_ones(world):
     proc, run_id = _start_queue_run(world)
     tasks = _running(world, run_id, 2)

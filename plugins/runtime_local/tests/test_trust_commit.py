@@ -44,6 +44,7 @@ def names_durable(request, tmp_path, monkeypatch) -> bool:
     types = {os.stat(tmp_path).st_dev: "ext4" if ext4 else "some-fs"}
     monkeypatch.setattr(commit, "_mount_types", types)
     monkeypatch.setattr(commit, "_dir_fsync", {})
+    monkeypatch.setattr(commit, "_entered", set())
     return ext4
 
 
@@ -99,6 +100,37 @@ def test_callbacks_come_after_the_helper_fsynced_each_record_and_its_directory(
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc/self/fd")
+def test_a_new_task_directory_is_made_reachable_once_per_batch_not_once_per_record(
+    tmp_path, fsync_log, names_durable
+):
+    """A record survives a power loss only if the names leading to it do: its task
+    directory's entry in the step directory (the ``mkdir`` at the task's launch), the step's
+    in the run's, the run's in the flow's. Each of those directories is fsync'd once for the
+    new entries of a batch (not once per record), and a later attempt's record in a task
+    directory made durable before costs no more; on ext4 none of them is fsync'd (the
+    record's fsync does it)."""
+    real = os.path.realpath(tmp_path)
+    step, run = os.path.join(real, "run", "body"), os.path.join(real, "run")
+    committer = Committer().start()
+    called: list[list[str]] = []
+    try:
+        paths = [record(tmp_path, str(i)) for i in range(3)]
+        committer.submit(paths, lambda: called.append([p for _, p in synced(fsync_log)]))
+        drain(committer, lambda: len(called) == 1)
+        retry = tmp_path / "run" / "body" / "0" / "1.record.json"
+        retry.write_text("{}")
+        committer.submit([str(retry)], lambda: called.append([p for _, p in synced(fsync_log)]))
+        drain(committer, lambda: len(called) == 2)
+    finally:
+        committer.close()
+    first, both = called
+    for folder in (step, run, real):
+        assert first.count(folder) == (0 if names_durable else 1), (folder, first)
+        assert both.count(folder) == first.count(folder)  # the retry's directory was durable
+    assert (os.path.dirname(str(retry)) in both[len(first) :]) is not names_durable
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc/self/fd")
 def test_a_dead_helper_loses_nothing_the_controller_fsyncs_in_its_place(
     tmp_path, fsync_log, names_durable
 ):
@@ -115,7 +147,8 @@ def test_a_dead_helper_loses_nothing_the_controller_fsyncs_in_its_place(
     committer.close()
     assert called == ["done"]
     assert (os.getpid(), path) in synced(fsync_log)
-    assert ((os.getpid(), os.path.dirname(path)) in synced(fsync_log)) is not names_durable
+    for folder in (os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+        assert ((os.getpid(), folder) in synced(fsync_log)) is not names_durable
 
 
 _MOUNTINFO = """\
@@ -167,17 +200,25 @@ def _spy(fd):
 
 
 os.fsync = _spy
+
+if os.environ.get("FK_AS_POSIX") == "1":  # as on a file system that is not ext4
+    import flowkernel_runtime_local.commit
+
+    flowkernel_runtime_local.commit.NAMES_DURABLE_WITH_FILE = frozenset()
 """
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc/self/fd")
-def test_successors_start_on_durable_records_that_no_task_process_fsynced(tmp_path, run_flow_at):
+@pytest.mark.parametrize("as_posix", ["1", "0"], ids=["any file system", "this one"])
+def test_successors_start_on_durable_records_that_no_task_process_fsynced(
+    tmp_path, run_flow_at, as_posix
+):
     spy = tmp_path / "spy"
     spy.mkdir()
     (spy / "sitecustomize.py").write_text(_SPY)
     log = tmp_path / "fsynced.log"
     log.touch()
-    env = {"PYTHONPATH": str(spy), "FK_FSYNC_LOG": str(log)}
+    env = {"PYTHONPATH": str(spy), "FK_FSYNC_LOG": str(log), "FK_AS_POSIX": as_posix}
     # every step checks its inputs' records were fsync'd before it started (see the flow)
     result = run_flow_at(tmp_path / "datastore", "durable_flow.py", env=env).assert_ok()
     fsynced = synced(log)

@@ -1,7 +1,9 @@
 """Every step but start checks, before anything else, that the records of the tasks it reads
-were fsync'd (file and directory; the file alone on ext4, whose fsync of a new file makes its
-name durable too: see ``flowkernel_runtime_local.commit``): ``FK_FSYNC_LOG`` lists every fsync
-(``pid path`` lines, written by a spy the test installs with a sitecustomize)."""
+were fsync'd (file and directories: the task's, and the step's and the run's that hold the new
+task and step directories; the file alone on ext4, whose fsync of a new file makes its name
+and its new parents' durable too: see ``flowkernel_runtime_local.commit``): ``FK_FSYNC_LOG``
+lists every fsync (``pid path`` lines, written by a spy the test installs with a
+sitecustomize)."""
 
 import os
 
@@ -17,7 +19,9 @@ def assert_durable(*pathspecs):
         record = os.path.join(folder, "0.record.json")
         assert record in synced, f"{record} was not made durable"
         if dir_fsync_needed(os.stat(record).st_dev):
-            assert folder in synced, f"{folder} was not made durable"
+            step = os.path.dirname(folder)
+            for directory in (folder, step, os.path.dirname(step)):
+                assert directory in synced, f"{directory} was not made durable"
 
 
 class DurableFlow(FlowSpec):
