@@ -164,7 +164,8 @@ class Committer:
     @property
     def pid(self) -> int | None:
         """The helper's pid (None: there is none, or it could not start). The helper sends it
-        first thing; this waits for it if it has not been read yet."""
+        first thing; this waits for it if it has not been read yet (acknowledgements read with
+        it call their callbacks here, as :meth:`read_acks` would)."""
         while self._pid is None and self.fd is not None:
             select.select([self.fd], [], [], 1.0)
             try:
@@ -174,6 +175,7 @@ class Committer:
             if not chunk:  # it could not start: read_acks falls back on this EOF
                 break
             self._take(chunk)
+            self._call_back()
         return self._pid
 
     def start(self) -> Committer:
