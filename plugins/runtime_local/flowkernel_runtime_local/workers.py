@@ -54,6 +54,8 @@ class Worker:
     served: bool = False
     #: launched, waiting in the controller's backlog for a slot (no process yet)
     backlogged: bool = False
+    #: forked by a fork server that died before it told its pid: it may have run
+    forked: bool = False
     #: lines it wrote before its start was announced (``None``: announced): ``(stream,
     #: lines, newline, stamp)``, passed on once it is
     early: list[tuple[str, list[bytes], bool, float]] | None = attrs.field(factory=list)
