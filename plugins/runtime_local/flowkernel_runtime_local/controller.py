@@ -241,6 +241,7 @@ class _Controller(Backend):
             for sig in (signal.SIGTERM, signal.SIGINT)
             if signal.getsignal(sig) is not signal.SIG_IGN
         }
+        workers.reap_intermediates()  # the helpers' double forks: exited meanwhile
         try:
             return self.dispatcher.run()
         finally:
