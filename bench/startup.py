@@ -25,7 +25,11 @@ import tempfile
 import time
 
 TARGET_MS = 150.0
-FLOW = "from flowkernel.cli.main import main; main()"
+#: What the ``flow`` console script runs (installs from before flowkernel.cli.launch: main's main)
+FLOW = (
+    "try:\n    from flowkernel.cli.launch import main\n"
+    "except ImportError:\n    from flowkernel.cli.main import main\nmain()"
+)
 COMMANDS = {
     "python -c pass": ["-c", "pass"],
     # the floor: the dependencies every `flow` start needs, without any flowkernel code

@@ -10,7 +10,9 @@ Environment:
 * ``FLOWKERNEL_DISABLE_PLUGINS=a,b`` blocks plugins by name;
 * ``FLOWKERNEL_PLUGINS=a,b`` loads only these (an empty value loads none);
 * ``FLOWKERNEL_STRICT_PLUGINS=1`` turns a plugin that fails to load into an error;
-* ``FLOWKERNEL_TRACE_HOOKS=1`` logs every hook call at DEBUG level (logger ``flowkernel.hooks``).
+* ``FLOWKERNEL_TRACE_HOOKS=1`` logs every hook call at DEBUG level (logger ``flowkernel.hooks``);
+* ``FLOWKERNEL_ENTRY_POINT_CACHE=0`` scans for the entry points at every start (see
+  :mod:`flowkernel.entrypoints`).
 """
 
 from __future__ import annotations
@@ -18,17 +20,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
 
-from flowkernel import hookspecs
+from flowkernel import entrypoints, hookspecs
 from flowkernel.errors import FlowkernelError, GraphValidationError, MissingPluginError, PluginError
 from flowkernel.specs import PluginRecord
 
 if TYPE_CHECKING:
+    from importlib import metadata
+
     import click
 
     from flowkernel.engine.logs import LogSink
@@ -136,7 +139,8 @@ class Kernel:
         return kernel
 
     def _load_entrypoints(self, blocked: set[str], allowed: set[str] | None, strict: bool) -> None:
-        eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+        # (importlib.metadata's scan, or its result remembered from an earlier start)
+        eps = sorted(entrypoints.entry_points(ENTRY_POINT_GROUP), key=lambda ep: ep.name)
         by_name: dict[str, list[metadata.EntryPoint]] = {}
         for ep in eps:
             by_name.setdefault(ep.name, []).append(ep)

@@ -91,7 +91,7 @@ def test_root_wheel_has_every_subpackage_and_module(wheels):
 def test_root_wheel_entry_points(wheels):
     with zipfile.ZipFile(wheels[ROOT]) as whl:
         eps = _entry_points(whl)
-        assert eps["console_scripts"]["flow"] == "flowkernel.cli.main:main"
+        assert eps["console_scripts"]["flow"] == "flowkernel.cli.launch:main"
         assert eps["pytest11"]["flowkernel"] == "flowkernel.testing"
         for section in eps.sections():
             for value in eps[section].values():

@@ -1,5 +1,5 @@
 """``python -m flowkernel.cli``: the ``flow`` command (used by spawned task processes)."""
 
-from flowkernel.cli.main import main
+from flowkernel.cli.launch import main
 
 main()

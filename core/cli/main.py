@@ -5,6 +5,7 @@ Exit codes: 0 success; 1 a flow that fails validation or a run that fails; 2 a u
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Any
@@ -13,6 +14,7 @@ import click
 
 from flowkernel.cli.context import get_kernel
 from flowkernel.errors import FlowkernelError, GraphValidationError, UsageError
+from flowkernel.startup import resume_gc
 
 
 def _version_callback(ctx: click.Context, _param: Any, value: bool) -> None:
@@ -28,6 +30,11 @@ def _version_callback(ctx: click.Context, _param: Any, value: bool) -> None:
 def _no_plugins_callback(_ctx: click.Context, _param: Any, value: bool) -> None:
     if value:
         os.environ["FLOWKERNEL_PLUGINS"] = ""
+
+
+#: The commands that run a flow: the collector stays paused until the flow file is imported
+#: (:func:`flowkernel.flow.loader.load_module`); every other command turns it on at its start.
+_COLLECT_AT_FLOW_IMPORT = frozenset({"run", "resume", "step"})
 
 
 class FlowGroup(click.Group):
@@ -48,17 +55,31 @@ class FlowGroup(click.Group):
                 click.echo(f"flow: {exc}", err=True)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        for name in _LAZY_COMMANDS:
+            self._builtin(name)
         self._extend()
         return super().list_commands(ctx)
 
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        cmd = super().get_command(ctx, name)
+    def get_command(self, ctx: click.Context | None, name: str) -> click.Command | None:
+        cmd = self.commands.get(name) or self._builtin(name)
         if cmd is None:
             self._extend()
-            cmd = super().get_command(ctx, name)
+            cmd = self.commands.get(name)
         return cmd
 
+    def _builtin(self, name: str) -> click.Command | None:
+        """The built-in command ``name`` of :data:`_LAZY_COMMANDS`, imported and added on first
+        use (None: not one of them)."""
+        if name not in _LAZY_COMMANDS or name in self.commands:
+            return self.commands.get(name)
+        module, attr = _LAZY_COMMANDS[name]
+        command = getattr(importlib.import_module(f"flowkernel.cli.{module}"), attr)
+        self.add_command(command, name=name)
+        return command
+
     def invoke(self, ctx: click.Context) -> Any:
+        if ctx.invoked_subcommand not in _COLLECT_AT_FLOW_IMPORT:
+            resume_gc()  # (flowkernel.startup; the others turn it on before the flow's import)
         try:
             return super().invoke(ctx)
         except GraphValidationError as exc:
@@ -152,26 +173,23 @@ def cli(
     set_sources(dict(config_files), dict(config_values))
 
 
-def _register_builtin_commands() -> None:
-    from flowkernel.cli import (
-        dump_cmd,
-        graph_cmds,
-        package_cmd,
-        plugins_cmd,
-        run_cmds,
-        runs_cmd,
-        spin_cmd,
-        tag_cmds,
-    )
+#: The built-in commands other than those that run flows, imported when first used (``flow
+#: run`` never needs them): name -> (module of :mod:`flowkernel.cli`, attribute).
+_LAZY_COMMANDS = {
+    "check": ("graph_cmds", "check"),
+    "dump": ("dump_cmd", "dump"),
+    "package": ("package_cmd", "package"),
+    "plugins": ("plugins_cmd", "plugins"),
+    "runs": ("runs_cmd", "runs"),
+    "show": ("graph_cmds", "show"),
+    "spin": ("spin_cmd", "spin"),
+    "tag": ("tag_cmds", "tag"),
+}
 
-    cli.add_command(runs_cmd.runs)
-    cli.add_command(package_cmd.package)
-    cli.add_command(dump_cmd.dump)
-    cli.add_command(tag_cmds.tag)
-    cli.add_command(graph_cmds.show)
-    cli.add_command(graph_cmds.check)
-    cli.add_command(plugins_cmd.plugins)
-    cli.add_command(spin_cmd.spin)
+
+def _register_builtin_commands() -> None:
+    from flowkernel.cli import run_cmds
+
     for command in run_cmds.COMMANDS:
         cli.add_command(command)
 
@@ -220,11 +238,10 @@ def _insert_flow_file(args: list[str], path: str, prog: str) -> list[str]:
     while i < len(args):
         arg = args[i]
         if not arg.startswith("-"):
-            if arg in cli.commands:
+            command = cli.commands.get(arg) or cli._builtin(arg)
+            if command is not None:
                 at = i + 1
-                if getattr(cli.commands[arg], "flow_file_after_subcommand", False) and at < len(
-                    args
-                ):
+                if getattr(command, "flow_file_after_subcommand", False) and at < len(args):
                     at += 1  # `tag add FILE ...`: the group's subcommand comes first
                 return [*args[:at], path, *args[at:]]
             return args  # an unknown command: click says so, with a suggestion

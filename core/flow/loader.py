@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from flowkernel.errors import FlowImportError, FlowkernelError, UsageError
+from flowkernel.startup import resume_gc
 
 _PRELOADED: dict[str, type] = {}
 
@@ -42,6 +43,7 @@ def module_name_for(path: str) -> str:
 
 def load_module(path: str, fresh: bool = False) -> Any:
     """Import the flow file at ``path`` (once per process, unless ``fresh``)."""
+    resume_gc()  # user code runs with the collector on (see flowkernel.startup)
     path = os.path.abspath(path)
     if not os.path.isfile(path):
         raise UsageError(f"flow file not found: {path}")
@@ -81,6 +83,7 @@ def load_flow(path: str, fresh: bool = False) -> type:
     :param fresh: import the file again (configs changed since it was imported).
     :raises UsageError: the file is missing, does not import, or defines no flow (or several).
     """
+    resume_gc()  # user code runs with the collector on (see flowkernel.startup)
     path = os.path.abspath(path)
     if path in _PRELOADED and not fresh:
         return _PRELOADED[path]

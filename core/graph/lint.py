@@ -10,7 +10,6 @@ problems may reveal more of them.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import linecache
 import re
@@ -303,6 +302,8 @@ def _transitions(lint: Linter) -> Iterator[GraphProblem]:
             )
         for target in node.out_funcs:
             if target not in lint.nodes:
+                import difflib  # (only for a problem: a flow that is valid never needs it)
+
                 close = difflib.get_close_matches(target, list(lint.nodes), n=1)
                 yield lint.problem(
                     "unknown-target",

@@ -144,7 +144,7 @@ class Committer:
     """
 
     def __init__(self) -> None:
-        self.pid: int | None = None
+        self._pid: int | None = None
         self._poller: Any = None
         self._to: int | None = None
         #: the read end of the acknowledgements (watch it with the run's poller), or None
@@ -161,12 +161,34 @@ class Committer:
         """Callbacks waiting for their records to become durable."""
         return len(self._waiting)
 
+    @property
+    def pid(self) -> int | None:
+        """The helper's pid (None: there is none, or it could not start). The helper sends it
+        first thing; this waits for it if it has not been read yet (acknowledgements read with
+        it call their callbacks here, as :meth:`read_acks` would)."""
+        while self._pid is None and self.fd is not None:
+            select.select([self.fd], [], [], 1.0)
+            try:
+                chunk = os.read(self.fd, 4096)
+            except BlockingIOError:
+                continue
+            if not chunk:  # it could not start: read_acks falls back on this EOF
+                break
+            self._take(chunk)
+            self._call_back()
+        return self._pid
+
     def start(self) -> Committer:
         """Fork the helper (where fork exists; elsewhere every commit is done in place).
 
         Like the guardian it is double-forked and in a session of its own: the controller's
         children are its tasks, and a Ctrl-C to the controller's group is not for it. It
-        exits when its input pipe closes (the run ended, or the controller died).
+        exits when its input pipe closes (the run ended, or the controller died). This returns
+        right after the first fork: the intermediate child is reaped later
+        (:func:`~flowkernel_runtime_local.workers.reap_intermediates`), and the helper's pid is
+        read with its first acknowledgement (or when :attr:`pid` is asked for). A helper that
+        could not start shows as EOF on the acknowledgements (or a broken pipe on submit):
+        the commits are then done in place, as when the helper dies.
         """
         if not hasattr(os, "fork"):
             return self
@@ -190,16 +212,8 @@ class Committer:
                 os._exit(code)
         os.close(to_r)
         os.close(ack_w)
-        os.waitpid(pid, 0)
-        first = b""
-        while not first.endswith(b"\n"):
-            chunk = os.read(ack_r, 32)
-            if not chunk:  # the helper could not start: commit in place
-                os.close(to_w)
-                os.close(ack_r)
-                return self
-            first += chunk
-        self.pid, self._to, self.fd = int(first), to_w, ack_r
+        workers.reap_later(pid)
+        self._to, self.fd = to_w, ack_r
         os.set_blocking(ack_r, False)
         workers.private_fds.update((to_w, ack_r))  # no task holds the helper's input open
         return self
@@ -236,16 +250,23 @@ class Committer:
                 chunk = os.read(self.fd, 4096)
             except BlockingIOError:
                 break
-            if not chunk:  # the helper died: finish its work here
+            if not chunk:  # the helper died (or never started): finish its work here
                 self._fall_back()
                 return
-            *lines, self._ack_buf = (self._ack_buf + chunk).split(b"\n")
-            if lines:
-                acked = int(lines[-1])
-                for _ in range(acked - self._acked):
-                    self._unacked.popleft()
-                self._acked = acked
+            self._take(chunk)
         self._call_back()
+
+    def _take(self, chunk: bytes) -> None:
+        """Take in what the helper sent: its pid (the first line), then the number of paths
+        made durable so far (one line per batch)."""
+        *lines, self._ack_buf = (self._ack_buf + chunk).split(b"\n")
+        if lines and self._pid is None:
+            self._pid = int(lines.pop(0))
+        if lines:
+            acked = int(lines[-1])
+            for _ in range(acked - self._acked):
+                self._unacked.popleft()
+            self._acked = acked
 
     def _call_back(self) -> None:
         while self._waiting and self._waiting[0][0] <= self._acked:
@@ -288,7 +309,8 @@ class Committer:
                 pass
         if self._waiting or self.fd is not None:
             self._fall_back()
-        self.pid = None
+        self._pid = None
+        workers.reap_intermediates()
 
 
 def _write_all(fd: int, data: bytes) -> None:

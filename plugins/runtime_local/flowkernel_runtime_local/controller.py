@@ -241,6 +241,7 @@ class _Controller(Backend):
             for sig in (signal.SIGTERM, signal.SIGINT)
             if signal.getsignal(sig) is not signal.SIG_IGN
         }
+        workers.reap_intermediates()  # the helpers' double forks: exited meanwhile
         try:
             return self.dispatcher.run()
         finally:
@@ -606,7 +607,10 @@ class _Controller(Backend):
         self.poller.unregister(server.fd)
         status = server.close(kill=True)
         lost = [w for w in self.workers.values() if w.served]
-        queued = sum(w.pid is None for w in lost)  # (with lookahead: not started, run again)
+        forked = server.forked()
+        for worker in lost:  # forked, its start never told: it may have run, as a running one
+            worker.forked = worker.pid is None and worker.key in forked
+        queued = sum(w.pid is None and not w.forked for w in lost)  # not started: run again
         how = describe_exit(None if status is None else os.waitstatus_to_exitcode(status))
         message = f"The fork server (pid {server.pid}) is gone ({how})"
         if len(lost) > queued:
@@ -622,6 +626,8 @@ class _Controller(Backend):
                 workers.signal_groups([worker.pid], signal.SIGKILL)
                 self.guardian.release(worker.pid)
         for worker in lost:
+            if worker.forked:  # told now, so that its end reads as a running task's
+                self._announce(worker)
             self._ended(worker, -signal.SIGKILL, lost=True)
 
     # -- output --------------------------------------------------------------------------------
@@ -807,7 +813,7 @@ class _Controller(Backend):
             self._start_backlog()
 
     def _finished(self, worker: Worker, lost: bool = False) -> None:
-        started = worker.pid is not None
+        started = worker.pid is not None or worker.forked
         if started or worker.returncode is None or worker.returncode >= 0:
             ending = abnormal_end_line(worker.returncode, worker.killed)
         elif self.ahead:  # dropped from the queue, or lost with it: withdrawn, no trace

@@ -42,7 +42,10 @@ the fork that follows a reap has nothing left to do first. What it promises:
   held no queued attempt starts: a final failure then stops (drops) the queued attempts
   before any of them starts, as without lookahead (fail-fast: no new task starts once the
   runtime has seen a final failure). A task that exits with :data:`DONE` frees its slot at
-  once;
+  once. Only a child whose ``run`` returned 0 marks its byte in a page it shares with the
+  server (:data:`_MARKS`) before it exits with :data:`DONE`; a step that ends its process
+  with that very code itself (``os._exit(121)``) has not, and is a failure like any other
+  code: held, and reported with its code;
 * a retry is launched *first*: it goes ahead of the queue and takes the next free slot, as
   without lookahead (where nothing else waits for that slot);
 * a signal for a queued key drops it from the queue: its pipes are closed and it is reported
@@ -65,6 +68,10 @@ the fork that follows a reap has nothing left to do first. What it promises:
 If the server dies, :meth:`ForkServer.events` raises :class:`ServerGone` (after the events that
 came before); its tasks died with it (``PR_SET_PDEATHSIG``). The controller then kills their
 groups, reports them lost (they run again) and forks its tasks itself for the rest of the run.
+A task forked just before the server died, whose *started* event was never sent, is known to
+the controller by its key, which the server writes before each fork into a mapping the
+controller made and shares (:meth:`ForkServer.forked`): it may have run, and is lost like a
+running one, never taken for a queued one (launched again as the same attempt).
 The server forks a task with :class:`flowkernel.engine.fastfork.Forker`: without the
 interpreter's generic after-fork work where that is provably the same as ``os.fork()`` (a
 single-threaded server, no Python-level signal handler, no at-fork hook that must run in the
@@ -76,6 +83,7 @@ server; its docstring says why), else with ``os.fork()`` (``FLOWKERNEL_FAST_FORK
 from __future__ import annotations
 
 import gc
+import mmap
 import os
 import select
 import signal
@@ -98,10 +106,19 @@ _LIMIT = struct.Struct("<ci")  # b"M", the most tasks running at once (0: no lim
 _RELEASE = b"R"  # the controller handled a failed task's exit: its slot is free
 _KEY = struct.Struct("<Q")
 _EVENT = struct.Struct("<cQii")  # b"s" started, b"x" exited, b"X" exited (held), key, pid, code
-#: The exit code of a task child whose ``run`` returned 0 (reported as 0): any other exit,
-#: 0 included (``os._exit(0)`` in a step: no record), holds the task's slot (see the module
-#: docstring). A step that ends its process with this very code is taken for a finished one.
+#: The exit code of a task child whose ``run`` returned 0 (reported as 0, when the child
+#: also set its byte of :data:`_MARKS`): any other exit, 0 included (``os._exit(0)`` in a
+#: step: no record), and 121 from the step itself, holds the task's slot (see the module
+#: docstring).
 DONE = 121
+#: Bytes the server shares with its task children (``mmap``, ``MAP_SHARED``), one per task
+#: forked and not reaped: a child whose ``run`` returned 0 sets its byte just before it exits
+#: with :data:`DONE`. Beyond this many tasks at once, an exit with 121 alone counts as done.
+#: The same mapping, made by the controller, then holds each byte's task key (8 bytes each,
+#: key + 1), written by the server *before* it forks that task: if the server dies before
+#: its *started* event is sent, the controller still knows the task may have run
+#: (:meth:`ForkServer.forked`).
+_MARKS = 1 << 16
 
 
 _FDS_SPACE = socket.CMSG_SPACE(2 * 4)  # two descriptors (C ints) per launch
@@ -113,6 +130,14 @@ def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds += struct.unpack(f"{len(data) // 4}i", data[: len(data) - len(data) % 4])
     return fds
+
+
+def _ran_to_its_end(marks: mmap.mmap, mark: int) -> int:  # pragma: no cover - in a task child
+    """What a task child whose ``run`` returned 0 exits with: :data:`DONE`, its byte of
+    ``marks`` set first (the server tells it from a step's own ``os._exit(121)`` by that)."""
+    if mark >= 0:
+        marks[mark] = 1
+    return DONE
 
 
 class ServerGone(Exception):
@@ -139,10 +164,11 @@ def lookahead_wanted() -> bool:
 class ForkServer:
     """The controller's end of the fork server (see the module docstring)."""
 
-    def __init__(self, pid: int, sock: socket.socket):
+    def __init__(self, pid: int, sock: socket.socket, shared: mmap.mmap):
         self.pid = pid
         self.sock = sock
         self.fd = sock.fileno()  #: readable when events (or the server's exit) arrive
+        self.shared = shared  #: the marks and keys (:data:`_MARKS`), shared with the server
 
     @classmethod
     def start(
@@ -181,12 +207,13 @@ class ForkServer:
         # collections then skip the objects of its start-up (measured: ~30 ms of CPU in a
         # short run), and the server's and the tasks' never touch their pages.
         gc.freeze()
+        shared = mmap.mmap(-1, _MARKS * (1 + _KEY.size))
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the server
             code = 1
             try:
                 ours.close()
-                _Server(theirs, run, controller_pid, prepare).serve()
+                _Server(theirs, run, controller_pid, prepare, shared).serve()
                 code = 0
             except BaseException:
                 import traceback
@@ -196,7 +223,7 @@ class ForkServer:
                 os._exit(code)
         theirs.close()
         workers.private_fds.add(ours.fileno())  # no task forked here may hold it open
-        return cls(pid, ours)
+        return cls(pid, ours, shared)
 
     def launch(
         self,
@@ -243,6 +270,13 @@ class ForkServer:
         exited yet (others are skipped); a queued one is dropped instead (reported exited
         with pid 0 and code ``-sig``). A server that is gone is reported by :meth:`events`."""
         self._tell(_SIGNAL.pack(b"K", sig) + b"".join(_KEY.pack(k) for k in keys))
+
+    def forked(self) -> set[int]:
+        """The keys of the tasks the server forked, or was about to fork, with or without
+        their *started* event: once the server is gone, the tasks it may have started (keys
+        of tasks that ended since may be among them)."""
+        keys = memoryview(self.shared)[_MARKS:]
+        return {key - 1 for (key,) in _KEY.iter_unpack(keys) if key}
 
     def events(self, block: bool = False) -> list[tuple[bytes, int, int, int]]:
         """The events that arrived: ``(b"s", key, pid, 0)`` for a start, ``(b"x", key, pid,
@@ -296,6 +330,7 @@ class _Server:  # pragma: no cover - runs in the server process
         run: Callable[[Any], int],
         controller: int,
         prepare: Callable[[memoryview], Any] | None = None,
+        shared: mmap.mmap | None = None,
     ):
         forkchild.die_with(controller)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides when tasks stop
@@ -323,6 +358,13 @@ class _Server:  # pragma: no cover - runs in the server process
         if self.forker is not None:
             self.private.extend(self.forker.fds)
         self.tasks: dict[int, tuple[int, int]] = {}  #: pidfd -> (key, pid)
+        #: the bytes task children set when their ``run`` returned 0 (:data:`_MARKS`), the
+        #: byte of each task (pidfd -> index; -1: none was free), the bytes free again, and
+        #: how many were ever given out
+        self.marks = shared if shared is not None else mmap.mmap(-1, _MARKS * (1 + _KEY.size))
+        self.mark_of: dict[int, int] = {}
+        self.free_marks: list[int] = []
+        self.marks_used = 0
         self.pids: dict[int, int] = {}  #: key -> pid, while not reaped
         self.trees: dict[int, list[Any]] = {}  #: key -> processes signalled (killed at SIGKILL)
         self.outbox: deque[bytes] = deque()
@@ -413,9 +455,14 @@ class _Server:  # pragma: no cover - runs in the server process
     def _fork(self, key: int, request: Any, out_w: int, err_w: int) -> bytes:
         """Fork the task ``key``; its *started* event (or the *exited* one of a fork that
         failed), for the caller to send."""
+        mark = self._take_mark()
+        if mark >= 0:  # told before the fork: the controller's view if this server dies
+            _KEY.pack_into(self.marks, _MARKS + mark * _KEY.size, key + 1)
         try:
             pid = self.forker.fork() if self.forker is not None else os.fork()
         except OSError as exc:  # out of processes or memory: the attempt fails, saying why
+            if mark >= 0:
+                self.free_marks.append(mark)
             try:
                 os.write(err_w, b"Could not start the task's process: %s\n" % str(exc).encode())
             except OSError:
@@ -427,10 +474,10 @@ class _Server:  # pragma: no cover - runs in the server process
             close = self.private
             if self.queued:  # the pipes of the attempts still queued: not this task's to hold
                 close = [*close, *(fd for _, o, e in self.queued.values() for fd in (o, e))]
-            run = self.run
+            run, marks = self.run, self.marks
             forkchild.run(
-                lambda: run(request) or DONE, out_w, err_w, parent=self.me, close=close,
-                streams=self.streams, stdin_null=False,
+                lambda: run(request) or _ran_to_its_end(marks, mark), out_w, err_w,
+                parent=self.me, close=close, streams=self.streams, stdin_null=False,
             )  # fmt: skip
         os.close(out_w)
         os.close(err_w)
@@ -442,6 +489,7 @@ class _Server:  # pragma: no cover - runs in the server process
         self.ep.register(pidfd, select.EPOLLIN)
         self.private.append(pidfd)
         self.tasks[pidfd] = (key, pid)
+        self.mark_of[pidfd] = mark
         self.pids[key] = pid
         self._tell_guardian(b"+%d\n" % pid)
         return _EVENT.pack(b"s", key, pid, 0)
@@ -451,6 +499,7 @@ class _Server:  # pragma: no cover - runs in the server process
         one in its slot (unless it failed: held until the controller releases it), then
         report the exit, then that start."""
         key, pid = self.tasks.pop(pidfd)
+        mark = self.mark_of.pop(pidfd)
         self.ep.unregister(pidfd)
         self.private.remove(pidfd)
         os.close(pidfd)
@@ -461,7 +510,11 @@ class _Server:  # pragma: no cover - runs in the server process
         self._tell_guardian(b"-%d\n" % pid)
         code = os.waitstatus_to_exitcode(status)
         kind = b"x"
-        if code == DONE:
+        done = True  # (no byte to tell: 121 alone says it)
+        if mark >= 0:
+            done, self.marks[mark] = self.marks[mark] == 1, 0
+            self.free_marks.append(mark)
+        if code == DONE and done:
             code = 0
         elif self.limit:  # (no limit: no queue to hold back)
             self.held += 1
@@ -469,6 +522,15 @@ class _Server:  # pragma: no cover - runs in the server process
         started = self._start_queued() if self.queued else ()
         self._send(_EVENT.pack(kind, key, pid, code))
         self._send_all(started)
+
+    def _take_mark(self) -> int:
+        """A free byte of :data:`_MARKS` for the next task (-1: none is free)."""
+        if self.free_marks:
+            return self.free_marks.pop()
+        if self.marks_used == _MARKS:
+            return -1
+        self.marks_used += 1
+        return self.marks_used - 1
 
     def _signal(self, data: bytes) -> None:
         sig = _SIGNAL.unpack_from(data)[1]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +15,8 @@ import attrs
 from flowkernel.engine import forkchild
 
 if TYPE_CHECKING:
+    import subprocess  # (imported where used: only --isolation spawn starts processes with it)
+
     import psutil  # (imported where used: only stopping a tree needs it, not every run)
 
 
@@ -53,6 +54,8 @@ class Worker:
     served: bool = False
     #: launched, waiting in the controller's backlog for a slot (no process yet)
     backlogged: bool = False
+    #: forked by a fork server that died before it told its pid: it may have run
+    forked: bool = False
     #: lines it wrote before its start was announced (``None``: announced): ``(stream,
     #: lines, newline, stamp)``, passed on once it is
     early: list[tuple[str, list[bytes], bool, float]] | None = attrs.field(factory=list)
@@ -109,7 +112,7 @@ class Guardian:
             finally:
                 os._exit(0)
         os.close(read_end)
-        os.waitpid(pid, 0)
+        reap_later(pid)
         _guardian_fd = write_end
         return cls(write_end)
 
@@ -133,6 +136,28 @@ class Guardian:
             os.close(self.fd)
             self.fd = None
             _guardian_fd = None
+        reap_intermediates()
+
+
+#: The intermediate children of the double forks (the guardian's, the committer's) not reaped
+#: yet: each exits right after its one fork, and is reaped once the controller has started its
+#: helpers (:func:`reap_intermediates`), not waited for after each fork.
+_intermediates: list[int] = []
+
+
+def reap_later(pid: int) -> None:
+    """Have :func:`reap_intermediates` reap ``pid``, a child that exits on its own at once."""
+    _intermediates.append(pid)
+
+
+def reap_intermediates() -> None:
+    """Reap the intermediate children of :func:`reap_later` (waiting for any still exiting)."""
+    while _intermediates:
+        pid = _intermediates.pop()
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # (a forked child's copy of the list: not its child)
+            pass
 
 
 _guardian_fd: int | None = None
@@ -212,6 +237,8 @@ def _spawn_preexec() -> None:  # pragma: no cover - runs in the child
 
 def spawn_worker(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
     """Start ``argv`` (a ``flow step`` command) with stdout/stderr on pipes."""
+    import subprocess
+
     return subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,

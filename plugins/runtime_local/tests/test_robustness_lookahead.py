@@ -50,7 +50,11 @@ def _live_children(proc: psutil.Process) -> list[psutil.Process]:
 
 def _pipes(pid: int) -> set[str]:
     found = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:  # (gone)
+        return found
+    for fd in fds:
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
@@ -62,9 +66,14 @@ def _pipes(pid: int) -> set[str]:
 
 def _queued(controller: int, server: int) -> int:
     """Launches waiting in the fork server's queue: each holds the write ends of its task's
-    two pipes there, whose read ends the controller holds (the only other pipe both hold is
-    the guardian's; a forked task's pipe ends are closed in the server)."""
-    return max(0, len(_pipes(controller) & _pipes(server)) - 1) // 2
+    two pipes there, whose read ends the controller holds (the only other pipes both hold
+    are the guardian's and those of the controller's other children, such as the S3 agent,
+    which the server inherited; a forked task's pipe ends are closed in the server)."""
+    shared = _pipes(controller) & _pipes(server)
+    for child in psutil.Process(controller).children():
+        if child.pid != server:
+            shared -= _pipes(child.pid)
+    return max(0, len(shared) - 1) // 2
 
 
 def _server_of(tasks: list[psutil.Process], controller: int) -> psutil.Process:
@@ -202,6 +211,42 @@ def test_on_s3_the_dropped_attempts_leave_nothing_and_resume_runs_them(
     rh.assert_all_gone([], world.tag)
 
 
+def test_on_s3_a_killed_fork_servers_queued_attempts_leave_no_marker_of_their_first_launch(
+    world, s3_root, restore_client
+):
+    """The queued attempts a dying fork server loses are withdrawn and launched again as the
+    same attempt: on S3 (write-once markers) each has one ``0.started``, from the run that
+    counted, and the client shows them as first attempts that succeeded."""
+    from flowkernel.storage.backend import open_backend
+    from flowkernel.testing_procs import point_client_at
+
+    proc, run_id = _start_queue_run(world, env=world.environ(FLOWKERNEL_DATASTORE_ROOT=s3_root))
+    tasks = _running(world, run_id, 2)
+    server = _server_of(tasks, proc.pid)
+    rh.wait_for(lambda: _queued(proc.pid, server.pid) == 2, what="the queue filled")
+    server.kill()
+    rh.wait_for(lambda: "is gone" in rh.console(proc)[1], what="the server's death told")
+    world.release()
+    code, out, err = rh.communicate(proc)
+    assert code == 0, out + err
+    assert "2 queued task(s) had not started and will start from here" in err
+    backend = open_backend(s3_root)
+    work = f"QueueFlow/{run_id}/work/"
+    assert sorted(backend.list(work), key=lambda n: int(n[:-1])) == [f"{i}/" for i in range(2, 8)]
+    for task_id in ("4", "5"):  # the two that were queued
+        names = backend.list(f"{work}{task_id}/")
+        assert [n for n in names if n.endswith(".started")] == ["0.started"], names
+    point_client_at(s3_root)
+    from flowkernel import client
+
+    run = client.Run(f"QueueFlow/{run_id}")
+    assert run.successful and max(run.data.together) == 2
+    attempts = {t.id: t.current_attempt for t in run["work"]}
+    assert attempts == {"2": 1, "3": 1, "4": 0, "5": 0, "6": 0, "7": 0}
+    assert "never started" not in out + err
+    rh.assert_all_gone([], world.tag)
+
+
 def test_ctrl_c_stops_the_running_tasks_and_drops_the_queued_ones(world):
     proc, run_id = _start_queue_run(world)
     tasks = _running(world, run_id, 2)
@@ -258,6 +303,54 @@ def test_a_killed_fork_server_loses_its_queue_too_and_the_controller_keeps_the_b
     rh.assert_all_gone([], world.tag)
 
 
+_DIES_AFTER_A_FORK = """
+import os
+import signal
+
+from flowkernel_runtime_local import forkserver
+
+_fork, _forks = forkserver._Server._fork, []
+
+
+def _fork_then_die(self, key, request, out_w, err_w):
+    started = _fork(self, key, request, out_w, err_w)
+    _forks.append(key)
+    if len(_forks) == int(os.environ["FK_SERVER_DIES_AT_FORK"]):
+        os.kill(os.getpid(), signal.SIGKILL)  # after the fork, before its start is told
+    return started
+
+
+forkserver._Server._fork = _fork_then_die
+"""
+
+
+def test_a_task_forked_just_before_the_server_died_counts_as_started(world, tmp_path):
+    """The server dies after it forked a task but before it told the controller (its
+    *started* event never sent): that task may have run, so it is lost like a running one
+    (run again as its next attempt, its first one recorded as killed), not taken for a queued
+    one that never started and quietly launched again as the same attempt."""
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    (spy / "sitecustomize.py").write_text(_DIES_AFTER_A_FORK)
+    env = world.environ(PYTHONPATH=str(spy), FK_SERVER_DIES_AT_FORK="3")  # start, work 2, 3
+    proc, run_id = _start_queue_run(world, env=env)
+    rh.wait_for(lambda: "is gone" in rh.console(proc)[1], what="the server's death told")
+    world.release()
+    code, out, err = rh.communicate(proc)
+    assert code == 0, out + err
+    assert "2 running task(s) died with it and will run again" in err
+    assert "2 queued task(s) had not started and will start from here" in err
+    run = world.client().Run(f"QueueFlow/{run_id}")
+    assert run.successful and max(run.data.together) == 2
+    attempts = {t.id: t.current_attempt for t in run["work"]}
+    assert attempts == {"2": 1, "3": 1, "4": 0, "5": 0, "6": 0, "7": 0}
+    client = world.client()
+    for task_id in ("2", "3"):
+        lost = client.Task(f"QueueFlow/{run_id}/work/{task_id}", attempt=0)
+        assert "killed by SIGKILL" in lost.exception.exception
+    rh.assert_all_gone([], world.tag)
+
+
 def test_a_gang_never_waits_behind_queued_tasks(world):
     result = world.flow("run", rh.flow_file("gang_queue.py"), "--max-workers", "2")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -303,6 +396,34 @@ def test_a_task_that_exits_0_without_its_record_holds_the_queue_like_a_failure(w
     assert starts == ["2", "2"], result.stdout  # item 0, then its retry; nothing else
     assert len(world.executions("work")) == 2
     assert "Step work (task-id 2) failed." in result.stderr
+
+
+@pytest.mark.parametrize("how", ["os._exit", "sys.exit"])
+def test_a_task_that_exits_121_itself_is_a_failure_like_any_other_exit_code(world, how):
+    """121 is the code the fork server's children exit with when the step ran to its end
+    (``forkserver.DONE``); a step that exits with it itself is still a failure like with
+    any other code: named in the messages, retried (@retry), and holding its slot so that
+    no queued task starts before the run has failed (fail-fast)."""
+
+    def outcome(code: int) -> tuple:
+        result = world.flow("run", ORDER, "--max-workers", "1", "--vanish", "0",
+                            "--code", str(code), "--how", how)  # fmt: skip
+        run_id = rh.run_id_of(result.stdout)
+        starts = re.findall(r"/work/(\d+)\] Task is starting", result.stdout)
+        said = [  # what the console said of the failure, the code as CODE
+            re.sub(rf"\b{code}\b", "CODE", re.sub(r"^[\d:.]+ ", "", line.replace(run_id, "RUN")))
+            for line in (result.stdout + result.stderr).splitlines()
+            if re.search(r"exited|failed|Exit", line)
+        ]
+        task = world.client().Task(f"QueueOrderFlow/{run_id}/work/2")
+        failure = re.sub(rf"\b{code}\b", "CODE", str(task.exception))
+        return (result.returncode, starts, len(world.executions("work", run_id)),
+                task.current_attempt, said, failure)  # fmt: skip
+
+    mine, other = outcome(121), outcome(3)
+    assert mine[:4] == other[:4] == (1, ["2", "2"], 2, 1)  # failed, retried, nothing queued ran
+    assert mine[4] == other[4] and any("CODE" in line for line in mine[4]), mine[4]
+    assert mine[5] == other[5] and "CODE" in mine[5]
 
 
 def _read_all(fd: int, into: bytearray) -> None:

@@ -230,3 +230,23 @@ def test_successors_start_on_durable_records_that_no_task_process_fsynced(
             assert by, f"{path} was never fsync'd (the run said Done)"
             task_pid = json.loads(Path(path).read_text())["pid"]
             assert task_pid not in by  # the group commit did it, not the task process
+
+
+def test_the_helper_s_pid_read_late_still_calls_back_what_came_with_it(tmp_path):
+    """start() does not wait for the helper: its pid comes first on the acknowledgements and is
+    read with them; asking for it after a batch was acknowledged calls that batch back too."""
+    committer = Committer().start()
+    try:
+        called: list[str] = []
+        committer.submit([record(tmp_path, "1")], lambda: called.append("done"))
+        deadline = time.monotonic() + 10
+        while not called and time.monotonic() < deadline:
+            select.select([committer.fd], [], [], 0.1)
+            if committer._pid is None:
+                assert committer.pid is not None  # reads the pid, and the ack if it came along
+            else:
+                committer.read_acks()
+        assert called == ["done"]
+        assert psutil.Process(committer.pid).status() != psutil.STATUS_ZOMBIE
+    finally:
+        committer.close()
