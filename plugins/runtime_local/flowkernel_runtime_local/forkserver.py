@@ -72,10 +72,6 @@ A task forked just before the server died, whose *started* event was never sent,
 the controller by its key, which the server writes before each fork into a mapping the
 controller made and shares (:meth:`ForkServer.forked`): it may have run, and is lost like a
 running one, never taken for a queued one (launched again as the same attempt).
-The server forks a task with :class:`flowkernel.engine.fastfork.Forker`: without the
-interpreter's generic after-fork work where that is provably the same as ``os.fork()`` (a
-single-threaded server, no Python-level signal handler, no at-fork hook that must run in the
-server; its docstring says why), else with ``os.fork()`` (``FLOWKERNEL_FAST_FORK=0``: always).
 ``FLOWKERNEL_FORK_SERVER=0`` turns the server off (the controller forks every task);
 ``FLOWKERNEL_FORK_LOOKAHEAD=0`` keeps it but without the queue (:func:`lookahead_wanted`).
 """
@@ -94,7 +90,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flowkernel.engine import fastfork, forkchild
+from flowkernel.engine import forkchild
 from flowkernel_runtime_local import workers
 
 #: Largest launch message: a request above this is sent without its input records (the task
@@ -352,11 +348,6 @@ class _Server:  # pragma: no cover - runs in the server process
         self.private = [self.fd, self.ep.fileno()]
         if self.guardian is not None:
             self.private.append(self.guardian)
-        #: forks a task without the interpreter's generic after-fork work where that is sound
-        #: (:mod:`flowkernel.engine.fastfork`); None: ``os.fork()``
-        self.forker = fastfork.Forker.prepare()
-        if self.forker is not None:
-            self.private.extend(self.forker.fds)
         self.tasks: dict[int, tuple[int, int]] = {}  #: pidfd -> (key, pid)
         #: the bytes task children set when their ``run`` returned 0 (:data:`_MARKS`), the
         #: byte of each task (pidfd -> index; -1: none was free), the bytes free again, and
@@ -459,7 +450,7 @@ class _Server:  # pragma: no cover - runs in the server process
         if mark >= 0:  # told before the fork: the controller's view if this server dies
             _KEY.pack_into(self.marks, _MARKS + mark * _KEY.size, key + 1)
         try:
-            pid = self.forker.fork() if self.forker is not None else os.fork()
+            pid = os.fork()
         except OSError as exc:  # out of processes or memory: the attempt fails, saying why
             if mark >= 0:
                 self.free_marks.append(mark)
