@@ -140,23 +140,31 @@ class Guardian:
 
 
 #: The intermediate children of the double forks (the guardian's, the committer's) not reaped
-#: yet: each exits right after its one fork, and is reaped once the controller has started its
-#: helpers (:func:`reap_intermediates`), not waited for after each fork.
-_intermediates: list[int] = []
+#: yet, with the pid of the process that forked each: each exits right after its one fork, and
+#: is reaped once the controller has started its helpers (:func:`reap_intermediates`), not
+#: waited for after each fork.
+_intermediates: list[tuple[int, int]] = []
 
 
 def reap_later(pid: int) -> None:
     """Have :func:`reap_intermediates` reap ``pid``, a child that exits on its own at once."""
-    _intermediates.append(pid)
+    _intermediates.append((os.getpid(), pid))
 
 
 def reap_intermediates() -> None:
-    """Reap the intermediate children of :func:`reap_later` (waiting for any still exiting)."""
+    """Reap the intermediate children of :func:`reap_later` (waiting for any still exiting).
+
+    Only this process's: a process forked from it (the fork server, a task, a run nested in a
+    step) inherits the list, and there a listed pid may be one of its own children by now,
+    whose exit a wait here would steal; it drops those entries."""
+    me = os.getpid()
     while _intermediates:
-        pid = _intermediates.pop()
+        parent, pid = _intermediates.pop()
+        if parent != me:
+            continue
         try:
             os.waitpid(pid, 0)
-        except ChildProcessError:  # (a forked child's copy of the list: not its child)
+        except ChildProcessError:  # (reaped already)
             pass
 
 
