@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -57,12 +58,8 @@ def test_max_workers_bounds_the_running_tasks(world: rh.Env) -> None:
     proc = world.start("run", OVERLAP, "--max-workers", "2", "--width", "6")
     controller = psutil.Process(proc.pid)
     most = 0
-    while proc.poll() is None:  # sample the controller's live workers while it runs
-        try:
-            live = [c for c in controller.children() if c.status() != psutil.STATUS_ZOMBIE]
-        except psutil.Error:
-            break
-        most = max(most, len(live))
+    while proc.poll() is None:  # sample the run's live task processes while it runs
+        most = max(most, len(_live_tasks(controller)))
         time.sleep(0.01)
     code, out, err = rh.communicate(proc)
     assert code == 0, out + err
@@ -71,6 +68,27 @@ def test_max_workers_bounds_the_running_tasks(world: rh.Env) -> None:
     together = world.client().Run(f"OverlapFlow/{rh.run_id_of(out)}").data.together
     assert len(together) == 6
     assert max(together) == 2  # never more than two at once, and the two slots were used
+
+
+def _live_tasks(controller: psutil.Process) -> list[int]:
+    """The task processes of the run now: below the controller (its own children, or the fork
+    server's), each leading a process group of its own but not a session. Not the fork server
+    (in the controller's group), nor the committer's or guardian's intermediate children (the
+    same, exiting at once) or the helpers themselves (session leaders)."""
+    tasks = []
+    try:
+        below = controller.children(recursive=True)
+    except psutil.Error:
+        return tasks
+    for child in below:
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if os.getpgid(child.pid) == child.pid and os.getsid(child.pid) != child.pid:
+                tasks.append(child.pid)
+        except (psutil.Error, OSError):
+            continue  # (it exited meanwhile)
+    return tasks
 
 
 def test_too_many_splits_fails_the_run_clearly(world: rh.Env) -> None:
